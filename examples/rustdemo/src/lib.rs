@@ -1,0 +1,196 @@
+//! rustdemo: one function per thing pyo3_debug_magic diagnoses.
+//!
+//! Lines that tests and the demo notebook refer to carry a `// MARK: name` comment;
+//! they find them by searching for the marker, never by line number.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A multi-line computation on a few locals, to step through.
+/// `compute([1, 2, 3])` returns 42.
+#[pyfunction]
+fn compute(values: Vec<i64>) -> i64 {
+    let mut total: i64 = 0; // MARK: compute-start
+    let scale: i64 = 3;
+    for (index, value) in values.iter().enumerate() {
+        let term = value * scale + index as i64; // MARK: compute-loop
+        total += term;
+    }
+    let label = format!("total={}", total);
+    let result = total * 2; // MARK: compute-result
+    black_box(&label);
+    result
+}
+
+/// Squares a number; called back from Python to make a Rust -> Python -> Rust stack.
+#[pyfunction]
+fn square(value: i64) -> i64 {
+    let squared = value * value; // MARK: square
+    squared
+}
+
+/// Calls `callback(value)` and returns its result: a mixed stack when the callback
+/// calls back into Rust (for example `lambda v: rustdemo.square(v) + 1`).
+#[pyfunction]
+fn call_python(callback: &Bound<'_, PyAny>, value: i64) -> PyResult<PyObject> {
+    let result = callback.call1((value,))?; // MARK: call-python
+    Ok(result.unbind())
+}
+
+/// BUG (reference leak): takes a new reference to `obj` and never releases it.
+/// `sys.getrefcount(obj)` grows by one per call.
+#[pyfunction]
+fn leak_reference(obj: &Bound<'_, PyAny>) -> usize {
+    let leaked = obj.clone().into_ptr(); // MARK: leak-reference
+    black_box(leaked) as usize & 0
+}
+
+static LAST_SEEN: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+
+/// BUG (over-release): remembers the object it was given (an owned reference, so the
+/// first call is safe) and then releases the *borrowed* argument as if it owned it.
+/// From the second call on, `obj` loses one reference per call until it is freed.
+#[pyfunction]
+fn over_release(obj: &Bound<'_, PyAny>) {
+    *LAST_SEEN.lock().unwrap() = Some(obj.clone().unbind());
+    unsafe { ffi::Py_DecRef(obj.as_ptr()) }; // MARK: over-release
+}
+
+/// BUG (leaked result): returns a new list of `n` ints carrying one reference too many,
+/// so the list is never freed even after the caller drops it.
+#[pyfunction]
+fn leak_result(py: Python<'_>, n: usize) -> PyResult<PyObject> {
+    let list = PyList::new(py, 0..n)?;
+    let ptr = list.into_ptr();
+    unsafe { ffi::Py_IncRef(ptr) }; // MARK: leak-result
+    Ok(unsafe { PyObject::from_owned_ptr(py, ptr) })
+}
+
+/// BUG (native heap leak): allocates `nbytes` on the Rust heap and forgets it.
+#[pyfunction]
+fn leak_native(nbytes: usize) -> usize {
+    let buffer = vec![7u8; nbytes];
+    let length = buffer.len();
+    std::mem::forget(buffer); // MARK: leak-native
+    length
+}
+
+/// CRASH: writes through a null pointer (SIGSEGV).
+#[pyfunction]
+fn segfault() {
+    let target: *mut i32 = black_box(std::ptr::null_mut());
+    unsafe { std::ptr::write_volatile(target, 42) }; // MARK: segfault
+}
+
+/// CRASH: aborts the process (SIGABRT), as a `panic = "abort"` build does on panic.
+#[pyfunction]
+fn abort() {
+    eprintln!("rustdemo: about to abort");
+    std::process::abort(); // MARK: abort
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let padding = black_box([depth; 64]); // MARK: stack-overflow
+    recurse(depth + 1) + padding[0]
+}
+
+/// CRASH: unbounded recursion until the thread's stack overflows (SIGSEGV on the guard page).
+#[pyfunction]
+fn stack_overflow() -> u64 {
+    recurse(0)
+}
+
+/// BUG (hang): loops forever while holding the GIL; the Interrupt button cannot stop it.
+#[pyfunction]
+fn spin_forever() -> u64 {
+    let mut counter: u64 = 0;
+    loop {
+        counter = black_box(counter.wrapping_add(1)); // MARK: spin
+    }
+}
+
+fn busy_until(deadline: Instant) -> u64 {
+    let mut rounds: u64 = 0;
+    while Instant::now() < deadline {
+        rounds = black_box(rounds + 1); // MARK: worker-loop
+    }
+    rounds
+}
+
+/// Busy-waits for `seconds` with the GIL released (`allow_threads`); returns the rounds done.
+/// Run it in a Python thread to have Rust frames on a thread that does not hold the GIL.
+#[pyfunction]
+fn worker_without_gil(py: Python<'_>, seconds: f64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    py.allow_threads(|| busy_until(deadline))
+}
+
+fn sum_chunk(chunk: &[i64]) -> i64 {
+    let mut partial: i64 = 0;
+    for value in chunk {
+        partial += value; // MARK: thread-sum
+    }
+    partial
+}
+
+/// Sums `values` on `threads` native `std::thread` workers with the GIL released.
+#[pyfunction]
+fn threaded_sum(py: Python<'_>, values: Vec<i64>, threads: usize) -> i64 {
+    let threads = threads.max(1);
+    let chunk_size = values.len().div_ceil(threads).max(1);
+    py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = values
+                .chunks(chunk_size)
+                .map(|chunk| scope.spawn(move || sum_chunk(chunk)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        })
+    })
+}
+
+fn mix_round(state: u64, round: u64) -> u64 {
+    let mixed = (state ^ round).wrapping_mul(0x100000001b3); // MARK: busy-inner
+    mixed.rotate_left(5)
+}
+
+/// CPU-heavy work for profiling: `iterations` rounds of FNV-style mixing.
+#[pyfunction]
+fn busy_work(iterations: u64) -> u64 {
+    let mut state: u64 = 0xcbf29ce484222325;
+    for round in 0..iterations {
+        state = mix_round(state, round);
+    }
+    state
+}
+
+/// Raises PanicException through PyO3's panic guard (a Rust panic that does not crash).
+#[pyfunction]
+fn panic_now(message: &str) {
+    panic!("rustdemo panicked: {message}"); // MARK: panic
+}
+
+#[pymodule]
+fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(compute, m)?)?;
+    m.add_function(wrap_pyfunction!(square, m)?)?;
+    m.add_function(wrap_pyfunction!(call_python, m)?)?;
+    m.add_function(wrap_pyfunction!(leak_reference, m)?)?;
+    m.add_function(wrap_pyfunction!(over_release, m)?)?;
+    m.add_function(wrap_pyfunction!(leak_result, m)?)?;
+    m.add_function(wrap_pyfunction!(leak_native, m)?)?;
+    m.add_function(wrap_pyfunction!(segfault, m)?)?;
+    m.add_function(wrap_pyfunction!(abort, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_overflow, m)?)?;
+    m.add_function(wrap_pyfunction!(spin_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_without_gil, m)?)?;
+    m.add_function(wrap_pyfunction!(threaded_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(busy_work, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_now, m)?)?;
+    Ok(())
+}

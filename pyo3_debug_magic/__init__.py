@@ -1,0 +1,25 @@
+"""pyo3_debug_magic: native (Rust/C) debugging of PyO3 extensions inside Jupyter and IPython.
+
+``%load_ext pyo3_debug_magic`` registers the magics. Nothing starts until a magic needs it.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython) -> None:
+    from .magics import NativeDebugMagics
+
+    ipython.register_magics(NativeDebugMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """Detach gdb, stop the helper, and unregister our magics."""
+    from .debugger import get_debugger
+    from .magics import NativeDebugMagics
+
+    get_debugger().close()
+    registered = ipython.magics_manager.magics
+    for kind, names in NativeDebugMagics.magics.items():
+        for name in names:
+            registered[kind].pop(name, None)

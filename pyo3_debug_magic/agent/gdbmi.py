@@ -1,0 +1,154 @@
+"""gdb/MI driver: one gdb process, commands matched to their result records by token.
+
+pygdbmi does the process and the MI parsing; we add what it lacks: each command carries
+a numeric token and we wait exactly for the ``^done``/``^error`` record with that token
+(never for a fixed timeout), while async records (``*stopped``, ``=library-loaded``)
+are handed to an event callback.
+"""
+from __future__ import annotations
+
+import select
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pygdbmi.gdbcontroller import GdbController
+
+GDB_STARTUP_SETTINGS = (
+    "set non-stop on",
+    "set mi-async on",
+    "set pagination off",
+    "set confirm off",
+    "set width 0",
+    "set print pretty off",
+)
+
+
+class GdbCommandError(Exception):
+    """gdb answered a command with ``^error``."""
+
+
+class GdbTimeoutError(Exception):
+    """gdb did not answer a command within its bound."""
+
+
+class GdbExitedError(Exception):
+    """The gdb process is gone."""
+
+
+@dataclass
+class MIResult:
+    """The result record of one command, with the console text it printed on the way."""
+
+    message: str
+    payload: dict
+    console: list[str] = field(default_factory=list)
+
+    @property
+    def console_text(self) -> str:
+        return "".join(self.console)
+
+
+def mi_quote(text: str) -> str:
+    """Quote ``text`` as an MI c-string; refuse characters that could end the command."""
+    if any(ch in text for ch in "\n\r\0"):
+        raise ValueError("newlines and NUL characters are not allowed in a gdb argument")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class GdbMI:
+    """A gdb process in MI mode, non-stop, driven with tokens.
+
+    ``on_event`` receives every async/notify record (a pygdbmi dict) as it is read.
+    Close with ``close()``; it is safe to call twice.
+    """
+
+    def __init__(self, gdb_path: str, on_event: Callable[[dict], None] | None = None):
+        command = [gdb_path, "--nx", "--quiet", "--interpreter=mi3"]
+        for setting in GDB_STARTUP_SETTINGS:
+            command += ["-iex", setting]
+        self._controller: GdbController | None = GdbController(
+            command=command, time_to_check_for_additional_output_sec=0.001
+        )
+        self._on_event = on_event or (lambda record: None)
+        self._next_token = 100
+        self.stderr: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        process = self._controller and self._controller.gdb_process
+        return process.pid if process else None
+
+    @property
+    def alive(self) -> bool:
+        process = self._controller and self._controller.gdb_process
+        return bool(process) and process.poll() is None
+
+    def fileno(self) -> int:
+        """gdb's stdout, for select() in the agent's main loop."""
+        assert self._controller is not None
+        return self._controller.io_manager.stdout_fileno
+
+    def command(self, mi_command: str, timeout: float = 10.0) -> MIResult:
+        """Send one MI command and wait for its own result record (or raise)."""
+        if not self.alive:
+            raise GdbExitedError("gdb has exited")
+        token = self._next_token
+        self._next_token += 1
+        assert self._controller is not None
+        self._controller.write(f"{token}{mi_command}", read_response=False)
+        console: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GdbTimeoutError(f"gdb did not answer {mi_command.split()[0]} within {timeout:g} s")
+            for record in self.read(remaining):
+                if record["type"] == "result" and record.get("token") == token:
+                    payload = record.get("payload") or {}
+                    if record["message"] == "error":
+                        raise GdbCommandError(payload.get("msg", "unknown gdb error"))
+                    return MIResult(record["message"], payload, console)
+                if record["type"] in ("console", "log"):
+                    console.append(record.get("payload") or "")
+            if not self.alive:
+                raise GdbExitedError("gdb exited while running " + mi_command.split()[0])
+
+    def console_command(self, cli_command: str, timeout: float = 10.0) -> MIResult:
+        """Run a gdb CLI command through MI (the command text is MI-quoted)."""
+        return self.command(f"-interpreter-exec console {mi_quote(cli_command)}", timeout)
+
+    def read(self, timeout: float) -> list[dict]:
+        """Read what gdb has written within ``timeout`` s; async records go to the callback."""
+        assert self._controller is not None
+        io = self._controller.io_manager
+        ready, _, _ = select.select(io.read_list, [], [], max(timeout, 0))
+        if not ready:
+            return []
+        records = io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
+        for record in records:
+            if record.get("stream") == "stderr":
+                self.stderr.append(str(record.get("payload")))
+            if record["type"] in ("notify", "notification", "output") or (
+                record["type"] == "result" and record.get("token") is None
+            ):
+                self._on_event(record)
+        return records
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> dict | None:
+        """Read until a record satisfies ``predicate`` or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            for record in self.read(remaining):
+                if predicate(record):
+                    return record
+        return None
+
+    def close(self) -> None:
+        """Stop gdb (it detaches from anything still attached when it exits)."""
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            try:
+                controller.exit()
+            except Exception:  # noqa: BLE001 - best effort on the exit path
+                pass

@@ -1,0 +1,1 @@
+"""Pure renderers: dataclasses in, text or HTML out. They never call gdb."""

@@ -1,0 +1,138 @@
+"""Kernel side of the agent: starts the helper process and exchanges requests and events.
+
+The helper is a child process connected by an inherited socketpair (never a listening
+socket). ``close()`` asks it to detach and exit, then terminates, then kills it, and is
+safe to call twice.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+from . import paths, tools
+from .errors import AgentError, AgentTimeoutError, error_from_payload
+from .protocol import LineReader, encode
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+class AgentSession:
+    """One agent process debugging ``target_pid`` (by default this process)."""
+
+    def __init__(self, target_pid: int | None = None):
+        self.target_pid = target_pid or os.getpid()
+        self.process: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, dict] = {}
+        self._answered = threading.Condition()
+        self._listeners: list[Callable[[dict], None]] = []
+        self._reader: threading.Thread | None = None
+        self.log_path = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the agent (finds gdb first, so a missing gdb fails here with its fix)."""
+        if self.alive:
+            return
+        gdb_path = tools.find_gdb()
+        tools.check_ptrace_scope(tools.read_ptrace_scope(), is_root=os.geteuid() == 0)
+        ours, theirs = socket.socketpair()
+        self.log_path = paths.state_dir() / f"agent-{self.target_pid}.log"
+        log = open(self.log_path, "ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pyo3_debug_magic.agent", "--fd", str(theirs.fileno()),
+                 "--target", str(self.target_pid), "--gdb", gdb_path],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # the kernel's Ctrl-C/SIGINT must not reach it
+            )
+        finally:
+            theirs.close()
+            log.close()
+        if tools.read_ptrace_scope() == 1:
+            tools.allow_tracer(self.process.pid)
+        self._sock = ours
+        self._reader = threading.Thread(target=self._read_loop, name="pyo3-debug-agent-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def add_listener(self, listener: Callable[[dict], None]) -> None:
+        """Call ``listener(event)`` for every event the agent pushes (from a reader thread)."""
+        self._listeners.append(listener)
+
+    def request(self, op: str, timeout: float = DEFAULT_REQUEST_TIMEOUT, **args) -> dict:
+        """Send one request and wait for its answer; raise the agent's error if it failed."""
+        if not self.alive or self._sock is None:
+            raise AgentError("the debugger helper process is not running",
+                             "run `%native_attach` to start it again")
+        request_id = next(self._ids)
+        with self._answered:
+            self._pending[request_id] = {}
+        self._sock.sendall(encode({"id": request_id, "op": op, "args": args}))
+        with self._answered:
+            answered = self._answered.wait_for(
+                lambda: self._pending[request_id] or not self.alive, timeout)
+            reply = self._pending.pop(request_id)
+        if not answered:
+            raise AgentTimeoutError(f"the debugger helper did not answer {op!r} within {timeout:g} s",
+                                    f"see its log {self.log_path}; `%native_detach` resets it")
+        if not reply:
+            raise AgentError(f"the debugger helper exited during {op!r}",
+                             f"see its log {self.log_path}; `%native_attach` starts a new one")
+        if not reply["ok"]:
+            raise error_from_payload(reply["error"])
+        return reply["result"]
+
+    def _read_loop(self) -> None:
+        assert self._sock is not None
+        reader = LineReader(self._sock)
+        while not reader.closed:
+            for message in reader.read_available():
+                if "event" in message:
+                    for listener in list(self._listeners):
+                        listener(message)
+                    continue
+                with self._answered:
+                    if message.get("id") in self._pending:
+                        self._pending[message["id"]] = message
+                    self._answered.notify_all()
+        with self._answered:
+            self._answered.notify_all()
+
+    def close(self, timeout: float = 10.0) -> str:
+        """Stop the agent; returns how: 'exited', 'terminated', 'killed' or 'not running'."""
+        process, self.process = self.process, None
+        sock, self._sock = self._sock, None
+        if process is None:
+            return "not running"
+        how = "exited"
+        try:
+            if sock is not None and process.poll() is None:
+                try:
+                    sock.sendall(encode({"id": 0, "op": "shutdown", "args": {}}))
+                except OSError:
+                    pass
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                how = "terminated"
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    how = "killed"
+                    process.kill()
+                    process.wait()
+        finally:
+            if sock is not None:
+                sock.close()
+        return how

@@ -1,0 +1,88 @@
+"""Finding the external tools we drive (gdb, py-spy) and checking ptrace permission."""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError
+
+YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
+PR_SET_PTRACER = 0x59616D61
+
+
+def find_gdb() -> str:
+    """Absolute path of gdb (``$PYO3_DEBUG_MAGIC_GDB`` or PATH), else GdbNotFoundError."""
+    wanted = os.environ.get("PYO3_DEBUG_MAGIC_GDB", "gdb")
+    found = shutil.which(wanted)
+    if not found:
+        raise GdbNotFoundError(wanted)
+    return found
+
+
+def find_py_spy() -> str:
+    """Absolute path of py-spy (``$PYO3_DEBUG_MAGIC_PYSPY``, next to this Python, or PATH)."""
+    wanted = os.environ.get("PYO3_DEBUG_MAGIC_PYSPY")
+    candidates = [wanted] if wanted else [str(Path(sys.executable).with_name("py-spy")), "py-spy"]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise PySpyNotFoundError(candidates[0])
+
+
+def read_ptrace_scope(path: Path = YAMA_PTRACE_SCOPE) -> int | None:
+    """Yama's ptrace_scope (0-3), or None when Yama is not present."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def check_ptrace_scope(scope: int | None, is_root: bool) -> None:
+    """Raise PtraceNotPermittedError when ``scope`` forbids a helper from tracing us.
+
+    Scope 1 is handled by ``allow_tracer`` (the kernel declares its helper), so it passes.
+    """
+    if scope is None or scope <= 1:
+        return
+    if scope == 2 and is_root:
+        return
+    if scope == 2:
+        raise PtraceNotPermittedError(
+            "/proc/sys/kernel/yama/ptrace_scope is 2 (only root may attach)",
+            "run `sudo sysctl kernel.yama.ptrace_scope=1`, or start Jupyter as a user "
+            "with CAP_SYS_PTRACE",
+        )
+    raise PtraceNotPermittedError(
+        "/proc/sys/kernel/yama/ptrace_scope is 3 (attaching is disabled until reboot)",
+        "an administrator must set `kernel.yama.ptrace_scope=1` in /etc/sysctl.d and reboot",
+    )
+
+
+def allow_tracer(pid: int) -> bool:
+    """Let process ``pid`` (our agent) and its children trace this process under Yama scope 1."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_PTRACER, ctypes.c_ulong(pid), 0, 0, 0) == 0
+
+
+def explain_attach_failure(gdb_message: str, pid: int) -> tuple[str, str]:
+    """Turn gdb's raw attach error into (what went wrong, what to do)."""
+    text = gdb_message.lower()
+    if "no such process" in text:
+        return f"process {pid} does not exist", "restart the kernel and try again"
+    if "operation not permitted" in text:
+        scope = read_ptrace_scope()
+        if scope is not None and scope >= 1:
+            fix = (f"Yama ptrace_scope is {scope}; run `sudo sysctl kernel.yama.ptrace_scope=1` "
+                   "(or 0) and try again")
+        else:
+            fix = ("in a container, start it with `--cap-add=SYS_PTRACE` "
+                   "(and `--security-opt seccomp=unconfined` on old Docker)")
+        return f"gdb may not attach to process {pid} (ptrace not permitted)", fix
+    return f"gdb could not attach to process {pid}: {gdb_message.strip()}", (
+        "check that gdb works with `gdb -p PID -batch` in a terminal")

@@ -1,0 +1,208 @@
+"""Test harness: real Jupyter kernels, process-tree cleanup, demo-crate markers."""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_notebook import IpcKernelManager  # noqa: E402
+
+CRATE = ROOT / "examples" / "rustdemo"
+LIB_RS = CRATE / "src" / "lib.rs"
+
+
+def marker_line(name: str, source: Path = LIB_RS) -> int:
+    """Line number (1-based) of the line carrying ``// MARK: name``."""
+    pattern = re.compile(r"//\s*MARK:\s*" + re.escape(name) + r"\s*$")
+    for number, line in enumerate(source.read_text().splitlines(), start=1):
+        if pattern.search(line):
+            return number
+    raise LookupError(f"no `// MARK: {name}` in {source}")
+
+
+# ----- processes -------------------------------------------------------------------
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces; the ppid follows the closing parenthesis
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    result, frontier = [], [pid]
+    while frontier:
+        kids = children_of(frontier.pop())
+        result += kids
+        frontier += kids
+    return result
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def kill_all(pids: list[int]) -> list[int]:
+    """SIGKILL every pid still alive; returns those that were."""
+    killed = []
+    for pid in pids:
+        if is_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def agent_processes(parent: int) -> list[int]:
+    return [pid for pid in descendants_of(parent) if "pyo3_debug_magic.agent" in process_name(pid)]
+
+
+def gdb_processes(parent: int) -> list[int]:
+    return [pid for pid in descendants_of(parent)
+            if os.path.basename(process_name(pid).split(" ")[0]) == "gdb"]
+
+
+# ----- kernels ---------------------------------------------------------------------
+@dataclass
+class CellResult:
+    """Everything one executed cell sent back."""
+
+    status: str
+    stdout: str = ""
+    stderr: str = ""
+    results: list[str] = field(default_factory=list)   # execute_result text/plain
+    displays: list[dict] = field(default_factory=list)  # display_data bundles
+    error: dict | None = None
+    prompts: list[str] = field(default_factory=list)    # input() prompts answered
+
+    @property
+    def text(self) -> str:
+        """All visible text of the cell, in a rough order: streams, displays, results."""
+        shown = [self.stdout, self.stderr]
+        shown += [d.get("text/plain", "") for d in self.displays]
+        shown += self.results
+        if self.error:
+            shown.append(f"{self.error['ename']}: {self.error['evalue']}")
+        return "\n".join(part for part in shown if part)
+
+
+class KernelHarness:
+    """A real ipykernel started with jupyter_client over IPC; cells run one at a time."""
+
+    def __init__(self, env: dict | None = None, cwd: Path = ROOT):
+        self.manager = IpcKernelManager(kernel_name="python3")
+        kernel_env = dict(os.environ)
+        kernel_env.update(env or {})
+        self.manager.start_kernel(env=kernel_env, cwd=str(cwd))
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        return self.manager.provisioner.process.pid
+
+    def run(self, code: str, timeout: float = 60, answers: Callable[[str], str] | list[str] | None = None,
+            allow_stdin: bool | None = None) -> CellResult:
+        """Execute ``code``; ``answers`` replies to input() prompts (a list, or prompt -> reply)."""
+        if isinstance(answers, list):
+            pending = list(answers)
+            answers = lambda prompt: pending.pop(0)  # noqa: E731
+        stdin = answers is not None if allow_stdin is None else allow_stdin
+        msg_id = self.client.execute(code, allow_stdin=stdin)
+        result = CellResult(status="timeout")
+        deadline = time.monotonic() + timeout
+        idle = False
+        reply = None
+        while not (idle and reply) and time.monotonic() < deadline:
+            if answers is not None:
+                try:
+                    request = self.client.stdin_channel.get_msg(timeout=0.01)
+                    prompt = request["content"]["prompt"]
+                    result.prompts.append(prompt)
+                    self.client.input(answers(prompt))
+                except queue.Empty:
+                    pass
+            try:
+                message = self.client.iopub_channel.get_msg(timeout=0.05)
+            except queue.Empty:
+                message = None
+            if message and message["parent_header"].get("msg_id") == msg_id:
+                self._collect(message, result)
+                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                    idle = True
+            if reply is None:
+                try:
+                    shell = self.client.shell_channel.get_msg(timeout=0.01)
+                    if shell["parent_header"].get("msg_id") == msg_id:
+                        reply = shell
+                except queue.Empty:
+                    pass
+        if reply is not None:
+            result.status = reply["content"]["status"]
+        return result
+
+    @staticmethod
+    def _collect(message: dict, result: CellResult) -> None:
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            if content["name"] == "stdout":
+                result.stdout += content["text"]
+            else:
+                result.stderr += content["text"]
+        elif kind == "execute_result":
+            result.results.append(content["data"].get("text/plain", ""))
+        elif kind == "display_data":
+            result.displays.append(content["data"])
+        elif kind == "error":
+            result.error = {"ename": content["ename"], "evalue": content["evalue"],
+                            "traceback": content["traceback"]}
+
+    def heartbeat_ok(self, timeout: float = 2.0) -> bool:
+        return self.manager.is_alive() and self.client.hb_channel.is_beating()
+
+    def shutdown(self) -> list[int]:
+        """Shut the kernel down and kill anything it left behind; returns what had to be killed."""
+        leftovers = descendants_of(self.pid) if self.manager.has_kernel else []
+        try:
+            self.client.stop_channels()
+            if self.manager.has_kernel:
+                self.manager.shutdown_kernel(now=False)
+        except Exception:  # noqa: BLE001 - make sure it is gone below
+            if self.manager.has_kernel:
+                self.manager.shutdown_kernel(now=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(is_alive(p) for p in leftovers):
+            time.sleep(0.1)
+        return kill_all(leftovers)

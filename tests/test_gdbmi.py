@@ -1,0 +1,40 @@
+"""The MI driver: quoting (pure), and token-matched commands against a real gdb."""
+from __future__ import annotations
+
+import pytest
+
+from pyo3_debug_magic.agent.gdbmi import GdbCommandError, GdbMI, mi_quote
+
+
+@pytest.mark.parametrize("raw, quoted", [
+    ("src/lib.rs:42", '"src/lib.rs:42"'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("back\\slash", '"back\\\\slash"'),
+    ('"; -gdb-exit', '"\\"; -gdb-exit"'),
+])
+def test_mi_quote(raw, quoted):
+    assert mi_quote(raw) == quoted
+
+
+@pytest.mark.parametrize("raw", ["a\nb", "a\rb", "a\0b", "x\n-gdb-exit"])
+def test_mi_quote_refuses_line_breaks(raw):
+    with pytest.raises(ValueError, match="newlines"):
+        mi_quote(raw)
+
+
+@pytest.mark.timeout(60)
+def test_commands_get_their_own_results(gdb_path):
+    gdb = GdbMI(gdb_path)
+    try:
+        first = gdb.command("-gdb-version", timeout=10)
+        assert "GNU gdb" in first.console_text
+        second = gdb.command('-data-evaluate-expression "6*7"', timeout=10)
+        assert second.payload["value"] == "42"
+        with pytest.raises(GdbCommandError, match="No symbol"):
+            gdb.command('-data-evaluate-expression "no_such_symbol_here"', timeout=10)
+        quoted = gdb.console_command('echo "quoted"\\n', timeout=10)
+        assert '"quoted"' in quoted.console_text
+    finally:
+        gdb.close()
+        gdb.close()  # safe twice
+    assert not gdb.alive

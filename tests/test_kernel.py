@@ -1,0 +1,67 @@
+"""The extension in real Jupyter kernels (jupyter_client) and the demo notebook (nbclient)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness import ROOT, KernelHarness, agent_processes, gdb_processes
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
+
+
+def test_load_ext_and_call_into_rustdemo(kernel):
+    loaded = kernel.run("%load_ext pyo3_debug_magic")
+    assert loaded.status == "ok", loaded.text
+    called = kernel.run("import rustdemo\nrustdemo.compute([1, 2, 3])")
+    assert called.status == "ok" and called.results == ["42"], called.text
+
+
+def test_attach_keeps_the_kernel_responsive_and_detach_cleans_up(kernel, gdb_path):
+    kernel.run("%load_ext pyo3_debug_magic")
+    attached = kernel.run("%native_attach")
+    assert attached.status == "ok" and "attached to kernel pid" in attached.stdout, attached.text
+    assert agent_processes(kernel.pid) and gdb_processes(kernel.pid)
+    assert kernel.heartbeat_ok()
+    mixed = kernel.run("import rustdemo\nrustdemo.call_python(lambda v: rustdemo.square(v) + 1, 4)")
+    assert mixed.results == ["17"], mixed.text
+    detached = kernel.run("%native_detach")
+    assert "detached" in detached.stdout, detached.text
+    assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid)
+    assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
+
+
+def test_kernel_shutdown_while_attached_leaves_nothing_running(demo_crate, gdb_path):
+    harness = KernelHarness()
+    try:
+        harness.run("%load_ext pyo3_debug_magic")
+        assert harness.run("%native_attach").status == "ok"
+        assert agent_processes(harness.pid)
+    finally:
+        killed = harness.shutdown()
+    assert killed == [], "the agent or gdb outlived the kernel and had to be killed"
+
+
+def test_without_gdb_load_works_and_attach_names_the_fix(demo_crate):
+    harness = KernelHarness(env={"PYO3_DEBUG_MAGIC_GDB": "/nonexistent/gdb"})
+    try:
+        assert harness.run("%load_ext pyo3_debug_magic").status == "ok"
+        failed = harness.run("%native_attach")
+        assert failed.status == "error"
+        # IPython shows a UsageError as one line on stderr, without a traceback
+        assert failed.stderr.startswith("UsageError: gdb not found"), failed.text
+        assert "apt-get install gdb" in failed.stderr and failed.stderr.count("\n") == 1
+        assert harness.run("import rustdemo; rustdemo.square(7)").results == ["49"]
+    finally:
+        harness.shutdown()
+
+
+def test_demo_notebook_runs_end_to_end(demo_crate, gdb_path, tmp_path):
+    executed = tmp_path / "demo.executed.ipynb"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"),
+                          str(ROOT / "notebooks" / "demo.ipynb"), "--output", str(executed)],
+                         capture_output=True, text=True, timeout=110)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "42" in run.stdout and "native debugger attached" in run.stdout
+    assert executed.exists()
