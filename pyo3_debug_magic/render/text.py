@@ -14,3 +14,105 @@ def detached(how: str) -> str:
     if how == "exited":
         return "native debugger detached; the kernel keeps running"
     return f"native debugger detached (helper process {how}); the kernel keeps running"
+
+
+# ----- refcheck ----------------------------------------------------------------------
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.0f}" if float(value).is_integer() else f"{value:+.2f}"
+
+
+def _bytes(value: float) -> str:
+    size = abs(value)
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{value / scale:+.1f} {unit}"
+    return f"{value:+.0f} B"
+
+
+def refcheck_rows(report) -> list[tuple[str, str, str, str, str, str]]:
+    """(object, type, refcount before, after, change/call, verdict + note) for each row."""
+    rows = []
+    for row in [*report.objects, *([report.result] if report.result else [])]:
+        before = "-" if row.refcount_before is None else str(row.refcount_before)
+        after = "-" if row.refcount_after is None else (
+            str(row.refcount_after) if row.refcount_after > 0 else "<=0")
+        verdict = row.verdict_text + (f" ({row.note})" if row.note else "")
+        rows.append((row.name, row.type_name, before, after, _num(row.per_call), verdict))
+    return rows
+
+
+def counter_lines(report) -> list[str]:
+    lines = []
+    for counter in report.counters:
+        amount = _bytes(counter.per_call) if counter.unit == "bytes" else f"{_num(counter.per_call)} {counter.unit}"
+        lines.append(f"{counter.name}: {amount}/call -> {counter.verdict.value}")
+    if report.growing_types:
+        grown = ", ".join(f"{name} {_num(rate)}/call" for name, rate in report.growing_types)
+        lines.append(f"growing types: {grown}")
+    return lines
+
+
+def refcheck_verdict(report) -> str:
+    """One sentence a PyO3 author can act on."""
+    if report.exception and report.measured_calls == 0:
+        last = report.exception.strip().splitlines()[-1]
+        return (f"the call raised {last}; nothing was measured "
+                "(use --allow-raise to measure leaks on the error path)")
+    findings = []
+    for row in report.objects:
+        calls = "reference" if abs(row.per_call or 0) == 1 else "references"
+        if row.verdict.name == "LEAK":
+            findings.append(
+                f"`{row.name}` gains {row.per_call:g} {calls} per call: something takes a new "
+                "reference and never releases it, e.g. `into_ptr()` / `Py_IncRef` / a leaked `Py<T>`")
+        elif row.verdict.name == "OVER_RELEASE":
+            findings.append(
+                f"`{row.name}` loses {-row.per_call:g} {calls} per call: a borrowed reference is "
+                "released as if owned (e.g. `Py_DecRef` on a `&Bound`, `from_owned_ptr` on a borrowed "
+                "pointer); it would be freed while still in use")
+    if report.result and report.result.verdict.name == "LEAK":
+        findings.append(
+            f"the result is returned with {report.result.per_call:g} extra reference(s) and is never "
+            "freed (e.g. `Py_IncRef` before returning, or `from_borrowed_ptr` on a new reference)")
+    counters = {c.name: c for c in report.counters}
+    python = counters.get("Python allocations")
+    native = next((c for c in report.counters if c.unit == "bytes" and c.name != "tracemalloc"), None)
+    if python and python.verdict.name == "LEAK":
+        kinds = ", ".join(name for name, _ in report.growing_types) or "objects"
+        findings.append(f"{python.per_call:g} Python allocations per call stay alive ({kinds})")
+    if native and native.verdict.name == "LEAK":
+        if python and python.verdict.name == "LEAK":
+            findings.append(f"the native heap grows by {_bytes(native.per_call)[1:]} per call")
+        else:
+            findings.append(
+                f"the native heap grows by {_bytes(native.per_call)[1:]} per call with no Python objects "
+                "growing: Rust memory is allocated and never freed (e.g. `mem::forget`, `Box::leak`, "
+                "a collection in a static that only grows)")
+    if report.stopped_early:
+        findings.append(report.stopped_early)
+    raised = (f" (the call raised on {report.raised_calls} calls; the error path was measured)"
+              if report.raised_calls else "")
+    if not findings:
+        return (f"no leaks: refcounts, Python allocations and native heap are stable over "
+                f"{report.measured_calls} calls{raised}")
+    odds = f"each finding held on all {report.measured_calls} measured calls (chance of noise <= 2^-{report.measured_calls})"
+    return "; ".join(findings) + f". [{odds}]"
+
+
+def refcheck_table(report) -> str:
+    """The whole report as plain text (terminal IPython, and the HTML's text twin)."""
+    header = ("object", "type", "refs before", "after", "change/call", "verdict")
+    rows = refcheck_rows(report)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    lines = [f"refcheck {report.label}: {report.warmup} warm-up + {report.measured_calls} measured calls"]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header[:5], widths)) + "  " + header[5])
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+    lines += counter_lines(report)
+    if report.exception:
+        lines.append(f"the call raised on {report.raised_calls} call(s); first traceback:")
+        lines += ["  " + line for line in report.exception.rstrip().splitlines()]
+    lines.append("verdict: " + refcheck_verdict(report))
+    return "\n".join(lines)

@@ -1,0 +1,576 @@
+"""Leak measurement across the Python/Rust boundary; usable from the magic, pytest and plain code.
+
+How a call is judged (the approach of CPython's ``regrtest -R`` refleak hunter):
+
+* The call is made ``warmup`` times first (caches, lazy type objects and interned strings
+  settle), then ``number`` measured times with the *same* argument objects.
+* Between calls: ``gc.collect()``, then a snapshot of every boundary object's refcount,
+  ``sys.getallocatedblocks()`` and the C heap's in-use bytes (glibc ``mallinfo2``).
+* A counter leaks only if it grows on **every** measured call (after subtracting what the
+  same loop around a no-op function measures in the same run). Noise from the kernel's other
+  threads goes both ways, so with ``number`` calls the chance that noise alone looks like a
+  leak is at most ``2**-number``; that is the confidence we report.
+* Over-release is dangerous (the object can be freed while in use), so every measurable
+  object gets a pad of extra references for the duration; the run stops long before the pad
+  is used up, and references an over-releasing call destroyed are replaced for good, so the
+  object stays intact (it is then kept alive until the process ends).
+
+Immortal and process-wide shared objects (None, True, small ints, interned strings, Python
+3.12+ immortal objects whose refcount is pinned) are NOT MEASURABLE: their refcount is
+either fixed or moved by unrelated code. Python 3.14 may pass borrowed references on the
+stack; that shifts refcounts by a constant, which the per-call deltas cancel.
+"""
+from __future__ import annotations
+
+import ast
+import ctypes
+import enum
+import gc
+import statistics
+import sys
+import traceback
+import tracemalloc
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+REFERENCE_PAD = 64          # extra references held on each measurable object during a run
+PAD_RESERVE = 16            # stop repeating when fewer pad references than this remain
+SHARED_REFCOUNT = 10**8     # above this a refcount is immortal (3.12+) or process-wide (3.11 small ints)
+MIN_MEASURED_CALLS = 3
+SETTLING_CALLS = 2         # unrecorded calls at the start of each measuring loop
+_KEPT_ALIVE: list[Any] = []  # references replaced after an over-release, so nothing is freed early
+
+
+class Verdict(enum.Enum):
+    OK = "OK"
+    LEAK = "LEAK"
+    OVER_RELEASE = "OVER-RELEASE"
+    NOT_MEASURABLE = "NOT MEASURABLE"
+
+
+@dataclass(frozen=True)
+class BoundaryRow:
+    """One object (or one container's elements) that crossed the boundary."""
+
+    name: str
+    type_name: str
+    refcount_before: int | None
+    refcount_after: int | None
+    per_call: float | None
+    verdict: Verdict
+    note: str = ""
+
+    @property
+    def verdict_text(self) -> str:
+        if self.verdict is Verdict.LEAK:
+            return f"LEAK +{_fmt(self.per_call)}/call"
+        if self.verdict is Verdict.OVER_RELEASE:
+            return f"OVER-RELEASE {_fmt(self.per_call)}/call"
+        return self.verdict.value
+
+
+@dataclass(frozen=True)
+class CounterRow:
+    """A process-wide counter (Python blocks, native heap bytes, tracemalloc bytes)."""
+
+    name: str
+    unit: str
+    per_call: float
+    verdict: Verdict
+    deltas: tuple[float, ...] = ()
+
+
+@dataclass
+class RefcheckReport:
+    """What one refcheck measured; ``ok``, ``leaks``, ``verdict`` and ``table`` summarise it."""
+
+    label: str
+    warmup: int
+    measured_calls: int
+    objects: list[BoundaryRow]
+    result: BoundaryRow | None
+    counters: list[CounterRow]
+    growing_types: list[tuple[str, float]] = field(default_factory=list)
+    exception: str | None = None
+    raised_calls: int = 0
+    stopped_early: str | None = None
+
+    @property
+    def problems(self) -> list[BoundaryRow | CounterRow]:
+        rows: list = [*self.objects, *([self.result] if self.result else []), *self.counters]
+        return [row for row in rows if row.verdict in (Verdict.LEAK, Verdict.OVER_RELEASE)]
+
+    @property
+    def leaks(self) -> list[BoundaryRow | CounterRow]:
+        """Every row judged LEAK or OVER-RELEASE."""
+        return self.problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and (self.exception is None or self.measured_calls > 0)
+
+    @property
+    def confidence(self) -> float:
+        """Chance that a flagged counter is not noise (all ``n`` deltas of one sign)."""
+        return 1.0 - 2.0 ** -self.measured_calls if self.measured_calls else 0.0
+
+    @property
+    def verdict(self) -> str:
+        from .render.text import refcheck_verdict
+
+        return refcheck_verdict(self)
+
+    @property
+    def table(self) -> str:
+        from .render.text import refcheck_table
+
+        return refcheck_table(self)
+
+    def __repr__(self) -> str:
+        return self.table
+
+    def _repr_html_(self) -> str:
+        from .render.html import refcheck_html
+
+        return refcheck_html(self)
+
+    def _ipython_display_(self) -> None:
+        # %refcheck shows the report and also returns it; don't show it a second time as Out[n]
+        from IPython import get_ipython
+        from IPython.display import display
+
+        shell = get_ipython()
+        if shell is not None and self._shown_in_cell == shell.execution_count:
+            self._shown_in_cell = None
+            return
+        display({"text/plain": self.table, "text/html": self._repr_html_()}, raw=True)
+
+    _shown_in_cell: int | None = None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+# ----- what can be measured ----------------------------------------------------------
+def _is_interned(text: str) -> bool:
+    """CPython's PyASCIIObject.state.interned bits (offset 32 on 64-bit, 3.10 to 3.14)."""
+    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    return bool(ctypes.c_uint.from_address(id(text) + 32).value & 3)
+
+
+def not_measurable_reason(obj: Any) -> str | None:
+    """Why ``obj``'s refcount says nothing about the call, or None if it can be measured."""
+    if obj is None or obj is True or obj is False or obj is Ellipsis or obj is NotImplemented:
+        return "singleton shared by the whole process"
+    if type(obj) is int and -5 <= obj <= 256:
+        return "small int cached by the interpreter"
+    if sys.getrefcount(obj) >= SHARED_REFCOUNT:
+        return "immortal or shared by the whole process (refcount pinned)"
+    if type(obj) is str and (len(obj) <= 1 or _is_interned(obj)):
+        return "interned string shared by the whole process"
+    if type(obj) in (tuple, bytes, frozenset, str) and len(obj) == 0:
+        return "empty immutable singleton"
+    return None
+
+
+class _Series:
+    """Per-call deltas of one loop, in preallocated arrays: the loop allocates no Python objects
+    per call, so its own bookkeeping does not show up in the counters it measures."""
+
+    def __init__(self, count: int, tracked: int):
+        zeros = bytes(8 * max(count, 0))
+        self.calls = 0
+        self.refs = [array("q", zeros) for _ in range(tracked)]
+        self.blocks, self.heap, self.traced = array("q", zeros), array("q", zeros), array("q", zeros)
+        self.result_refcount, self.result_unexplained = array("q", zeros), array("q", zeros)
+        self.result_same = array("b", bytes(max(count, 0)))  # same object as the previous call
+        self.result_measurable = array("b", bytes(max(count, 0)))
+        self.result_type = ""
+        self.raised = 0
+        self.exception: str | None = None
+        self.stopped: str | None = None
+
+    def trim(self) -> "_Series":
+        n = self.calls
+        self.refs = [column[:n] for column in self.refs]
+        for name in ("blocks", "heap", "traced", "result_refcount", "result_unexplained",
+                     "result_same", "result_measurable"):
+            setattr(self, name, getattr(self, name)[:n])
+        return self
+
+
+class _PadGuard:
+    """Says when an over-release has eaten most of the reference pad, so we must stop."""
+
+    def __init__(self, measurable: list[_Tracked], start_refcounts: list[int]):
+        self.measurable = measurable
+        self.start = start_refcounts
+
+    def check(self) -> str | None:
+        for item, start in zip(self.measurable, self.start):
+            lost = start - item.refcount()
+            if lost > REFERENCE_PAD * len(item.members) - PAD_RESERVE:
+                return (f"stopped after {lost} references of {item.name} were released that "
+                        "the call did not own (the object was kept intact)")
+        return None
+
+
+@dataclass
+class _Tracked:
+    """A boundary object, or the measurable elements of a container argument."""
+
+    name: str
+    type_name: str
+    members: list[Any]
+    reason: str | None = None
+    pad: list[Any] = field(default_factory=list)
+
+    def refcount(self) -> int:
+        return sum(sys.getrefcount(member) for member in self.members)
+
+
+def _track(name: str, obj: Any) -> list[_Tracked]:
+    tracked = [_Tracked(name, type(obj).__name__, [obj], not_measurable_reason(obj))]
+    if isinstance(obj, (list, tuple, set, frozenset, dict)):
+        elements = list(obj.values()) if isinstance(obj, dict) else list(obj)
+        measurable = [e for e in elements if not_measurable_reason(e) is None]
+        kinds = sorted({type(e).__name__ for e in elements}) or ["-"]
+        label = f"{name}[*] ({len(elements)} {'/'.join(kinds)})"
+        if measurable:
+            tracked.append(_Tracked(label, "/".join(kinds), measurable))
+        elif elements:
+            tracked.append(_Tracked(label, "/".join(kinds), [], "elements are shared objects (small ints, interned strings)"))
+    return tracked
+
+
+# ----- process-wide counters -----------------------------------------------------------
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _native_heap_reader() -> tuple[str, Callable[[], int]] | None:
+    """('malloc in-use bytes', reader) from glibc's mallinfo2, else RSS from /proc."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+        mallinfo2.restype = _MallInfo2
+
+        def in_use() -> int:
+            info = mallinfo2()
+            return info.uordblks + info.hblkhd
+
+        in_use()
+        return "native heap (malloc in use)", in_use
+    except (AttributeError, OSError):
+        pass
+    try:
+        import resource
+
+        page = resource.getpagesize()
+        with open("/proc/self/statm") as statm:
+            statm.read()
+
+        def rss() -> int:
+            with open("/proc/self/statm") as statm:
+                return int(statm.read().split()[1]) * page
+
+        return "resident memory (RSS)", rss
+    except OSError:
+        return None
+
+
+def _type_counts() -> Counter:
+    return Counter(type(obj).__qualname__ for obj in gc.get_objects())
+
+
+def _judge(deltas: list[float], noise: float = 0.0) -> tuple[Verdict, float]:
+    """LEAK if every delta is above ``noise``, OVER-RELEASE if every one is below ``-noise``."""
+    per_call = statistics.median(deltas) if deltas else 0.0
+    if deltas and all(d > noise for d in deltas) and per_call > 0:
+        return Verdict.LEAK, per_call
+    if deltas and all(d < -noise for d in deltas) and per_call < 0:
+        return Verdict.OVER_RELEASE, per_call
+    return Verdict.OK, per_call
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+# ----- the engine ----------------------------------------------------------------------
+@dataclass
+class RefChecker:
+    """Options for a refcheck run; ``check`` (a call) and ``check_code`` (statements) run it."""
+
+    number: int = 10
+    warmup: int = 3
+    native_heap: bool = True
+    use_tracemalloc: bool = False
+    allow_raise: bool = False
+
+    def __post_init__(self) -> None:
+        if self.number < MIN_MEASURED_CALLS:
+            raise ValueError(f"number must be at least {MIN_MEASURED_CALLS}: a leak is a counter "
+                             "that grows on every one of several calls")
+        if self.warmup < 0:
+            raise ValueError("warmup must be 0 or more")
+
+    def check(self, func: Callable, *args: Any, label: str | None = None,
+              arg_names: list[str] | None = None, kwarg_names: dict[str, str] | None = None,
+              **kwargs: Any) -> RefcheckReport:
+        """Measure ``func(*args, **kwargs)``; rows are named by ``arg_names``/``kwarg_names``."""
+        names = arg_names or [f"arg{i}" for i in range(len(args))]
+        tracked = [t for name, obj in zip(names, args) for t in _track(name, obj)]
+        kwarg_names = kwarg_names or {}
+        tracked += [t for key, obj in kwargs.items()
+                    for t in _track(kwarg_names.get(key, f"{key}="), obj)]
+        label = label or f"{getattr(func, '__qualname__', func)!s}(...)"
+        return self._run(lambda: func(*args, **kwargs), lambda: _noop(*args, **kwargs),
+                         tracked, label, watch_result=True)
+
+    def check_code(self, code: str, namespace: dict, label: str | None = None) -> RefcheckReport:
+        """Measure statements run repeatedly in ``namespace``; rows are the variables they read."""
+        compiled = compile(code, "<refcheck>", "exec")
+        tree = ast.parse(code)
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        loaded = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+        tracked = []
+        for name in dict.fromkeys(loaded):
+            if name in stored or name not in namespace:
+                continue
+            value = namespace[name]
+            if callable(value) or type(value).__name__ == "module":
+                continue
+            tracked += _track(name, value)
+        return self._run(lambda: exec(compiled, namespace), lambda: exec("pass", namespace),
+                         tracked, label or code.strip(), watch_result=False)
+
+    # -- internals --
+    def _run(self, call: Callable[[], Any], baseline_call: Callable[[], Any],
+             tracked: list[_Tracked], label: str, watch_result: bool) -> RefcheckReport:
+        heap = _native_heap_reader() if self.native_heap else None
+        measurable = [t for t in tracked if t.reason is None]
+        for item in measurable:
+            item.pad = [member for member in item.members for _ in range(REFERENCE_PAD)]
+        # [object, refcount]; read the same way at the end so temporaries cancel out
+        start_members = [[m, 0] for t in measurable for m in t.members]
+        for entry in start_members:
+            entry[1] = sys.getrefcount(entry[0])
+        start_refcounts = [t.refcount() for t in measurable]
+        try:
+            return self._measure(call, baseline_call, tracked, measurable, start_refcounts,
+                                 label, watch_result, heap)
+        finally:
+            for entry in start_members:
+                deficit = entry[1] - sys.getrefcount(entry[0])
+                if deficit > 0:  # an over-release destroyed references: keep the object alive
+                    _KEPT_ALIVE.extend(entry[0] for _ in range(deficit))
+            for item in measurable:
+                item.pad = []
+
+    def _measure(self, call, baseline_call, tracked, measurable, start_refcounts, label,
+                 watch_result, heap) -> RefcheckReport:
+        gc.collect()
+        guard = _PadGuard(measurable, start_refcounts)
+        warm = _Series(0, 0)
+        for _ in range(self.warmup):
+            ok, _result = self._one_call(call, warm)
+            del _result
+            if not ok:
+                break
+            if stop := guard.check():
+                warm.stopped = stop
+                break
+        if warm.raised and not self.allow_raise:
+            return RefcheckReport(label, self.warmup, 0, self._rows(tracked, measurable, []), None,
+                                  [], exception=warm.exception, raised_calls=warm.raised)
+        # the same loop around a no-op measures what the loop itself costs, in this run
+        baseline = self._loop(baseline_call, self.number, measurable, heap, watch_result, None)
+        if self.use_tracemalloc:
+            tracemalloc.start()
+        try:
+            series = (self._loop(call, self.number, measurable, heap, watch_result, guard)
+                      if not warm.stopped else _Series(0, len(measurable)))
+        finally:
+            if self.use_tracemalloc:
+                tracemalloc.stop()
+        series.stopped = series.stopped or warm.stopped
+        measured = series.calls
+        counters = [self._counter("Python allocations", "blocks", series.blocks, baseline.blocks)]
+        if heap:
+            counters.append(self._counter(heap[0], "bytes", series.heap, baseline.heap))
+        if self.use_tracemalloc:
+            counters.append(self._counter("tracemalloc", "bytes", series.traced, []))
+        growing = []
+        if counters[0].verdict is Verdict.LEAK and measured and not series.stopped:
+            growing = self._growing_types(call, measured)
+        return RefcheckReport(
+            label, self.warmup, measured, self._rows(tracked, measurable, series.refs, start_refcounts),
+            self._result_row(series) if watch_result else None, counters, growing,
+            warm.exception or series.exception, warm.raised + series.raised, series.stopped)
+
+    def _one_call(self, call, series: _Series) -> tuple[bool, Any]:
+        """Call once: (False, None) if it raised and raising is not allowed."""
+        try:
+            return True, call()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 - reported with its traceback (PanicException is a BaseException)
+            series.raised += 1
+            if series.exception is None:
+                series.exception = traceback.format_exc()
+            return self.allow_raise, None
+
+    def _loop(self, call, count, measurable, heap, watch_result, guard) -> _Series:
+        """One settling call, then ``count`` calls, each followed by gc.collect() and a snapshot.
+
+        The settling call's deltas are not kept: whatever the loop itself leaves alive the
+        first time round (locals, the snapshot it replaces) would otherwise look like a leak.
+        """
+        series = _Series(count, len(measurable))
+        # generation 0 only: a full collection also empties CPython's freelists, and refilling
+        # them during the first calls would look like growth (the full pass runs before warm-up)
+        gc.collect(0)
+        was_enabled = gc.isenabled()
+        # With automatic collection off, everything a call creates stays in generation 0, so
+        # collecting that generation alone frees its cyclic garbage (a full pass is ~50x slower).
+        gc.disable()
+        try:
+            self._steps(call, count, measurable, heap, watch_result, guard, series)
+        finally:
+            if was_enabled:
+                gc.enable()
+        return series.trim()
+
+    def _steps(self, call, count, measurable, heap, watch_result, guard, series) -> None:
+        """Two settling calls, then ``count`` recorded ones, all through the same code path.
+
+        The settling calls record into slot 0 (overwritten later): whatever the path leaves
+        alive the first time round (locals, the snapshot it replaces, lazily created internals)
+        must not show up as growth in the first recorded call.
+        """
+        previous_address = address = id(series)
+        column = now = then = stop = None
+        before = self._snapshot(measurable, heap)
+        if count <= 0:
+            return
+        for step in range(-SETTLING_CALLS, count):
+            slot = max(step, 0)
+            ok, result = self._one_call(call, series)
+            if not ok:
+                break
+            if watch_result:
+                address = id(result)
+                series.result_same[slot] = address == previous_address
+                previous_address = address
+                self._inspect_result(result, series, slot)
+            del result
+            gc.collect(0)
+            after = self._snapshot(measurable, heap)
+            for column, now, then in zip(series.refs, after[0], before[0]):
+                column[slot] = now - then
+            series.blocks[slot] = after[1] - before[1]
+            series.heap[slot] = after[2] - before[2]
+            series.traced[slot] = after[3] - before[3]
+            series.calls = step + 1 if step >= 0 else 0
+            before = after
+            if guard and (stop := guard.check()):
+                series.stopped = stop
+                break
+
+    def _growing_types(self, call, calls: int) -> list[tuple[str, float]]:
+        """Which types gain live objects per call (only run once Python allocations leaked)."""
+        _type_counts()  # the first count creates a few objects of its own (weakrefs, sets)
+        gc.collect()
+        before = _type_counts()
+        for _ in range(calls):
+            ok, result = self._one_call(call, _Series(0, 0))
+            del result
+        gc.collect()
+        grown = _type_counts() - before
+        grown.subtract({"Counter": 1})  # `before` itself
+        return [(name, count / calls) for name, count in grown.most_common(3) if count >= calls]
+
+    @staticmethod
+    def _snapshot(measurable, heap) -> tuple[list[int], int, int, int]:
+        refs = [item.refcount() for item in measurable]
+        blocks = sys.getallocatedblocks()
+        in_use = heap[1]() if heap else 0
+        traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+        return refs, blocks, in_use, traced
+
+    @staticmethod
+    def _counter(name: str, unit: str, values: list[int], baseline: list[int]) -> CounterRow:
+        offset = statistics.median(baseline) if baseline else 0
+        noise = max((abs(b - offset) for b in baseline), default=0)
+        corrected = [v - offset for v in values]
+        verdict, per_call = _judge(corrected, noise)
+        return CounterRow(name, unit, per_call, verdict, tuple(corrected))
+
+    @staticmethod
+    def _inspect_result(result: Any, series: _Series, index: int) -> None:
+        """Record the returned value's references right after the call."""
+        series.result_type = type(result).__name__
+        if not_measurable_reason(result) is not None:
+            return
+        frame_type = type(sys._getframe())
+        visible = len([r for r in gc.get_referrers(result) if not isinstance(r, frame_type)])
+        # held by: the loop's `result`, this parameter, getrefcount's argument
+        refcount = sys.getrefcount(result)
+        series.result_measurable[index] = 1
+        series.result_refcount[index] = refcount - 3
+        series.result_unexplained[index] = refcount - 3 - visible
+
+    @staticmethod
+    def _result_row(series: _Series) -> BoundaryRow | None:
+        if not series.calls:
+            return None
+        if not all(series.result_measurable):
+            return BoundaryRow("result", series.result_type, None, None, None,
+                               Verdict.NOT_MEASURABLE,
+                               "shared object (None, small int, interned string...)")
+        if not any(series.result_same[1:]):
+            # a new object every call: references beyond the caller's are a leak
+            verdict, per_call = _judge(list(series.result_unexplained))
+            note = ("new object returned with references nobody holds: it is never freed"
+                    if verdict is Verdict.LEAK else "new object each call")
+            return BoundaryRow("result", series.result_type, None, None, per_call, verdict, note)
+        # the same object again (a cache): judge by how its refcount moves between calls
+        counts = series.result_refcount
+        verdict, per_call = _judge([b - a for a, b in zip(counts, counts[1:])])
+        return BoundaryRow("result", series.result_type, counts[0], counts[-1], per_call,
+                           verdict, "same object returned each call (cached)")
+
+    @staticmethod
+    def _rows(tracked, measurable, series, start_refcounts=()) -> list[BoundaryRow]:
+        rows = []
+        columns = {id(item): index for index, item in enumerate(measurable)}
+        for item in tracked:
+            if item.reason is not None:
+                rows.append(BoundaryRow(item.name, item.type_name, None, None, None,
+                                        Verdict.NOT_MEASURABLE, item.reason))
+                continue
+            index = columns.get(id(item))
+            deltas = list(series[index]) if index is not None and series else []
+            # less the pad and our own holders (the members list and refcount()'s temporaries)
+            ours = (REFERENCE_PAD + 3) * len(item.members)
+            before = start_refcounts[index] - ours if start_refcounts else None
+            after = item.refcount() - ours if start_refcounts else None
+            verdict, per_call = _judge(deltas) if deltas else (Verdict.OK, None)
+            note = ""
+            if verdict is Verdict.OVER_RELEASE and after is not None and after <= 0:
+                note = "would have been freed while still in use; kept alive instead"
+            rows.append(BoundaryRow(item.name, item.type_name, before, after, per_call, verdict, note))
+        return rows
+
+
+def refcheck(func: Callable, *args: Any, **kwargs: Any) -> RefcheckReport:
+    """Measure ``func(*args, **kwargs)`` with default options (see ``RefChecker`` for more)."""
+    return RefChecker().check(func, *args, **kwargs)

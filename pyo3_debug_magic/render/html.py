@@ -1,0 +1,35 @@
+"""HTML renderings for notebooks; each has a plain-text twin in ``text.py``."""
+from __future__ import annotations
+
+from html import escape
+
+from . import text
+
+_STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
+          "OVER-RELEASE": "color:#cf222e;font-weight:bold", "NOT MEASURABLE": "color:#6e7781"}
+
+
+def _verdict_style(verdict: str) -> str:
+    return next((style for key, style in _STYLE.items() if verdict.startswith(key)), "")
+
+
+def refcheck_html(report) -> str:
+    """The refcheck report as one HTML table plus counters and the verdict line."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in
+                   ("object", "type", "refs before", "after", "change/call", "verdict"))
+    body = []
+    for row in text.refcheck_rows(report):
+        cells = "".join(f"<td><code>{escape(c)}</code></td>" if i == 0 else f"<td>{escape(c)}</td>"
+                        for i, c in enumerate(row[:5]))
+        body.append(f"<tr>{cells}<td style=\"{_verdict_style(row[5])}\">{escape(row[5])}</td></tr>")
+    counters = "".join(f"<li>{escape(line)}</li>" for line in text.counter_lines(report))
+    trace = ""
+    if report.exception:
+        trace = (f"<details><summary>the call raised on {report.raised_calls} call(s)</summary>"
+                 f"<pre>{escape(report.exception)}</pre></details>")
+    verdict = text.refcheck_verdict(report)
+    colour = "#1a7f37" if report.ok else "#cf222e"
+    return (f"<div class=\"pyo3-refcheck\"><p><b>refcheck</b> <code>{escape(report.label)}</code>: "
+            f"{report.warmup} warm-up + {report.measured_calls} measured calls</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {escape(verdict)}</p></div>")
