@@ -7,7 +7,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # The refcheck engine needs only the standard library, so it is importable without IPython.
-from .refcheck import RefChecker, RefcheckReport, refcheck  # noqa: E402
+from .leaks import RefChecker, RefcheckReport, refcheck  # noqa: E402
 
 __all__ = ["RefChecker", "RefcheckReport", "refcheck", "load_ipython_extension",
            "unload_ipython_extension"]

@@ -92,7 +92,7 @@ class NativeDebugMagics(Magics):
             %%refcheck -n 50
             out = rustdemo.compute(values)
         """
-        from .refcheck import RefChecker
+        from .leaks import RefChecker
 
         option_text, expression = (line, "") if cell is not None else callparse.split_options(
             line, REFCHECK_VALUE_OPTIONS)

@@ -15,7 +15,7 @@ import io
 
 import pytest
 
-from .refcheck import RefChecker, RefcheckReport, Verdict
+from .leaks import RefChecker, RefcheckReport, Verdict
 
 _LEAKS_KEY = pytest.StashKey[list]()
 

@@ -47,7 +47,8 @@ def counter_lines(report) -> list[str]:
     lines = []
     for counter in report.counters:
         amount = _bytes(counter.per_call) if counter.unit == "bytes" else f"{_num(counter.per_call)} {counter.unit}"
-        lines.append(f"{counter.name}: {amount}/call -> {counter.verdict.value}")
+        note = f" ({counter.note})" if counter.note else ""
+        lines.append(f"{counter.name}: {amount}/call -> {counter.verdict.value}{note}")
     if report.growing_types:
         grown = ", ".join(f"{name} {_num(rate)}/call" for name, rate in report.growing_types)
         lines.append(f"growing types: {grown}")
