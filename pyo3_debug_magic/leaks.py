@@ -261,20 +261,37 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
+def _load_libc_functions() -> dict[str, Any]:
+    """glibc's mallinfo2, malloc and free, bound once (what is missing is left out)."""
+    found: dict[str, Any] = {}
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return found
+    for name, restype, argtypes in (("mallinfo2", _MallInfo2, []),
+                                    ("malloc", ctypes.c_void_p, [ctypes.c_size_t]),
+                                    ("free", None, [ctypes.c_void_p])):
+        try:
+            function = getattr(libc, name)
+        except AttributeError:
+            continue
+        function.restype, function.argtypes = restype, argtypes
+        found[name] = function
+    return found
+
+
+_LIBC = _load_libc_functions()
+
+
 def _native_heap_reader() -> tuple[str, Callable[[], int]] | None:
     """('malloc in-use bytes', reader) from glibc's mallinfo2, else RSS from /proc."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-        mallinfo2.restype = _MallInfo2
-
+    mallinfo2 = _LIBC.get("mallinfo2")
+    if mallinfo2 is not None:
         def in_use() -> int:
             info = mallinfo2()
             return info.uordblks + info.hblkhd
 
-        in_use()
         return "native heap (malloc in use)", in_use
-    except (AttributeError, OSError):
-        pass
     try:
         import resource
 
@@ -303,18 +320,11 @@ class _TcacheDrain:
     PER_SIZE = 7
 
     def __init__(self):
-        try:
-            libc = ctypes.CDLL(None)
-            self._malloc, self._free = libc.malloc, libc.free
-            self._malloc.restype = ctypes.c_void_p
-            self._malloc.argtypes = [ctypes.c_size_t]
-            self._free.argtypes = [ctypes.c_void_p]
-        except (AttributeError, OSError):
-            self._malloc = None
+        self._malloc, self._free = _LIBC.get("malloc"), _LIBC.get("free")
         self._held: list[int] = []
 
     def __enter__(self) -> "_TcacheDrain":
-        if self._malloc is not None:
+        if self._malloc is not None and self._free is not None:
             self._held = [self._malloc(size) for size in self.SIZES for _ in range(self.PER_SIZE)]
         return self
 

@@ -49,14 +49,21 @@ fn leak_reference(obj: &Bound<'_, PyAny>) -> usize {
     black_box(leaked) as usize & 0
 }
 
-static LAST_SEEN: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+static SEEN: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// BUG (over-release): remembers the object it was given (an owned reference, so the
-/// first call is safe) and then releases the *borrowed* argument as if it owned it.
-/// From the second call on, `obj` loses one reference per call until it is freed.
+/// BUG (over-release): releases the *borrowed* argument as if it owned it, one reference per
+/// call. The first call with an object also takes two references it never gives back (a
+/// "registration"), so that call is safe; from the second call on `obj` loses one reference
+/// per call until it is freed while still in use.
 #[pyfunction]
 fn over_release(obj: &Bound<'_, PyAny>) {
-    *LAST_SEEN.lock().unwrap() = Some(obj.clone().unbind());
+    let address = obj.as_ptr() as usize;
+    let mut seen = SEEN.lock().unwrap();
+    if !seen.contains(&address) {
+        seen.push(address);
+        std::mem::forget(obj.clone());
+        std::mem::forget(obj.clone());
+    }
     unsafe { ffi::Py_DecRef(obj.as_ptr()) }; // MARK: over-release
 }
 
