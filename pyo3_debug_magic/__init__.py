@@ -14,16 +14,20 @@ __all__ = ["RefChecker", "RefcheckReport", "refcheck", "load_ipython_extension",
 
 
 def load_ipython_extension(ipython) -> None:
+    from . import kernel_hooks
     from .magics import NativeDebugMagics
 
     ipython.register_magics(NativeDebugMagics)
+    kernel_hooks.install(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """Detach gdb, stop the helper, and unregister our magics."""
+    from . import kernel_hooks
     from .debugger import get_debugger
     from .magics import NativeDebugMagics
 
+    kernel_hooks.uninstall(ipython)
     get_debugger().close()
     registered = ipython.magics_manager.magics
     for kind, names in NativeDebugMagics.magics.items():

@@ -5,7 +5,11 @@ import atexit
 import threading
 from dataclasses import dataclass
 
-from .errors import NotAttachedError
+from pathlib import Path
+from typing import Callable
+
+from . import locations
+from .errors import NotAttachedError, UsageProblem
 from .session import AgentSession
 
 
@@ -26,27 +30,175 @@ class AttachStatus:
                    thread_count=len(result["threads"]))
 
 
+@dataclass(frozen=True)
+class BreakpointRequest:
+    """``%native_break`` options, already parsed."""
+
+    location: str
+    condition: str | None = None
+    ignore: int = 0
+    temporary: bool = False
+    log: bool = False
+    expressions: tuple[str, ...] = ()
+    backtrace: bool = False
+    crate: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BreakpointInfo:
+    number: int
+    kind: str               # "pause" or "log"
+    location: str
+    enabled: bool
+    hits: int
+    condition: str | None
+    pending: bool
+    resolved: tuple[str, ...]   # "file:line" of each active location
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LogHit:
+    number: int
+    hit: int
+    location: str
+    function: str | None
+    file: str | None
+    line: int | None
+    values: tuple[tuple[str, str], ...]
+    backtrace: tuple[str, ...] = ()
+    unattended: bool = False
+    error: str | None = None
+
+
+def _where(row: dict) -> str:
+    return f"{row.get('fullname') or row.get('func') or '?'}:{row.get('line') or '?'}"
+
+
 class NativeDebugger:
     """Attaches gdb (through the agent) to ``target_pid``, by default this process."""
 
     def __init__(self, target_pid: int | None = None):
         self.target_pid = target_pid
         self._session: AgentSession | None = None
+        self._listeners: list[Callable[[dict], None]] = []
 
     @property
     def attached(self) -> bool:
         return self._session is not None and self._session.alive
 
+    def add_listener(self, listener: Callable[[dict], None]) -> None:
+        """Receive the agent's events (paused, interrupted, error, crash) from a reader thread."""
+        self._listeners.append(listener)
+        if self._session is not None:
+            self._session.add_listener(listener)
+
     def attach(self) -> AttachStatus:
         """Start the agent if needed and attach in non-stop mode (threads keep running)."""
         if self._session is None or not self._session.alive:
             self._session = AgentSession(self.target_pid)
+            for listener in self._listeners:
+                self._session.add_listener(listener)
             self._session.start()
         try:
             return AttachStatus.from_agent(self._session.request("attach"))
         except Exception:
             self.close()
             raise
+
+    def ensure_attached(self) -> None:
+        if not self.attached:
+            self.attach()
+
+    def _request(self, op: str, **args):
+        if not self.attached:
+            raise NotAttachedError()
+        return self._session.request(op, **args)
+
+    # ----- breakpoints --------------------------------------------------------------
+    def sources(self) -> list[locations.SourceFile]:
+        return [locations.SourceFile(s["objfile"], s["fullname"]) for s in self._request("sources")
+                if s.get("fullname")]
+
+    def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
+        """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
+        parsed = locations.parse_location(request.location)
+        self.ensure_attached()
+        resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
+        notes = [resolved.note] if resolved.note else []
+        if resolved.objfile and resolved.source and not request.force:
+            stale = locations.stale_build(resolved.source, resolved.objfile)
+            if stale:
+                raise UsageProblem(f"{stale}",
+                                   "restart the kernel to load the current build (or pass --force)")
+        created = self._request(
+            "break_insert", kind="log" if request.log else "pause", source=resolved.source,
+            line=parsed.line, function=resolved.function, condition=request.condition,
+            ignore=request.ignore, temporary=request.temporary,
+            expressions=list(request.expressions), backtrace=request.backtrace,
+            user_only=True, location=request.location)
+        lines = sorted({loc["line"] for loc in created["locations"] if loc.get("line")})
+        if parsed.line and lines and parsed.line not in lines:
+            notes.append(f"line {parsed.line} has no code; the breakpoint is on line {lines[0]}")
+        return BreakpointInfo(created["number"], "log" if request.log else "pause", request.location,
+                              True, 0, request.condition, bool(created.get("pending")),
+                              tuple(_where(loc) for loc in created["locations"]), "; ".join(notes))
+
+    def breakpoints(self) -> list[BreakpointInfo]:
+        if not self.attached:
+            return []
+        return [BreakpointInfo(r["number"], r["kind"], r["location"], r["enabled"], r["hits"],
+                               r["condition"], r["pending"], tuple(_where(l) for l in r["locations"]))
+                for r in self._request("break_list")]
+
+    def delete_breakpoints(self, numbers: list[int] | None = None) -> list[int]:
+        """Delete the given breakpoints, or all of them."""
+        return self._request("break_delete", numbers=numbers)
+
+    def enable_breakpoints(self, numbers: list[int], enabled: bool = True) -> list[int]:
+        return self._request("break_enable", numbers=numbers, enabled=enabled)
+
+    def take_log_hits(self) -> list[LogHit]:
+        """Log-breakpoint hits recorded since the last call (and unattended pauses)."""
+        if not self.attached:
+            return []
+        hits = []
+        for raw in self._request("logs"):
+            where = raw.get("where") or {}
+            hits.append(LogHit(int(raw.get("number") or 0), int(raw.get("hit") or 0),
+                               raw.get("location", ""), where.get("func"), where.get("file"),
+                               where.get("line"), tuple(tuple(v) for v in raw.get("values", [])),
+                               tuple(_where({"fullname": f.get("file"), "func": f.get("func"),
+                                             "line": f.get("line")}) + f" {f.get('func')}"
+                                     for f in raw.get("backtrace") or []),
+                               bool(raw.get("unattended")), raw.get("error")))
+        return hits
+
+    def set_pausing_allowed(self, allowed: bool) -> None:
+        """Tell the agent whether the running cell can answer a pause (no stdin: log only)."""
+        if self.attached:
+            self._request("cell", pausing_allowed=allowed)
+
+    # ----- a paused thread ------------------------------------------------------------
+    def frames(self, thread: int) -> list[dict]:
+        return self._request("frames", thread=thread)
+
+    def locals(self, thread: int, frame: int = 0) -> list[dict]:
+        return self._request("locals", thread=thread, frame=frame)
+
+    def evaluate(self, thread: int, frame: int, expression: str) -> str:
+        if any(ch in expression for ch in "\n\r\0"):
+            raise UsageProblem("an expression must be one line", "type it on one line")
+        return self._request("evaluate", thread=thread, frame=frame, expression=expression)
+
+    def resume(self, thread: int, how: str = "continue", frame: int = 0) -> None:
+        """next, step, finish or continue; the agent gives the thread its GIL back first."""
+        self._request("resume", thread=thread, how=how, frame=frame)
+
+    def quit(self) -> dict:
+        """Delete every breakpoint and resume every paused thread."""
+        return self._request("quit")
 
     def status(self) -> AttachStatus:
         if not self.attached:

@@ -10,7 +10,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import callparse
-from .debugger import get_debugger
+from .debugger import BreakpointRequest, get_debugger
 from .errors import DebugMagicError
 from .render import text
 
@@ -29,6 +29,41 @@ def user_errors_as_usage(method):
 
 
 REFCHECK_VALUE_OPTIONS = {"-n", "--number", "--warmup"}
+
+
+def unquote(text: str | None) -> str | None:
+    """IPython's argument splitter keeps quotes: ``--if "x > 1"`` arrives as ``"x > 1"``."""
+    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def split_expressions(text: str) -> tuple[str, ...]:
+    """``"total, f(a, b)"`` -> ("total", "f(a, b)"): commas inside brackets do not split."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char in "([{<":
+            depth += 1
+        elif char in ")]}>":
+            depth = max(depth - 1, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current.strip())
+    return tuple(p for p in parts if p)
+
+
+def breakpoint_numbers(text: str, magic: str) -> list[int] | None:
+    """``"1 3"`` -> [1, 3]; ``"all"`` -> None (every breakpoint)."""
+    words = text.replace(",", " ").split()
+    if words == ["all"]:
+        return None
+    if not words or not all(word.isdigit() for word in words):
+        raise UsageError(f"%{magic} takes breakpoint numbers or `all`, e.g. `%{magic} 2`")
+    return [int(word) for word in words]
 
 
 @magics_class
@@ -62,6 +97,97 @@ class NativeDebugMagics(Magics):
         parse_argstring(self.native_detach, line)
         how = get_debugger().detach()
         print(text.detached(how))
+
+    @magic_arguments()
+    @argument("location", nargs="?",
+              help="FILE:LINE (src/lib.rs:42) or a Rust function (rustdemo::compute); "
+                   "without it, list the breakpoints")
+    @argument("--if", dest="condition", metavar="COND",
+              help="pause only when this Rust/C expression is true, e.g. --if \"total > 10\"")
+    @argument("--ignore", type=int, default=0, metavar="N", help="skip the first N hits")
+    @argument("--temporary", action="store_true", help="delete the breakpoint after its first hit")
+    @argument("--log", nargs="?", const="", default=None, metavar="EXPRS",
+              help="never pause: record each hit and these comma-separated expressions; the "
+                   "hits are shown at the end of the cell (put it after the location)")
+    @argument("--bt", action="store_true", help="with --log: record the backtrace of each hit")
+    @argument("--crate", metavar="NAME", help="the crate the file belongs to, when several match")
+    @argument("--force", action="store_true",
+              help="set it even if the source is newer than the loaded module")
+    @line_magic
+    @user_errors_as_usage
+    def native_break(self, line: str = ""):
+        """Pause inside Rust when a cell reaches a line (or function) of your crate.
+
+        The paused cell shows the Rust source, the merged Rust + Python backtrace and the
+        locals, then a ``(native)`` prompt in the cell's input box (``help`` lists its
+        commands: n, s, finish, c, bt, up, down, list, locals, p EXPR, py EXPR, q).
+        Pausing releases the GIL at that line (an implicit allow_threads) so the kernel
+        stays responsive; ``--log`` breakpoints never pause and never touch the GIL.
+        Without stdin (nbclient, papermill) a breakpoint only logs. Attaches gdb on first use.
+        Example::
+
+            %native_break src/lib.rs:42
+            %native_break rustdemo::compute --if "values.len > 2"
+            %native_break src/lib.rs:20 --log "total, index"
+            %native_break                      # list breakpoints
+        """
+        options = parse_argstring(self.native_break, line)
+        options.condition, options.log = unquote(options.condition), unquote(options.log)
+        options.location = unquote(options.location)
+        debugger = get_debugger()
+        if options.location is None and options.log and ":" in options.log:
+            options.location, options.log = options.log, ""  # `--log FILE:LINE` with no expressions
+        if options.location is None:
+            print(text.breakpoint_table(debugger.breakpoints()))
+            return
+        if options.bt and options.log is None:
+            raise UsageError("--bt goes with --log")
+        created = debugger.set_breakpoint(BreakpointRequest(
+            location=options.location, condition=options.condition, ignore=options.ignore,
+            temporary=options.temporary, log=options.log is not None,
+            expressions=split_expressions(options.log or ""), backtrace=options.bt,
+            crate=options.crate, force=options.force))
+        print(text.breakpoint_created(created))
+
+    @magic_arguments()
+    @argument("numbers", nargs="*", help="breakpoint numbers, or `all`")
+    @line_magic
+    @user_errors_as_usage
+    def native_delete(self, line: str = ""):
+        """Delete native breakpoints. Example::
+
+            %native_delete 2
+            %native_delete all
+        """
+        numbers = breakpoint_numbers(line, "native_delete")
+        deleted = get_debugger().delete_breakpoints(numbers)
+        print(f"deleted native breakpoints {', '.join(map(str, deleted)) or '(none)'}")
+
+    @magic_arguments()
+    @argument("numbers", nargs="+", help="breakpoint numbers")
+    @line_magic
+    @user_errors_as_usage
+    def native_disable(self, line: str = ""):
+        """Disable native breakpoints (they stay listed). Example::
+
+            %native_disable 2
+        """
+        numbers = breakpoint_numbers(line, "native_disable") or []
+        get_debugger().enable_breakpoints(numbers, enabled=False)
+        print(f"disabled native breakpoints {', '.join(map(str, numbers))}")
+
+    @magic_arguments()
+    @argument("numbers", nargs="+", help="breakpoint numbers")
+    @line_magic
+    @user_errors_as_usage
+    def native_enable(self, line: str = ""):
+        """Enable native breakpoints again. Example::
+
+            %native_enable 2
+        """
+        numbers = breakpoint_numbers(line, "native_enable") or []
+        get_debugger().enable_breakpoints(numbers, enabled=True)
+        print(f"enabled native breakpoints {', '.join(map(str, numbers))}")
 
     @magic_arguments()
     @argument("-n", "--number", type=int, default=10,

@@ -138,7 +138,8 @@ class KernelHarness:
         """Execute ``code``; ``answers`` replies to input() prompts (a list, or prompt -> reply)."""
         if isinstance(answers, list):
             pending = list(answers)
-            answers = lambda prompt: pending.pop(0)  # noqa: E731
+            # once the scripted answers run out, continue: a test must end, never hang
+            answers = lambda prompt: pending.pop(0) if pending else "c"  # noqa: E731
         stdin = answers is not None if allow_stdin is None else allow_stdin
         msg_id = self.client.execute(code, allow_stdin=stdin)
         result = CellResult(status="timeout")

@@ -35,3 +35,24 @@ def test_missing_gdb_names_the_install_command(monkeypatch):
     with pytest.raises(GdbNotFoundError) as error:
         find_gdb()
     assert "apt-get install gdb" in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["src/lib.rs:1\n-gdb-exit", 'src/lib.rs:1"', "a;b", "$(x)", "lib.rs:0",
+                                  "lib.rs", "rust::path::with space", "`id`"])
+def test_hostile_or_malformed_locations_are_refused(text):
+    from pyo3_debug_magic.errors import UsageProblem
+    from pyo3_debug_magic.locations import parse_location
+
+    with pytest.raises(UsageProblem):
+        parse_location(text)
+
+
+@pytest.mark.parametrize("text, path, line, function", [
+    ("src/lib.rs:42", "src/lib.rs", 42, None), ("lib.rs:7", "lib.rs", 7, None),
+    ("rustdemo::compute", None, None, "rustdemo::compute"), ("compute", None, None, "compute"),
+])
+def test_locations_parse(text, path, line, function):
+    from pyo3_debug_magic.locations import parse_location
+
+    parsed = parse_location(text)
+    assert (parsed.path, parsed.line, parsed.function) == (path, line, function)

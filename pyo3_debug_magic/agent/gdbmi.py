@@ -2,13 +2,19 @@
 
 pygdbmi does the process and the MI parsing; we add what it lacks: each command carries
 a numeric token and we wait exactly for the ``^done``/``^error`` record with that token
-(never for a fixed timeout), while async records (``*stopped``, ``=library-loaded``)
-are handed to an event callback.
+(never for a fixed timeout), while async records (``*stopped``, ``=library-loaded``) and
+``@@PDM`` lines written by our code inside gdb are queued for the caller's main loop, never
+handled in the middle of another command.
 """
 from __future__ import annotations
 
+import json
+import os
 import select
+import signal
+import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,18 +65,23 @@ def mi_quote(text: str) -> str:
 class GdbMI:
     """A gdb process in MI mode, non-stop, driven with tokens.
 
-    ``on_event`` receives every async/notify record (a pygdbmi dict) as it is read.
+    Async/notify records queue up in ``events`` and ``@@PDM`` JSON lines in ``messages``
+    (pygdbmi dicts and decoded objects); the owner drains both from its main loop.
     Close with ``close()``; it is safe to call twice.
     """
 
-    def __init__(self, gdb_path: str, on_event: Callable[[dict], None] | None = None):
+    MESSAGE_MARK = "@@PDM "
+    TRACE = bool(os.environ.get("PYO3_DEBUG_MAGIC_AGENT_TRACE"))  # every command and record, to stderr
+
+    def __init__(self, gdb_path: str):
         command = [gdb_path, "--nx", "--quiet", "--interpreter=mi3"]
         for setting in GDB_STARTUP_SETTINGS:
             command += ["-iex", setting]
         self._controller: GdbController | None = GdbController(
             command=command, time_to_check_for_additional_output_sec=0.001
         )
-        self._on_event = on_event or (lambda record: None)
+        self.events: deque[dict] = deque()
+        self.messages: deque[dict] = deque()
         self._next_token = 100
         self.stderr: list[str] = []
 
@@ -96,6 +107,8 @@ class GdbMI:
         token = self._next_token
         self._next_token += 1
         assert self._controller is not None
+        if self.TRACE:
+            print(f"[gdb <-] {token}{mi_command}", file=sys.stderr, flush=True)
         self._controller.write(f"{token}{mi_command}", read_response=False)
         console: list[str] = []
         deadline = time.monotonic() + timeout
@@ -109,7 +122,7 @@ class GdbMI:
                     if record["message"] == "error":
                         raise GdbCommandError(payload.get("msg", "unknown gdb error"))
                     return MIResult(record["message"], payload, console)
-                if record["type"] in ("console", "log"):
+                if record["type"] in ("console", "log") and not record.get("_pdm"):
                     console.append(record.get("payload") or "")
             if not self.alive:
                 raise GdbExitedError("gdb exited while running " + mi_command.split()[0])
@@ -127,13 +140,38 @@ class GdbMI:
             return []
         records = io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
         for record in records:
+            if self.TRACE:
+                print(f"[gdb ->] {str(record)[:300]}", file=sys.stderr, flush=True)
+            payload = record.get("payload")
             if record.get("stream") == "stderr":
-                self.stderr.append(str(record.get("payload")))
-            if record["type"] in ("notify", "notification", "output") or (
+                self.stderr.append(str(payload))
+            elif record["type"] == "console" and isinstance(payload, str) \
+                    and payload.startswith(self.MESSAGE_MARK):
+                record["_pdm"] = True
+                for line in payload.splitlines():
+                    if line.startswith(self.MESSAGE_MARK):
+                        self.messages.append(json.loads(line[len(self.MESSAGE_MARK):]))
+            elif record["type"] in ("notify", "notification", "output") or (
                 record["type"] == "result" and record.get("token") is None
             ):
-                self._on_event(record)
+                self.events.append(record)
         return records
+
+    def take_message(self, kind: str) -> dict | None:
+        """Remove and return the oldest queued ``@@PDM`` message of ``kind``."""
+        for message in list(self.messages):
+            if message.get("kind") == kind:
+                self.messages.remove(message)
+                return message
+        return None
+
+    def interrupt(self) -> None:
+        """SIGINT to gdb: abandons a hung inferior call (``set unwindonsignal on``)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> dict | None:
         """Read until a record satisfies ``predicate`` or ``timeout`` passes."""

@@ -1,34 +1,62 @@
 """The agent's request loop: owns gdb, answers the kernel, pushes events, cleans up on every exit.
 
 Every exit path (``shutdown`` request, the kernel closing its end of the socket, SIGTERM,
-an exception) runs ``_cleanup``, which detaches gdb so the kernel keeps running.
+an exception) runs ``_cleanup``: breakpoints deleted, the GIL given back to every paused
+thread, paused threads resumed, gdb detached, so the kernel keeps running.
+
+gdb's async records are queued by the MI driver and handled here, in the main loop, never in
+the middle of another command.
 """
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 
-from ..errors import AttachError, DebugMagicError, NotAttachedError
+from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
 from ..protocol import LineReader, encode
 from ..tools import explain_attach_failure
-from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError
+from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
-# Signals the kernel uses for itself: gdb must neither stop on nor swallow them
-# (SIGINT is the Interrupt button).
-PASS_THROUGH_SIGNALS = ("SIGINT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM",
-                        "SIGHUP", "SIGQUIT", "SIGPROF", "SIGVTALRM", "SIGWINCH", "SIGCHLD",
-                        "SIGIO", "SIGURG")
+# Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
+PASS_THROUGH_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM", "SIGHUP",
+                        "SIGQUIT", "SIGPROF", "SIGVTALRM", "SIGWINCH", "SIGCHLD", "SIGIO", "SIGURG")
+PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
 ATTACH_TIMEOUT = 20.0
 DETACH_TIMEOUT = 5.0
+GDB_SIDE = Path(__file__).with_name("gdb_side.py")
+THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
+NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/")
+
+
+def is_user_source(path: str | None) -> bool:
+    """False for sources of std, registry crates and other vendored code."""
+    return bool(path) and not any(part in path for part in NOT_USER_SOURCE)
+
+
+@dataclass
+class Pause:
+    """A kernel thread stopped for the user: its saved thread state if we took its GIL."""
+
+    thread: int
+    tstate: str | None
+    breakpoint: int | None
+    where: tuple | None = None  # (function, file, line) at the stop
 
 
 class Agent:
-    """Serves one kernel: ``attach``, ``detach``, ``status``, ``shutdown``."""
+    """Serves one kernel: attach/detach, breakpoints, pauses, log hits."""
 
     def __init__(self, sock: socket.socket, target_pid: int, gdb_path: str):
         self.sock = sock
@@ -38,6 +66,13 @@ class Agent:
         self.attached = False
         self.attach_seconds: float | None = None
         self.gdb_version = ""
+        self.printers = "not loaded"
+        self.timeout = float(os.environ.get("PYO3_DEBUG_MAGIC_GDB_TIMEOUT", "10"))
+        self.breakpoints: dict[int, dict] = {}
+        self.pauses: dict[int, Pause] = {}
+        self.log_hits: list[dict] = []
+        self.stepping_from: dict[int, tuple] = {}  # thread -> (function, file, line) before next/step
+        self.pausing_allowed = True
         self._running = True
 
     # ----- loop -----------------------------------------------------------------
@@ -48,14 +83,16 @@ class Agent:
         try:
             while self._running:
                 watched = [self.sock] + ([self.gdb.fileno()] if self.gdb and self.gdb.alive else [])
-                ready, _, _ = select.select(watched, [], [], 1.0)
+                ready, _, _ = select.select(watched, [], [], 0.5)
+                if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
+                    self.gdb.read(0)
+                self._process_gdb_events()
                 if self.sock in ready:
                     for request in reader.read_available():
                         self._handle(request)
+                        self._process_gdb_events()
                     if reader.closed:
                         break  # the kernel went away
-                if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
-                    self.gdb.read(0)
         finally:
             self._cleanup()
 
@@ -78,9 +115,13 @@ class Agent:
         except DebugMagicError as error:
             reply.update(ok=False, error={"type": type(error).__name__, "message": error.message,
                                           "fix": error.fix})
+        except GdbCommandError as error:
+            reply.update(ok=False, error={"type": "UsageProblem", "message": f"gdb: {error}",
+                                          "fix": "check the expression or location"})
         except (GdbTimeoutError, GdbExitedError) as error:
+            self._recover_from_stuck_gdb(str(error))
             reply.update(ok=False, error={"type": "AgentError", "message": str(error),
-                                          "fix": "run `%native_detach` and `%native_attach` again"})
+                                          "fix": "the command was abandoned; paused threads were resumed"})
         except Exception as error:  # noqa: BLE001 - reported with its traceback
             reply.update(ok=False, error={"type": "AgentError",
                                           "message": f"internal agent error: {error!r}",
@@ -88,34 +129,210 @@ class Agent:
                                                  + traceback.format_exc()})
         self._send(reply)
 
+    def _mi(self, command: str, timeout: float | None = None):
+        if self.gdb is None:
+            raise NotAttachedError()
+        return self.gdb.command(command, timeout or self.timeout)
+
+    def _evaluate_c(self, thread: int, expression: str, timeout: float | None = None) -> str:
+        """An inferior call in ``thread``, parsed as C (Rust's parser rejects C casts)."""
+        result = self._mi(f"-data-evaluate-expression --thread {thread} --frame 0 --language c "
+                          f"{mi_quote(expression)}", timeout)
+        return result.payload.get("value", "")
+
     # ----- gdb events -----------------------------------------------------------
-    def _on_gdb_event(self, record: dict) -> None:
-        if record.get("message") == "stopped":
-            self._on_stopped(record.get("payload") or {})
+    def _process_gdb_events(self) -> None:
+        if not self.gdb:
+            return
+        while self.gdb.messages:
+            message = self.gdb.messages.popleft()
+            if message.get("kind") == "log-hit":
+                self._record_log_hit(message)
+            elif message.get("kind") == "log-error":
+                self._record_log_hit({**message, "error": message.get("error")})
+            else:
+                self.gdb.messages.appendleft(message)  # a reply someone is waiting for
+                break
+        while self.gdb.events:
+            record = self.gdb.events.popleft()
+            try:
+                if record.get("message") == "stopped":
+                    self._on_stopped(record.get("payload") or {})
+                elif record.get("message") == "breakpoint-modified":
+                    self._on_breakpoint_modified((record.get("payload") or {}).get("bkpt") or {})
+            except (GdbTimeoutError, GdbExitedError) as error:
+                self._recover_from_stuck_gdb(str(error))
+            except GdbCommandError as error:
+                self._send({"event": "error", "message": f"gdb: {error}"})
+
+    def _record_log_hit(self, hit: dict) -> None:
+        spec = self.breakpoints.get(int(hit.get("number", 0)), {})
+        hit["location"] = spec.get("location", "")
+        self.log_hits.append(hit)
+        if len(self.log_hits) > 10_000:
+            del self.log_hits[:5_000]
 
     def _on_stopped(self, stop: dict) -> None:
-        thread = stop.get("thread-id")
-        if stop.get("reason") == "signal-received" and stop.get("signal-name") in CRASH_SIGNALS:
-            self._send({"event": "crash", "signal": stop.get("signal-name"), "thread": thread,
-                        "frame": stop.get("frame")})
-        # Nothing else may keep a thread of the kernel stopped: let it go on (a crash signal
-        # is delivered, so the process dies as it would have without us).
-        if thread and self.gdb:
-            try:
-                self.gdb.command(f"-exec-continue --thread {int(thread)}", timeout=5)
-            except (GdbCommandError, GdbTimeoutError, GdbExitedError):
-                pass
+        thread = int(stop.get("thread-id") or 0)
+        reason = stop.get("reason")
+        if not thread:
+            return
+        if reason == "signal-received":
+            signal_name = stop.get("signal-name")
+            if signal_name == "SIGINT":
+                self._on_interrupt()
+            elif signal_name in CRASH_SIGNALS:
+                self._send({"event": "crash", "signal": signal_name, "thread": thread,
+                            "frame": stop.get("frame")})
+            self._continue(thread)  # the signal is delivered ("pass")
+            return
+        if reason not in PAUSE_REASONS:
+            self._continue(thread)
+            return
+        number = int(stop.get("bkptno") or 0) or None
+        frame = stop.get("frame") or {}
+        where = (frame.get("func"), frame.get("fullname"), frame.get("line"))
+        started_at = self.stepping_from.pop(thread, None)
+        if reason == "end-stepping-range" and started_at and started_at[0] == where and not started_at[1]:
+            # Rust line tables can make `next` stop on the line it started from: step once more
+            self.stepping_from[thread] = (where, True, started_at[2])
+            self._mi(f"{started_at[2]} --thread {thread}")
+            return
+        if reason == "breakpoint-hit" and not self.pausing_allowed:
+            frame = stop.get("frame") or {}
+            spec = self.breakpoints.get(number or 0, {})
+            spec["unattended_hits"] = spec.get("unattended_hits", 0) + 1
+            self._record_log_hit({"number": number, "hit": spec["unattended_hits"], "thread": thread,
+                                  "unattended": True, "values": [],
+                                  "where": {"func": frame.get("func"), "file": frame.get("file"),
+                                            "fullname": frame.get("fullname"),
+                                            "line": int(frame.get("line") or 0) or None}})
+            self._continue(thread)
+            return
+        self._pause(thread, reason, number, where)
 
-    # ----- requests -------------------------------------------------------------
+    def _on_breakpoint_modified(self, bkpt: dict) -> None:
+        """A pending breakpoint resolved: disable locations outside the user's crates."""
+        number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
+        spec = self.breakpoints.get(number)
+        if not spec or spec.get("kind") != "pause" or not spec.get("user_only"):
+            return
+        for location in bkpt.get("locations") or []:
+            if location.get("enabled") == "y" and not is_user_source(location.get("fullname")):
+                self._mi(f"-break-disable {location['number']}")
+
+    def _pause(self, thread: int, reason: str, number: int | None, where: tuple | None = None) -> None:
+        # Everything that could go wrong in gdb happens before the hand-off.
+        frames = self.op_frames(thread)
+        details = {"frames": frames, "locals": self._locals(thread, 0, frames),
+                   **self._thread_ident(thread)}
+        tstate = None
+        if self._evaluate_c(thread, "PyGILState_Check()") == "1":
+            # The GIL hand-off: an implicit allow_threads at this line, so the kernel's Python
+            # threads (and the console rendering this pause) can run while the thread waits.
+            tstate = self._evaluate_c(thread, "(long)PyEval_SaveThread()")
+        self.pauses[thread] = Pause(thread, tstate, number, where)
+        self._send({"event": "paused", "thread": thread, "reason": reason, "breakpoint": number,
+                    "handed_off": tstate is not None, **details})
+
+    def _thread_ident(self, thread: int) -> dict:
+        info = self._mi(f"-thread-info {thread}").payload.get("threads") or [{}]
+        match = THREAD_IDENT.search(info[0].get("target-id", ""))
+        return {"ident": int(match.group(1), 16), "lwp": int(match.group(2))} if match else {}
+
+    def _locals(self, thread: int, frame: int, frames: list[dict] | None = None) -> list[dict]:
+        frames = frames if frames is not None else self.op_frames(thread)
+        row = frames[frame] if 0 <= frame < len(frames) else {}
+        # full values (pretty-printed) for the user's code; macro-generated and library frames
+        # get simple values only (gdb 13 has crashed printing pyo3's wrapper locals)
+        user = is_user_source(row.get("fullname")) and not str(row.get("func", "")).split("::")[-1].startswith("__py")
+        mode = "--all-values" if user else "--simple-values"
+        try:
+            payload = self._mi(f"-stack-list-variables --thread {thread} --frame {frame} {mode}").payload
+        except GdbCommandError as error:
+            return [{"name": "<error>", "value": str(error)}]
+        return [{"name": v.get("name"), "value": v.get("value", "")[:2000], "arg": v.get("arg") == "1"}
+                for v in payload.get("variables", [])]
+
+    def _continue(self, thread: int) -> None:
+        try:
+            self._mi(f"-exec-continue --thread {thread}")
+        except GdbCommandError:
+            pass  # already running or gone
+
+    def _give_back_gil(self, pause: Pause) -> None:
+        if pause.tstate is not None:
+            self._evaluate_c(pause.thread, f"PyEval_RestoreThread((PyThreadState*){pause.tstate})")
+            pause.tstate = None
+
+    def _on_interrupt(self) -> None:
+        """The kernel's Interrupt button: end every pause cleanly; Python raises KeyboardInterrupt."""
+        if not self.pauses:
+            return
+        self.pausing_allowed = False  # the rest of this cell only logs; the next cell resets it
+        for pause in list(self.pauses.values()):
+            self._give_back_gil(pause)
+            self._continue(pause.thread)
+        self.pauses.clear()
+        self._send({"event": "interrupted"})
+
+    def _recover_from_stuck_gdb(self, what: str) -> None:
+        """gdb did not answer: abandon the command, then end every pause as safely as we can."""
+        if self.gdb and self.gdb.alive:
+            self.gdb.interrupt()
+            self.gdb.wait_for(lambda r: r.get("type") == "result", 5)
+        resumed = []
+        for pause in list(self.pauses.values()):
+            try:
+                self._give_back_gil(pause)
+                self._continue(pause.thread)
+                resumed.append(pause.thread)
+            except Exception:  # noqa: BLE001 - keep going for the other threads
+                pass
+        self.pauses.clear()
+        self._send({"event": "error", "message": f"{what}; the command was abandoned",
+                    "resumed": resumed})
+
+    # ----- requests: attach ------------------------------------------------------
     def _ensure_gdb(self) -> GdbMI:
         if self.gdb is None or not self.gdb.alive:
-            self.gdb = GdbMI(self.gdb_path, on_event=self._on_gdb_event)
+            self.gdb = GdbMI(self.gdb_path)
             version = self.gdb.console_command("show version", timeout=10).console_text
             self.gdb_version = version.splitlines()[0] if version else ""
-            self.gdb.console_command("set unwindonsignal on")
-            self.gdb.console_command(f"handle {' '.join(PASS_THROUGH_SIGNALS)} nostop noprint pass")
-            self.gdb.console_command(f"handle {' '.join(CRASH_SIGNALS)} stop print pass")
+            for setting in ("set unwindonsignal on", "set breakpoint pending on",
+                            # an internal error must fail one command, not kill gdb (and with
+                            # it, every paused thread's chance to get its GIL back)
+                            "maint set internal-error quit no", "maint set internal-error corefile no",
+                            "maint set internal-warning quit no",
+                            "set print elements 50", "set print repeats 20",
+                            f"handle {' '.join(PASS_THROUGH_SIGNALS)} nostop noprint pass",
+                            # SIGINT stops so an Interrupt during a pause can end it cleanly
+                            "handle SIGINT stop print pass",  # (noprint would imply nostop)
+                            f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
+                            f"source {GDB_SIDE}"):
+                self.gdb.console_command(setting)
+            self._load_rust_printers()
         return self.gdb
+
+    def _load_rust_printers(self) -> None:
+        try:
+            sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
+                                     timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            self.printers = "rustc not found: Rust values print raw"
+            return
+        etc = Path(sysroot) / "lib" / "rustlib" / "etc"
+        if not (etc / "gdb_lookup.py").exists():
+            self.printers = f"no Rust pretty-printers in {etc}"
+            return
+        self._python("register_rust_pretty_printers", str(etc), raw=True)
+        message = self.gdb.take_message("printers") or {}
+        self.printers = "loaded" if message.get("loaded") else f"failed: {message.get('error')}"
+
+    def _python(self, function: str, argument, raw: bool = False):
+        """Call a gdb_side function with one argument, base64-encoded unless ``raw`` (trusted)."""
+        encoded = argument if raw else base64.b64encode(json.dumps(argument).encode()).decode()
+        return self.gdb.console_command(f"python {function}({encoded!r})")
 
     def op_attach(self) -> dict:
         if self.attached:
@@ -144,24 +361,199 @@ class Agent:
     def op_status(self) -> dict:
         threads = []
         if self.attached and self.gdb:
-            info = self.gdb.command("-thread-info", timeout=5).payload
+            info = self._mi("-thread-info", 5).payload
             threads = [{"id": t.get("id"), "name": t.get("name"), "state": t.get("state")}
                        for t in info.get("threads", [])]
         return {"attached": self.attached, "target_pid": self.target_pid,
                 "gdb_pid": self.gdb.pid if self.gdb else None, "gdb_version": self.gdb_version,
-                "attach_seconds": self.attach_seconds, "threads": threads}
+                "attach_seconds": self.attach_seconds, "threads": threads,
+                "printers": self.printers, "paused_threads": sorted(self.pauses)}
 
     def op_shutdown(self) -> dict:
         self._running = False
         return {"detached": self.attached}
 
+    # ----- requests: breakpoints -------------------------------------------------
+    def _require_attached(self) -> None:
+        if not self.attached:
+            raise NotAttachedError()
+
+    def op_sources(self) -> list[dict]:
+        """Every source file with line info in the loaded shared objects."""
+        self._require_attached()
+        payload = self._mi("-file-list-exec-source-files --group-by-objfile", 30).payload
+        found = []
+        for group in payload.get("files", []):
+            for source in group.get("sources", []):
+                found.append({"objfile": group.get("filename"), "fullname": source.get("fullname"),
+                              "filename": source.get("filename")})
+        return found
+
+    def op_break_insert(self, kind: str, source: str | None = None, line: int | None = None,
+                        function: str | None = None, condition: str | None = None, ignore: int = 0,
+                        temporary: bool = False, expressions: list[str] | None = None,
+                        backtrace: bool = False, user_only: bool = False, location: str = "") -> dict:
+        self._require_attached()
+        if kind == "log":
+            spec = {"source": source, "line": line, "function": function, "condition": condition,
+                    "ignore": ignore, "temporary": temporary, "expressions": expressions or [],
+                    "backtrace": backtrace}
+            self._python("add_log_breakpoint", spec)
+            created = self.gdb.take_message("log-created") or {"error": "gdb did not answer"}
+            if created.get("error"):
+                raise UsageProblem(f"cannot set a log breakpoint at {location}: {created['error']}",
+                                   "check the location (file:line or crate::function)")
+            number = int(created["number"])
+            self.breakpoints[number] = {"kind": "log", "location": location, "condition": condition,
+                                        "expressions": expressions or []}
+            return {"number": number, "pending": created.get("pending"),
+                    "locations": created.get("locations", [])}
+        command = ["-break-insert", "-f"]
+        if temporary:
+            command.append("-t")
+        if condition:
+            command += ["-c", mi_quote(condition)]
+        if ignore:
+            command += ["-i", str(int(ignore))]
+        if function:
+            command += ["--function", mi_quote(function)]
+        else:
+            command += ["--source", mi_quote(source or ""), "--line", str(int(line or 0))]
+        bkpt = self._mi(" ".join(command)).payload.get("bkpt", {})
+        number = int(bkpt.get("number", 0))
+        self.breakpoints[number] = {"kind": "pause", "location": location, "condition": condition,
+                                    "user_only": user_only}
+        self._on_breakpoint_modified(bkpt)
+        return {"number": number, "pending": bkpt.get("addr") == "<PENDING>",
+                "locations": self._bkpt_locations(bkpt)}
+
+    @staticmethod
+    def _bkpt_locations(bkpt: dict) -> list[dict]:
+        rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>") else [])
+        return [{"address": r.get("addr"), "fullname": r.get("fullname"),
+                 "line": int(r.get("line") or 0) or None, "func": r.get("func"),
+                 "enabled": r.get("enabled", "y") == "y"} for r in rows]
+
+    def op_break_list(self) -> list[dict]:
+        self._require_attached()
+        body = self._mi("-break-list").payload.get("BreakpointTable", {}).get("body", [])
+        logs = [n for n, spec in self.breakpoints.items() if spec["kind"] == "log"]
+        counts = {}
+        if logs:
+            self._python("log_breakpoint_hits", logs)
+            counts = (self.gdb.take_message("log-counts") or {}).get("counts", {})
+        rows = []
+        for bkpt in body:
+            number = int(bkpt.get("number", 0))
+            spec = self.breakpoints.get(number)
+            if spec is None:
+                continue
+            hits = counts.get(str(number), int(bkpt.get("times", 0) or 0))
+            rows.append({"number": number, "kind": spec["kind"], "location": spec["location"],
+                         "enabled": bkpt.get("enabled") == "y", "hits": hits,
+                         "condition": spec.get("condition"), "pending": bkpt.get("addr") == "<PENDING>",
+                         "locations": [loc for loc in self._bkpt_locations(bkpt) if loc["enabled"]]})
+        return rows
+
+    def _known(self, numbers: list[int]) -> list[int]:
+        unknown = [n for n in numbers if n not in self.breakpoints]
+        if unknown:
+            raise UsageProblem(f"no breakpoint number {unknown[0]}",
+                               "`%native_break` with no argument lists them")
+        return numbers
+
+    def op_break_delete(self, numbers: list[int] | None = None) -> list[int]:
+        """Delete the given breakpoints; None deletes every breakpoint gdb has, known or not."""
+        self._require_attached()
+        if numbers is None:
+            numbers = sorted(self.breakpoints)
+            self._mi("-break-delete")
+        elif self._known(numbers):
+            self._mi("-break-delete " + " ".join(str(int(n)) for n in numbers))
+        for number in numbers:
+            if self.breakpoints.pop(number, {}).get("kind") == "log":
+                self.gdb.console_command(f"python forget_log_breakpoint({int(number)})")
+        return numbers
+
+    def op_break_enable(self, numbers: list[int], enabled: bool) -> list[int]:
+        self._require_attached()
+        numbers = self._known(numbers)
+        verb = "-break-enable" if enabled else "-break-disable"
+        self._mi(f"{verb} " + " ".join(str(int(n)) for n in numbers))
+        return numbers
+
+    def op_cell(self, pausing_allowed: bool) -> dict:
+        """Whether the running cell can answer a pause (no stdin: breakpoints only log)."""
+        self.pausing_allowed = bool(pausing_allowed)
+        return {"pausing_allowed": self.pausing_allowed}
+
+    def op_logs(self) -> list[dict]:
+        hits, self.log_hits = self.log_hits, []
+        return hits
+
+    # ----- requests: a paused thread ----------------------------------------------
+    def _paused(self, thread: int) -> Pause:
+        pause = self.pauses.get(int(thread))
+        if pause is None:
+            raise UsageProblem(f"thread {thread} is not paused", "it was resumed or has exited")
+        return pause
+
+    def op_frames(self, thread: int) -> list[dict]:
+        stack = self._mi(f"-stack-list-frames --thread {int(thread)} 0 63").payload.get("stack", [])
+        return [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
+                 "file": f.get("file"), "fullname": f.get("fullname"),
+                 "line": int(f.get("line") or 0) or None, "from": f.get("from"),
+                 "addr": f.get("addr")} for f in stack]
+
+    def op_locals(self, thread: int, frame: int = 0) -> list[dict]:
+        self._paused(thread)
+        return self._locals(int(thread), int(frame))
+
+    def op_evaluate(self, thread: int, frame: int, expression: str) -> str:
+        self._paused(thread)
+        result = self._mi(f"-data-evaluate-expression --thread {int(thread)} --frame {int(frame)} "
+                          f"{mi_quote(expression)}")
+        return result.payload.get("value", "")
+
+    def op_resume(self, thread: int, how: str, frame: int = 0) -> dict:
+        """next / step / finish / continue: give the GIL back first, then let the thread go."""
+        commands = {"next": "-exec-next", "step": "-exec-step", "finish": "-exec-finish",
+                    "continue": "-exec-continue"}
+        if how not in commands:
+            raise UsageProblem(f"unknown resume mode {how!r}", "use next, step, finish or continue")
+        pause = self._paused(thread)
+        self._give_back_gil(pause)
+        del self.pauses[pause.thread]
+        if how in ("next", "step") and pause.where:
+            self.stepping_from[pause.thread] = (pause.where, False, commands[how])
+        frame_option = f" --frame {int(frame)}" if how == "finish" else ""
+        self._mi(f"{commands[how]} --thread {pause.thread}{frame_option}")
+        return {"thread": pause.thread, "how": how}
+
+    def op_quit(self) -> dict:
+        """Delete every breakpoint and let every paused thread run."""
+        deleted = self.op_break_delete(None) if self.attached else []
+        resumed = []
+        for pause in list(self.pauses.values()):
+            self._give_back_gil(pause)
+            self._continue(pause.thread)
+            resumed.append(pause.thread)
+        self.pauses.clear()
+        return {"deleted": deleted, "resumed": resumed}
+
     # ----- exit path --------------------------------------------------------------
     def _detach(self) -> None:
-        if self.gdb and self.attached:
+        if not (self.gdb and self.attached):
+            return
+        try:
             try:
-                self.gdb.command("-target-detach", timeout=DETACH_TIMEOUT)
-            finally:
-                self.attached = False
+                self.op_quit()  # no breakpoint may outlive us: the kernel would die of SIGTRAP
+            except Exception as error:  # noqa: BLE001 - detach anyway
+                print(f"pyo3_debug_magic agent: cleanup before detach failed: {error}", file=sys.stderr)
+            self.gdb.command("-target-detach", timeout=DETACH_TIMEOUT)
+        finally:
+            self.attached = False
+            self.breakpoints.clear()
 
     def _cleanup(self) -> None:
         try:

@@ -33,3 +33,37 @@ def refcheck_html(report) -> str:
             f"{report.warmup} warm-up + {report.measured_calls} measured calls</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {escape(verdict)}</p></div>")
+
+
+def source_snippet(frame, context: int = 3) -> str:
+    """Syntax-highlighted source around the frame's line, current line highlighted."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import RustLexer
+
+    if frame is None or not frame.line:
+        return "<pre>no source for this frame</pre>"
+    lines = text._read_lines(frame.fullname)
+    if not lines:
+        return f"<pre>{escape(frame.where)}: source not available</pre>"
+    start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
+    formatter = HtmlFormatter(noclasses=True, linenos="inline", linenostart=start,
+                              hl_lines=[frame.line - start + 1], style="default")
+    return highlight("\n".join(lines[start - 1:end]) + "\n", RustLexer(), formatter)
+
+
+def stop_view(state, compact: bool = False) -> str:
+    frame = state.frame
+    where = f"{frame.function} at {frame.where}" if frame else "unknown location"
+    title = (f"native breakpoint {state.breakpoint} hit in thread {state.thread}"
+             if state.breakpoint and state.reason == "breakpoint-hit"
+             else f"thread {state.thread} stopped ({state.reason})")
+    parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b>: <code>{escape(where)}</code></p>",
+             source_snippet(frame, context=1 if compact else 4)]
+    if not compact:
+        parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.merged, state.selected))}</pre></details>")
+    parts.append(f"<details open><summary>locals</summary><pre>{escape(text.locals_table(state.locals))}</pre></details>")
+    if state.handed_off:
+        parts.append("<p><i>The GIL was released at this line so the kernel stays responsive (an implicit "
+                     "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
+    return "".join(parts) + "</div>"

@@ -117,3 +117,112 @@ def refcheck_table(report) -> str:
         lines += ["  " + line for line in report.exception.rstrip().splitlines()]
     lines.append("verdict: " + refcheck_verdict(report))
     return "\n".join(lines)
+
+
+# ----- breakpoints and pauses ----------------------------------------------------------
+def _read_lines(path: str | None) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
+def source_snippet(frame, context: int = 3) -> str:
+    """Lines around ``frame``'s line, the current one marked with ``->``."""
+    if frame is None or not frame.line:
+        return "no source for this frame"
+    lines = _read_lines(frame.fullname)
+    if not lines:
+        return f"{frame.where}: source not available ({frame.fullname})"
+    start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
+    width = len(str(end))
+    return "\n".join(f"{'->' if n == frame.line else '  '} {n:>{width}}  {lines[n - 1]}"
+                     for n in range(start, end + 1))
+
+
+def backtrace(merged, selected: int = 0) -> str:
+    """User frames in full; runs of pyo3/std frames folded into one line (`bt` shows levels)."""
+    from ..locations import is_user_source
+
+    rows, folded = [], []
+
+    def flush():
+        if folded:
+            rows.append(f"      ... {len(folded)} frames in pyo3/std (#{folded[0]}-#{folded[-1]})")
+            folded.clear()
+
+    for frame in merged.native:
+        if frame.level not in (0, selected) and not is_user_source(frame.fullname):
+            folded.append(frame.level)
+            continue
+        flush()
+        marker = ">" if frame.level == selected else " "
+        rows.append(f"{marker}#{frame.level:<3} {frame.function}  at {frame.where}")
+    flush()
+    if merged.hidden_runtime_frames:
+        rows.append(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")
+    for frame in merged.python:
+        cell = "  <- cell" if frame.is_cell else ""
+        rows.append(f"  py  {frame.function}  at {frame.file}:{frame.line}{cell}")
+    return "\n".join(rows)
+
+
+def locals_table(variables: list[dict]) -> str:
+    if not variables:
+        return "no locals"
+    width = max(len(v.get("name") or "") for v in variables)
+    return "\n".join(f"{(v.get('name') or ''):<{width}} = {v.get('value', '')}" for v in variables)
+
+
+def stop_view(state, compact: bool = False) -> str:
+    """The whole stop: where, source, merged backtrace, locals, and the GIL note."""
+    frame = state.frame
+    where = f"{frame.function} at {frame.where}" if frame else "unknown location"
+    if state.breakpoint and state.reason == "breakpoint-hit":
+        title = f"native breakpoint {state.breakpoint} hit in thread {state.thread}: {where}"
+    else:
+        title = f"thread {state.thread} stopped ({state.reason}): {where}"
+    parts = [title, source_snippet(frame, context=1 if compact else 4)]
+    if not compact:
+        parts += ["backtrace:", backtrace(state.merged, state.selected)]
+    parts += ["locals:", locals_table(state.locals)]
+    if state.handed_off:
+        parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
+                     "allow_threads; it is taken back before the thread runs on)")
+    if not compact:
+        parts.append("commands: n s finish c bt up down list locals p EXPR py EXPR q help")
+    return "\n".join(parts)
+
+
+def breakpoint_created(info) -> str:
+    kind = "log breakpoint" if info.kind == "log" else "breakpoint"
+    where = ", ".join(info.resolved) if info.resolved else "pending"
+    text = f"native {kind} {info.number} at {info.location} -> {where}"
+    return text + (f"\n{info.note}" if info.note else "")
+
+
+def breakpoint_table(rows) -> str:
+    if not rows:
+        return "no native breakpoints"
+    lines = ["Num  Type   Enb  Hits  Where"]
+    for row in rows:
+        where = ", ".join(row.resolved) if row.resolved else ("<pending>" if row.pending else "-")
+        condition = f"  if {row.condition}" if row.condition else ""
+        lines.append(f"{row.number:<4} {row.kind:<6} {'y' if row.enabled else 'n':<4} {row.hits:<5} "
+                     f"{row.location} -> {where}{condition}")
+    return "\n".join(lines)
+
+
+def log_hits(hits) -> str:
+    lines = []
+    for hit in hits:
+        where = f"{hit.function} at {hit.file}:{hit.line}" if hit.file else (hit.function or "?")
+        kind = "breakpoint (no stdin: not paused)" if hit.unattended else "log breakpoint"
+        values = "  " + ", ".join(f"{name} = {value}" for name, value in hit.values) if hit.values else ""
+        error = f"  <error: {hit.error}>" if hit.error else ""
+        lines.append(f"[{kind} {hit.number} hit {hit.hit}] {where}{values}{error}")
+        lines += [f"    {frame}" for frame in hit.backtrace]
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""Kernel side of a pause: a console thread renders the stop and reads ``(native)`` commands.
+
+The thread that hit the breakpoint is stopped by gdb (and has given up the GIL through the
+agent), so the console runs in its own Python thread. It shows everything with
+``display()`` (ipykernel 6 routes a thread's ``print`` by where the thread was started,
+``display`` reaches the running cell) and reads commands with ``input()``, which the kernel
+routes to the running cell's input box.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+from . import stacks
+from .debugger import NativeDebugger
+from .errors import DebugMagicError
+from .render import html as render_html
+from .render import text as render_text
+
+HELP = """(native) commands:
+  n, next          run to the next line (over calls)
+  s, step          step into calls
+  finish           run until the current frame returns
+  c, continue      let the thread run on
+  bt               merged Rust + Python backtrace
+  up, down         select the caller / callee frame;  frame N  select frame N
+  list             source around the selected frame
+  locals           locals of the selected frame
+  p EXPR           evaluate a Rust/C expression in the selected frame
+  py EXPR          evaluate Python in the frame that called into Rust
+  q, quit          delete all native breakpoints and continue
+  help             this text"""
+
+
+def show(plain: str, html: str | None = None) -> None:
+    """Display from any thread into the running cell (text in terminals, HTML in notebooks)."""
+    from IPython.display import display
+
+    bundle = {"text/plain": plain}
+    if html:
+        bundle["text/html"] = html
+    display(bundle, raw=True)
+
+
+@dataclass
+class PauseState:
+    """One stop of one thread, as the console sees it."""
+
+    thread: int
+    ident: int | None
+    reason: str
+    breakpoint: int | None
+    handed_off: bool
+    native: list[stacks.NativeFrame]
+    locals: list[dict]
+    python: list[stacks.PythonFrame] = field(default_factory=list)
+    selected: int = 0
+
+    @classmethod
+    def from_event(cls, event: dict) -> "PauseState":
+        ident = event.get("ident")
+        return cls(thread=event["thread"], ident=ident, reason=event.get("reason", ""),
+                   breakpoint=event.get("breakpoint"), handed_off=bool(event.get("handed_off")),
+                   native=stacks.native_frames(event.get("frames", [])),
+                   locals=event.get("locals", []), python=stacks.thread_python_frames(ident))
+
+    @property
+    def merged(self) -> stacks.MergedStack:
+        return stacks.merge(self.native, self.python)
+
+    @property
+    def frame(self) -> stacks.NativeFrame | None:
+        return self.native[self.selected] if 0 <= self.selected < len(self.native) else None
+
+
+class PauseConsole:
+    """Owns the console thread; ``handle(event)`` is the debugger's event listener."""
+
+    def __init__(self, debugger: NativeDebugger, can_prompt=lambda: True):
+        self.debugger = debugger
+        self.can_prompt = can_prompt
+        self._events: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stepping: set[int] = set()
+        self.interrupted = threading.Event()
+        self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
+
+    def handle(self, event: dict) -> None:
+        if event.get("event") == "interrupted":
+            # Handled at once: the console thread may be blocked in input() for this pause.
+            self.interrupted.set()
+            self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
+                              "and the thread resumed")
+            return
+        self._events.put(event)
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="pyo3-native-console", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                event = self._events.get(timeout=30)
+            except queue.Empty:
+                return  # the thread ends when idle; the next event starts a new one
+            try:
+                self._dispatch(event)
+            except Exception:  # noqa: BLE001 - a console bug must not leave the kernel stopped
+                show("pyo3_debug_magic: internal error in the pause console:\n" + traceback.format_exc())
+                if event.get("event") == "paused":
+                    self._resume_quietly(event["thread"])
+
+    def _dispatch(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "paused":
+            self._pause(PauseState.from_event(event))
+        elif kind == "error":
+            show(f"native debugger: {event.get('message')}")
+        elif kind == "crash":
+            show(f"native debugger: {event.get('signal')} in thread {event.get('thread')}; "
+                 "the kernel is going down")
+
+    def _resume_quietly(self, thread: int) -> None:
+        try:
+            self.debugger.resume(thread, "continue")
+        except DebugMagicError:
+            pass
+
+    # ----- one pause ----------------------------------------------------------------
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
+
+    def _pause(self, state: PauseState) -> None:
+        self.interrupted.clear()
+        compact = state.thread in self._stepping
+        self._stepping.discard(state.thread)
+        view = render_text.stop_view(state, compact=compact)
+        show(view, render_html.stop_view(state, compact=compact))
+        if not self.can_prompt():
+            show("no input available in this cell (unattended run): not pausing, continuing")
+            self.debugger.resume(state.thread, "continue")
+            return
+        while True:
+            try:
+                line = input("(native) ")
+            except (EOFError, KeyboardInterrupt, RuntimeError) as error:
+                if self.interrupted.is_set():
+                    self.interrupted.clear()
+                else:
+                    show(f"no input ({type(error).__name__}): continuing")
+                    self._resume_quietly(state.thread)
+                return
+            if self.interrupted.is_set():
+                self.interrupted.clear()
+                return  # the agent already resumed the thread; this answer is stale
+            try:
+                if self._command(state, line.strip()):
+                    return
+            except DebugMagicError as error:
+                show(f"error: {error}")
+
+    def _command(self, state: PauseState, line: str) -> bool:
+        """Run one command; True when the thread was resumed."""
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in ("n", "next", "s", "step", "finish"):
+            how = {"n": "next", "s": "step"}.get(name, name)
+            self._stepping.add(state.thread)
+            self.debugger.resume(state.thread, how, frame=state.selected if how == "finish" else 0)
+            return True
+        if name in ("c", "continue", "cont"):
+            self.debugger.resume(state.thread, "continue")
+            show("continuing")
+            return True
+        if name in ("q", "quit"):
+            result = self.debugger.quit()
+            show(f"deleted native breakpoints {result['deleted']}; continuing")
+            return True
+        if name in ("bt", "backtrace", "where"):
+            show(render_text.backtrace(state.merged, state.selected))
+        elif name in ("up", "down", "frame", "f"):
+            state.selected = self._select(state, name, argument)
+            frame = state.frame
+            show(f"#{state.selected} {frame.function} at {frame.where}" if frame else "no frame")
+        elif name in ("list", "l"):
+            show(render_text.source_snippet(state.frame, context=5))
+        elif name == "locals":
+            show(render_text.locals_table(self.debugger.locals(state.thread, state.selected)))
+        elif name in ("p", "print"):
+            if not argument:
+                show("usage: p EXPR")
+            else:
+                show(f"{argument} = {self.debugger.evaluate(state.thread, state.selected, argument)}")
+        elif name == "py":
+            show(self._python_eval(state, argument))
+        elif name in ("help", "h", "?", ""):
+            show(HELP)
+        else:
+            show(f"unknown command {name!r}; `help` lists them")
+        return False
+
+    @staticmethod
+    def _select(state: PauseState, name: str, argument: str) -> int:
+        if name == "up":
+            return min(state.selected + 1, len(state.native) - 1)
+        if name == "down":
+            return max(state.selected - 1, 0)
+        if not argument.isdigit() or int(argument) >= len(state.native):
+            raise DebugMagicError(f"no frame {argument!r}", f"frames are 0..{len(state.native) - 1}")
+        return int(argument)
+
+    @staticmethod
+    def _python_eval(state: PauseState, expression: str) -> str:
+        """Evaluate in the innermost Python frame of the paused thread (the one that called Rust)."""
+        if not expression:
+            return "usage: py EXPR"
+        frame = sys._current_frames().get(state.ident) if state.ident else None
+        if frame is None:
+            return "this thread has no Python frames (a native worker thread)"
+        try:
+            return repr(eval(expression, frame.f_globals, frame.f_locals))  # noqa: S307 - the user's own kernel
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            return f"{type(error).__name__}: {error}"

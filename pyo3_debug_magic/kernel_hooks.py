@@ -1,0 +1,65 @@
+"""IPython event hooks: the pause console, per-cell stdin policy, and log hits after each cell."""
+from __future__ import annotations
+
+import sys
+
+from .console import PauseConsole, show
+from .debugger import get_debugger
+from .errors import DebugMagicError
+from .render import text as render_text
+
+_console: PauseConsole | None = None
+
+
+def stdin_allowed(shell) -> bool:
+    """Can the running cell answer input()? (nbclient/papermill send allow_stdin=False.)"""
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None:
+        return bool(getattr(kernel, "_allow_stdin", False))
+    return bool(sys.stdin) and sys.stdin.isatty()
+
+
+def install(shell) -> None:
+    global _console
+    debugger = get_debugger()
+    if _console is None:
+        _console = PauseConsole(debugger, can_prompt=lambda: stdin_allowed(shell))
+        debugger.add_listener(_console.handle)
+    else:
+        _console.can_prompt = lambda: stdin_allowed(shell)
+    shell.events.register("pre_run_cell", _pre_run_cell)
+    shell.events.register("post_run_cell", _post_run_cell)
+    _pre_run_cell.shell = shell
+
+
+def uninstall(shell) -> None:
+    for name, callback in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
+        try:
+            shell.events.unregister(name, callback)
+        except ValueError:
+            pass
+
+
+def _pre_run_cell(info=None) -> None:
+    debugger = get_debugger()
+    if debugger.attached:
+        try:
+            debugger.set_pausing_allowed(stdin_allowed(_pre_run_cell.shell))
+        except DebugMagicError as error:
+            show(f"native debugger: {error}")
+
+
+def _post_run_cell(result=None) -> None:
+    if _console is not None:
+        for note in _console.take_notes():
+            show(note)
+    debugger = get_debugger()
+    if not debugger.attached:
+        return
+    try:
+        hits = debugger.take_log_hits()
+    except DebugMagicError as error:
+        show(f"native debugger: {error}")
+        return
+    if hits:
+        show(render_text.log_hits(hits))

@@ -1,0 +1,201 @@
+"""Breakpoint locations: parse what the user typed, resolve it to the user's own crate.
+
+``src/lib.rs:42`` must not mean every dependency's ``src/lib.rs`` (pyo3, std, registry
+crates): we resolve against the source files in the loaded extension modules' debug info,
+and before the module is imported, against the files under the working directory.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageProblem
+
+FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$")
+RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
+NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/")
+SKIPPED_DIRS = {".git", ".venv", "venv", "target", "node_modules", "__pycache__", ".tox"}
+NO_DEBUG_INFO_FIX = "rebuild with `maturin develop` or set `[profile.release] debug = true`"
+
+
+@dataclass(frozen=True)
+class Location:
+    """What the user asked for: a file and line, or a function."""
+
+    text: str
+    path: str | None = None
+    line: int | None = None
+    function: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One source file with line info in one loaded shared object."""
+
+    objfile: str
+    fullname: str
+    debug_info: bool = True
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where the breakpoint goes: an absolute source (or the user's path, pending) or a function."""
+
+    location: Location
+    source: str | None
+    function: str | None
+    pending: bool
+    objfile: str | None = None
+    note: str = ""
+
+
+def is_user_source(path: str | None) -> bool:
+    return bool(path) and not any(part in path for part in NOT_USER_SOURCE)
+
+
+def parse_location(text: str) -> Location:
+    """``src/lib.rs:42`` or ``crate::function``; anything else is refused before gdb sees it."""
+    text = text.strip()
+    if any(ch in text for ch in "\n\r\0\"'`;$"):
+        raise UsageProblem(f"not a location: {text!r}",
+                           "write FILE:LINE (src/lib.rs:42) or a Rust path (rustdemo::compute)")
+    match = FILE_LINE.match(text)
+    if match:
+        line = int(match.group("line"))
+        if line < 1:
+            raise UsageProblem(f"line numbers start at 1: {text!r}", "write FILE:LINE, e.g. src/lib.rs:42")
+        return Location(text, path=os.path.normpath(match.group("path")), line=line)
+    if RUST_PATH.match(text):
+        return Location(text, function=text)
+    raise UsageProblem(f"not a location: {text!r}",
+                       "write FILE:LINE (src/lib.rs:42) or a Rust path (rustdemo::compute)")
+
+
+def _suffix_match(fullname: str, path: str) -> bool:
+    fullname, path = os.path.normpath(fullname), os.path.normpath(path)
+    return fullname == path or fullname.endswith(os.sep + path.lstrip(os.sep))
+
+
+def _crate_matches(source: SourceFile, crate: str) -> bool:
+    stem = Path(source.objfile).name.split(".")[0]
+    return stem == crate or f"{os.sep}{crate}{os.sep}" in source.fullname
+
+
+def _files_on_disk(path: str, root: Path, limit: int = 20000) -> list[str]:
+    """Files under ``root`` whose path ends with ``path`` (bounded walk, build dirs skipped)."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return [str(candidate)] if candidate.is_file() else []
+    found, seen = [], 0
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        seen += len(files)
+        for name in files:
+            full = os.path.join(directory, name)
+            if _suffix_match(full, path):
+                found.append(os.path.abspath(full))
+        if seen > limit:
+            break
+    return found
+
+
+def resolve(location: Location, sources: list[SourceFile], crate: str | None = None,
+            cwd: Path | None = None) -> Resolved:
+    """Pick the one user source file ``location`` means, or explain why there is none."""
+    if location.function:
+        return Resolved(location, None, location.function, pending=False)
+    assert location.path is not None
+    user = [s for s in sources if is_user_source(s.fullname) and _suffix_match(s.fullname, location.path)]
+    if crate:
+        user = [s for s in user if _crate_matches(s, crate)]
+    by_file: dict[str, SourceFile] = {}
+    for source in user:
+        by_file.setdefault(os.path.normpath(source.fullname), source)
+    if len(by_file) == 1:
+        fullname, source = next(iter(by_file.items()))
+        return Resolved(location, fullname, None, pending=False, objfile=source.objfile)
+    if len(by_file) > 1:
+        listing = ", ".join(f"{name} (in {Path(s.objfile).name})" for name, s in sorted(by_file.items()))
+        raise UsageProblem(f"{location.path} matches several loaded crates: {listing}",
+                           "add `--crate NAME`, or give a longer path")
+    on_disk = _files_on_disk(location.path, cwd or Path.cwd())
+    if crate:
+        on_disk = [p for p in on_disk if f"{os.sep}{crate}{os.sep}" in p] or on_disk
+    if len(on_disk) > 1:
+        raise UsageProblem(f"{location.path} matches several files: {', '.join(sorted(on_disk))}",
+                           "give a longer path, or `--crate NAME`")
+    if on_disk:
+        missing = _loaded_without_debug_info(on_disk[0], sources)
+        if missing:
+            raise UsageProblem(f"no debug info for {location.path} in {Path(missing).name}",
+                               NO_DEBUG_INFO_FIX)
+        return Resolved(location, on_disk[0], None, pending=True,
+                        note=f"pending: {location.path} is in no loaded module yet; the breakpoint "
+                             "resolves when the module is imported")
+    close = difflib.get_close_matches(location.path, sorted({_tail(s.fullname, location.path)
+                                                              for s in sources if is_user_source(s.fullname)}),
+                                      n=5, cutoff=0.4)
+    hint = f"close matches: {', '.join(close)}" if close else (
+        "no loaded extension module has debug info for it; build with `maturin develop`")
+    raise UsageProblem(f"no source file {location.path} in the loaded modules or under {cwd or Path.cwd()}",
+                       hint)
+
+
+def _tail(fullname: str, path: str) -> str:
+    parts = Path(fullname).parts
+    return str(Path(*parts[-max(len(Path(path).parts), 1):]))
+
+
+def _loaded_without_debug_info(source_file: str, sources: list[SourceFile]) -> str | None:
+    """A loaded extension module built from the crate that holds ``source_file`` but without DWARF."""
+    crate_dir = next((p for p in Path(source_file).parents if (p / "Cargo.toml").exists()), None)
+    if crate_dir is None:
+        return None
+    names = {crate_dir.name.replace("-", "_")}
+    try:
+        toml = (crate_dir / "Cargo.toml").read_text()
+        names |= {m.replace("-", "_") for m in re.findall(r'^\s*name\s*=\s*"([^"]+)"', toml, re.M)}
+    except OSError:
+        pass
+    for source in sources:
+        if not source.debug_info and Path(source.objfile).name.split(".")[0] in names:
+            return source.objfile
+    return None
+
+
+def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | None:
+    """Why the loaded ``objfile`` does not match ``fullname`` on disk, or None if it does.
+
+    The kernel keeps the .so it imported; `maturin develop` replaces the file on disk, so the
+    mapped inode differs. A source edited after the build is stale too.
+    """
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
+    mapped_inode = None
+    for line in maps.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] == objfile:
+            mapped_inode = int(fields[4])
+            break
+        if len(fields) >= 7 and fields[5] == objfile and fields[6] == "(deleted)":
+            mapped_inode = -1
+            break
+    name = Path(objfile).name
+    try:
+        on_disk = os.stat(objfile)
+    except OSError:
+        return f"{name} was removed or rebuilt after this kernel loaded it"
+    if mapped_inode is not None and mapped_inode not in (0, on_disk.st_ino):
+        return f"{name} was rebuilt after this kernel imported it; the kernel still runs the old build"
+    try:
+        if os.stat(fullname).st_mtime > on_disk.st_mtime + 1:
+            return f"{Path(fullname).name} changed after {name} was built; lines may not match"
+    except OSError:
+        return None
+    return None

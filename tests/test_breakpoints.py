@@ -1,0 +1,286 @@
+"""Native breakpoints with the interactive pause, in real Jupyter kernels on the demo crate."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from harness import LIB_RS, ROOT, KernelHarness, agent_processes, gdb_processes, marker_line
+
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
+
+
+@pytest.fixture
+def debug_kernel(demo_crate, gdb_path):
+    """A kernel with the extension loaded and rustdemo imported."""
+    kernel = KernelHarness()
+    try:
+        loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        assert loaded.status == "ok", loaded.text
+        yield kernel
+    finally:
+        assert kernel.shutdown() == [], "the agent or gdb outlived the kernel"
+
+
+def shown(result) -> list[str]:
+    return [d.get("text/plain", "") for d in result.displays]
+
+
+def break_at(kernel, marker: str, options: str = "") -> str:
+    result = kernel.run(f"%native_break src/lib.rs:{marker_line(marker)} {options}", timeout=60)
+    assert result.status == "ok", result.text
+    return result.stdout
+
+
+def test_pause_print_next_finish_continue(debug_kernel):
+    kernel = debug_kernel
+    line = marker_line("compute-loop")
+    created = break_at(kernel, "compute-loop")
+    assert f"-> {LIB_RS}:{line}" in created
+    answers = ["p total", "n", "p term", "bt", "c"]
+    result = kernel.run("values = [1, 2, 3]\nrustdemo.compute(values)", answers=list(answers),
+                        timeout=90)
+    views = shown(result)
+    assert result.status == "ok" and result.results == ["42"], result.text
+    first = views[0]
+    assert f"native breakpoint 1 hit in thread 1: rustdemo::compute at src/lib.rs:{line}" in first
+    assert f"-> {line:>2}" in first or f"-> {line}" in first          # current line marked
+    assert re.search(rf"#0\s+rustdemo::compute\s+at src/lib.rs:{line}", first)
+    assert re.search(r"py\s+<module>\s+at \S*ipykernel_\d+/\d+\.py:2\s+<- cell", first)
+    assert "values = Vec(size=3) = {1, 2, 3}" in first                 # Rust pretty-printers
+    assert "total = 0" in views
+    stepped = next(v for v in views if "end-stepping-range" in v)
+    assert f"src/lib.rs:{line + 1}" in stepped                         # `n` moved one line
+    assert "term = 3" in views
+    # the breakpoint is in a loop: the remaining hits were answered with `c` by the harness
+    assert len(result.prompts) >= len(answers)
+
+
+def test_finish_returns_to_the_caller(debug_kernel):
+    break_at(debug_kernel, "compute-result")
+    result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["finish", "c"], timeout=90)
+    assert result.results == ["42"], result.text
+    finished = next(v for v in shown(result) if "function-finished" in v)
+    assert "rustdemo::__pyfunction_compute" in finished
+
+
+def test_py_evaluates_in_the_python_frame_that_called_rust(debug_kernel):
+    break_at(debug_kernel, "square")
+    result = debug_kernel.run("secret = {'k': 41}\nrustdemo.square(secret['k'] + 1)",
+                              answers=["py secret['k'] * 2", "py undefined_name", "c"], timeout=90)
+    assert result.results == ["1764"], result.text
+    assert "82" in shown(result)
+    assert any("NameError" in v for v in shown(result))
+
+
+def test_pending_breakpoint_resolves_on_import(demo_crate, gdb_path):
+    kernel = KernelHarness()
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        created = kernel.run(f"%native_break src/lib.rs:{marker_line('square')}", timeout=60)
+        assert created.status == "ok" and "pending" in created.stdout, created.text
+        listing = kernel.run("%native_break")
+        assert "<pending>" in listing.stdout, listing.text
+        result = kernel.run("import rustdemo\nrustdemo.square(9)", answers=["p value", "c"], timeout=90)
+        assert result.results == ["81"], result.text
+        assert "value = 9" in shown(result)
+        hits = kernel.run("%native_break").stdout
+        assert re.search(r"^1\s+pause\s+y\s+1\s", hits, re.M), hits
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_condition_pauses_only_when_true(debug_kernel):
+    break_at(debug_kernel, "compute-loop", '--if "index == 2"')
+    result = debug_kernel.run("rustdemo.compute([5, 6, 7, 8])", answers=["p index", "c"], timeout=90)
+    assert result.status == "ok" and len(result.prompts) == 2, result.text
+    assert "index = 2" in shown(result)
+
+
+def test_ignore_skips_the_first_hits(debug_kernel):
+    break_at(debug_kernel, "compute-loop", "--ignore 3")
+    result = debug_kernel.run("rustdemo.compute([5, 6, 7, 8, 9])", answers=["p index", "c", "p index", "c"],
+                              timeout=90)
+    assert result.status == "ok" and len(result.prompts) == 4, result.text
+    assert "index = 3" in shown(result) and "index = 4" in shown(result)
+
+
+def test_log_breakpoint_records_every_hit_without_pausing(debug_kernel):
+    created = break_at(debug_kernel, "compute-loop", '--log "index, total"')
+    assert "native log breakpoint 1" in created
+    result = debug_kernel.run("rustdemo.compute(list(range(25)))", answers=[], timeout=90)
+    assert result.status == "ok" and result.prompts == [], result.text
+    log = "\n".join(shown(result))
+    assert len(re.findall(r"\[log breakpoint 1 hit \d+\]", log)) == 25, log
+    assert "[log breakpoint 1 hit 25] rustdemo::compute at src/lib.rs" in log
+    assert "index = 24" in log and "total = " in log
+    listing = debug_kernel.run("%native_break").stdout
+    assert re.search(r"^1\s+log\s+y\s+25\s", listing, re.M), listing
+
+
+def test_breakpoint_in_a_native_worker_thread_pauses_only_that_thread(debug_kernel):
+    break_at(debug_kernel, "thread-sum", "--temporary")
+    result = debug_kernel.run("rustdemo.threaded_sum(list(range(100)), 4)", answers=["bt", "p partial", "c"],
+                              timeout=90)
+    assert result.results == ["4950"], result.text
+    view = shown(result)[0]
+    assert "rustdemo::sum_chunk" in view and "thread 1:" not in view  # a worker, not the main thread
+    assert "partial = 0" in shown(result)
+
+
+def test_heartbeat_and_control_channel_answer_while_paused(debug_kernel):
+    break_at(debug_kernel, "square")
+    measured = {}
+
+    def answer(prompt):
+        if not measured:
+            started = time.monotonic()
+            message = debug_kernel.client.session.msg("kernel_info_request")
+            debug_kernel.client.control_channel.send(message)
+            reply = debug_kernel.client.control_channel.get_msg(timeout=10)
+            measured["control_seconds"] = time.monotonic() - started
+            measured["control_status"] = reply["content"]["status"]
+            measured["heartbeat"] = debug_kernel.heartbeat_ok()
+        return "c"
+
+    result = debug_kernel.run("rustdemo.square(3)", answers=answer, timeout=90)
+    assert result.results == ["9"], result.text
+    assert measured["heartbeat"] and measured["control_status"] == "ok"
+    assert measured["control_seconds"] < 5, measured
+    print(f"control channel reply while paused: {measured['control_seconds'] * 1000:.1f} ms")
+
+
+def test_quit_removes_all_breakpoints_and_continues(debug_kernel):
+    break_at(debug_kernel, "compute-loop")
+    result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["q"], timeout=90)
+    assert result.results == ["42"] and len(result.prompts) == 1, result.text
+    assert debug_kernel.run("%native_break").stdout.strip() == "no native breakpoints"
+
+
+def test_delete_disable_enable(debug_kernel):
+    break_at(debug_kernel, "square")
+    assert "disabled" in debug_kernel.run("%native_disable 1").stdout
+    quiet = debug_kernel.run("rustdemo.square(4)", answers=[], timeout=60)
+    assert quiet.results == ["16"] and quiet.prompts == []
+    debug_kernel.run("%native_enable 1")
+    paused = debug_kernel.run("rustdemo.square(4)", answers=["c"], timeout=60)
+    assert len(paused.prompts) == 1
+    assert "deleted native breakpoints 1" in debug_kernel.run("%native_delete all").stdout
+    bad = debug_kernel.run("%native_delete 7")
+    assert "no breakpoint number 7" in bad.stderr
+
+
+def test_detach_unload_keep_the_kernel_and_its_variables(debug_kernel):
+    break_at(debug_kernel, "square")
+    debug_kernel.run("kept = [1, 2, 3]")
+    assert "detached" in debug_kernel.run("%native_detach").stdout
+    assert not agent_processes(debug_kernel.pid) and not gdb_processes(debug_kernel.pid)
+    assert debug_kernel.run("rustdemo.square(5)", answers=[], timeout=60).results == ["25"]
+    break_at(debug_kernel, "square")  # attaches again
+    debug_kernel.run("%unload_ext pyo3_debug_magic")
+    assert not agent_processes(debug_kernel.pid)
+    after = debug_kernel.run("rustdemo.square(6), kept", answers=[], timeout=60)
+    assert after.results == ["(36, [1, 2, 3])"], after.text
+
+
+def test_interrupt_while_paused_resumes_and_raises_keyboard_interrupt(debug_kernel):
+    break_at(debug_kernel, "compute-loop")
+    interrupted = {}
+
+    def answer(prompt):
+        if not interrupted:
+            interrupted["sent"] = True
+            debug_kernel.manager.interrupt_kernel()
+            time.sleep(1.0)
+        return "c"
+
+    result = debug_kernel.run("rustdemo.compute([1, 2, 3])\nafter = 'not reached'", answers=answer,
+                              timeout=60)
+    assert result.status == "error" and result.error["ename"] == "KeyboardInterrupt", result.text
+    assert any("ended by the Interrupt button" in v for v in shown(result)), (shown(result), result.stderr[-2000:])
+    assert debug_kernel.run("rustdemo.compute([1, 2])", answers=[], timeout=30).status in ("ok", "error")
+    debug_kernel.run("%native_delete all")
+    assert debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=[], timeout=30).results == ["42"]
+
+
+@pytest.mark.parametrize("location", ["src/lib.rs:1\n-gdb-exit", 'src/lib.rs:1"; -gdb-exit', "$(rm -rf /)",
+                                      "'src/lib.rs:1\\n-gdb-exit'", "src/lib.rs:1;shell"])
+def test_hostile_locations_are_refused_before_gdb(debug_kernel, location):
+    result = debug_kernel.run(f"get_ipython().run_line_magic('native_break', {location!r})")
+    assert result.status == "error" and result.stderr.startswith("UsageError:"), result.text
+    assert not gdb_processes(debug_kernel.pid)  # refused before gdb was even started
+    assert debug_kernel.run("1 + 1").results == ["2"]
+
+
+def test_hostile_condition_is_quoted_not_executed(debug_kernel):
+    refused = debug_kernel.run(f"%native_break src/lib.rs:{marker_line('square')} --if 'value == 1\" -gdb-exit'",
+                               timeout=60)
+    # gdb parses the whole text as one expression and rejects it; -gdb-exit never runs
+    assert refused.stderr.startswith("UsageError: gdb: ") and "string" in refused.stderr, refused.text
+    status = debug_kernel.run("%native_attach")
+    assert "attached" in status.stdout and gdb_processes(debug_kernel.pid)
+    assert debug_kernel.run("rustdemo.square(2)", answers=[], timeout=60).results == ["4"]
+
+
+def test_a_hung_gdb_command_is_abandoned_and_the_pause_ends(demo_crate, gdb_path):
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_GDB_TIMEOUT": "3"})
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        kernel.run(f"%native_break src/lib.rs:{marker_line('square')}", timeout=60)
+        started = time.monotonic()
+        result = kernel.run("rustdemo.square(12)", answers=["p rustdemo::spin_forever()", "c"], timeout=60)
+        assert time.monotonic() - started < 25
+        assert result.results == ["144"], result.text
+        assert any("did not answer" in v for v in shown(result)), shown(result)
+        assert kernel.run("1 + 1").results == ["2"]
+    finally:
+        kernel.shutdown()
+
+
+def test_unattended_nbclient_run_logs_instead_of_pausing(demo_crate, gdb_path, tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext pyo3_debug_magic\nimport rustdemo"),
+        nbformat.v4.new_code_cell(f"%native_break src/lib.rs:{marker_line('compute-loop')}"),
+        nbformat.v4.new_code_cell("rustdemo.compute([1, 2, 3])"),
+    ])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "unattended.ipynb"
+    nbformat.write(notebook, path)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), str(path),
+                          "--output", str(tmp_path / "out.ipynb"), "--timeout", "60"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert time.monotonic() - started < 60
+    assert "42" in run.stdout
+    assert run.stdout.count("breakpoint (no stdin: not paused) 1 hit") == 3, run.stdout
+
+
+def test_stale_build_is_refused_with_restart_advice(debug_kernel):
+    stat = os.stat(LIB_RS)
+    try:
+        os.utime(LIB_RS, (stat.st_atime, time.time() + 3600))
+        result = debug_kernel.run(f"%native_break src/lib.rs:{marker_line('square')}", timeout=60)
+        assert "changed after rustdemo" in result.stderr and "restart the kernel" in result.stderr, result.text
+    finally:
+        os.utime(LIB_RS, (stat.st_atime, stat.st_mtime))
+
+
+def test_line_without_code_moves_to_the_next_line_and_says_so(debug_kernel):
+    blank = marker_line("compute-start") - 1  # the `fn compute(...)` line has code; find a comment line
+    lines = LIB_RS.read_text().splitlines()
+    comment = next(n for n in range(1, len(lines)) if lines[n - 1].strip().startswith("///")
+                   and "compute" in lines[n - 1])
+    result = debug_kernel.run(f"%native_break src/lib.rs:{comment}", timeout=60)
+    assert result.status == "ok" and f"line {comment} has no code" in result.stdout, result.text
+    assert blank > 0
+
+
+def test_unknown_file_lists_close_matches(debug_kernel):
+    result = debug_kernel.run("%native_break src/lbi.rs:3", timeout=60)
+    assert "no source file src/lbi.rs" in result.stderr and "src/lib.rs" in result.stderr, result.text
