@@ -49,3 +49,19 @@ if [ "$(cat .venv/.rustdemo-stamp 2>/dev/null)" != "$crate_stamp" ] || ! "$VPY" 
 else
   say "demo crate up to date"
 fi
+
+# A second environment with ipykernel 6.29 (it routes a thread's output differently from 7.x):
+# the pause is tested against both.
+IPK6=.venv-ipykernel6
+ipk6_stamp=$(stamp_of pyproject.toml $CRATE/Cargo.toml $CRATE/Cargo.lock $(find $CRATE/src -type f | sort))
+if [ "$(cat $IPK6/.stamp 2>/dev/null)" != "$ipk6_stamp" ] || ! $IPK6/bin/python -c "import rustdemo, ipykernel" 2>/dev/null; then
+  say "building $IPK6 (ipykernel 6.29) for the compatibility tests"
+  [ -x $IPK6/bin/python ] || "$PYTHON" -m venv $IPK6
+  $IPK6/bin/python -m pip install -q --upgrade pip
+  $IPK6/bin/python -m pip install -q "ipykernel==6.29.5" "ipython>=8.12,<9" -e .
+  (cd $CRATE && VIRTUAL_ENV="$ROOT/$IPK6" PATH="$ROOT/$IPK6/bin:$ROOT/.venv/bin:$PATH" maturin develop --quiet 2>&1 | grep -vE '^\s*$' | tail -2)
+  $IPK6/bin/python -c "import ipykernel, rustdemo; assert ipykernel.__version__.startswith('6.29'); assert rustdemo.compute([1, 2, 3]) == 42"
+  echo "$ipk6_stamp" > $IPK6/.stamp
+else
+  say "$IPK6 up to date"
+fi

@@ -1,8 +1,10 @@
 """Test harness: real Jupyter kernels, process-tree cleanup, demo-crate markers."""
 from __future__ import annotations
 
+import json
 import os
 import queue
+import tempfile
 import re
 import signal
 import sys
@@ -15,6 +17,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from run_notebook import IpcKernelManager  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+
+IPYKERNEL6_PYTHON = ROOT / ".venv-ipykernel6" / "bin" / "python"
 
 CRATE = ROOT / "examples" / "rustdemo"
 LIB_RS = CRATE / "src" / "lib.rs"
@@ -120,8 +125,18 @@ class CellResult:
 class KernelHarness:
     """A real ipykernel started with jupyter_client over IPC; cells run one at a time."""
 
-    def __init__(self, env: dict | None = None, cwd: Path = ROOT):
-        self.manager = IpcKernelManager(kernel_name="python3")
+    def __init__(self, env: dict | None = None, cwd: Path = ROOT, python: Path | None = None):
+        """``python``: run the kernel with another interpreter (e.g. the ipykernel 6 venv)."""
+        if python is None:
+            self.manager = IpcKernelManager(kernel_name="python3")
+        else:
+            spec_dir = Path(tempfile.mkdtemp(prefix="pdm-kernelspec-"))
+            (spec_dir / "pdm-other").mkdir()
+            (spec_dir / "pdm-other" / "kernel.json").write_text(json.dumps({
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": f"Python ({python})", "language": "python"}))
+            self.manager = IpcKernelManager(
+                kernel_name="pdm-other", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir)]))
         kernel_env = dict(os.environ)
         kernel_env.update(env or {})
         self.manager.start_kernel(env=kernel_env, cwd=str(cwd))

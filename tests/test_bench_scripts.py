@@ -18,3 +18,13 @@ def test_refcheck_benchmark_detects_every_seeded_leak_within_10_calls(demo_crate
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["target_met"] and len(result["detection"]) == 4
     assert all(row["measured_calls_to_detect"] <= 10 for row in result["detection"])
+
+
+@pytest.mark.timeout(300)
+def test_breakpoint_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "breakpoint_bench.py")],
+                         capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {"attach_detach", "Rust_heavy_call_bp_elsewhere", "hit_stop_view", "log_hits_per_s"} <= set(result)
+    assert result["log_hits_per_s"]["ours"] > 0 and result["hit_stop_view"]["ours_ms"] > 0

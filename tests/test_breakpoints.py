@@ -10,7 +10,8 @@ import time
 import nbformat
 import pytest
 
-from harness import LIB_RS, ROOT, KernelHarness, agent_processes, gdb_processes, marker_line
+from harness import (IPYKERNEL6_PYTHON, LIB_RS, ROOT, KernelHarness, agent_processes, gdb_processes,
+                     marker_line)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
 
@@ -284,3 +285,22 @@ def test_line_without_code_moves_to_the_next_line_and_says_so(debug_kernel):
 def test_unknown_file_lists_close_matches(debug_kernel):
     result = debug_kernel.run("%native_break src/lbi.rs:3", timeout=60)
     assert "no source file src/lbi.rs" in result.stderr and "src/lib.rs" in result.stderr, result.text
+
+
+@pytest.mark.parametrize("python", [None, IPYKERNEL6_PYTHON], ids=["ipykernel7", "ipykernel6.29"])
+def test_core_pause_works_with_ipykernel_6_and_7(demo_crate, gdb_path, python):
+    if python is not None and not python.exists():
+        pytest.fail(f"{python} is missing: scripts/setup.sh builds it")
+    kernel = KernelHarness(python=python)
+    try:
+        version = kernel.run("import ipykernel; ipykernel.__version__").results[0]
+        assert version.strip("'").startswith("6.29" if python else "7."), version
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        kernel.run(f"%native_break src/lib.rs:{marker_line('compute-result')}", timeout=60)
+        result = kernel.run("rustdemo.compute([1, 2, 3])", answers=["p total", "py 6 * 7", "c"], timeout=90)
+        assert result.results == ["42"] and len(result.prompts) == 3, result.text
+        views = shown(result)
+        assert "native breakpoint 1 hit" in views[0] and "<- cell" in views[0]
+        assert "total = 21" in views and "42" in views and "continuing" in views
+    finally:
+        assert kernel.shutdown() == []

@@ -64,4 +64,5 @@ def test_demo_notebook_runs_end_to_end(demo_crate, gdb_path, tmp_path):
                          capture_output=True, text=True, timeout=110)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "42" in run.stdout and "native debugger attached" in run.stdout
+    assert "[log breakpoint 1 hit 3]" in run.stdout and "LEAK +1/call" in run.stdout
     assert executed.exists()
