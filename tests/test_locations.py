@@ -1,0 +1,77 @@
+"""Pure units: resolving a location to the user's crate, and spotting stale builds."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.locations import SourceFile, parse_location, resolve, stale_build
+
+REGISTRY = "/root/.cargo/registry/src/index.crates.io-1/pyo3-0.23.5/src/lib.rs"
+STD = "/rustc/59807616e1fa/library/std/src/lib.rs"
+
+
+def sources(*user_files, objfile="/venv/site-packages/rustdemo/rustdemo.so"):
+    rows = [SourceFile(objfile, REGISTRY), SourceFile(objfile, STD)]
+    return rows + [SourceFile(objfile, path) for path in user_files]
+
+
+def test_src_lib_rs_means_the_users_crate_not_pyo3_or_std(tmp_path):
+    resolved = resolve(parse_location("src/lib.rs:42"), sources("/home/u/rustdemo/src/lib.rs"), cwd=tmp_path)
+    assert resolved.source == "/home/u/rustdemo/src/lib.rs" and not resolved.pending
+
+
+def test_two_user_crates_need_the_crate_option(tmp_path):
+    rows = sources("/home/u/rustdemo/src/lib.rs") + [SourceFile("/venv/other/other.so", "/home/u/other/src/lib.rs")]
+    with pytest.raises(UsageProblem) as error:
+        resolve(parse_location("src/lib.rs:3"), rows, cwd=tmp_path)
+    assert "--crate" in str(error.value) and "/home/u/other/src/lib.rs" in str(error.value)
+    picked = resolve(parse_location("src/lib.rs:3"), rows, crate="other", cwd=tmp_path)
+    assert picked.source == "/home/u/other/src/lib.rs"
+
+
+def test_not_loaded_yet_but_on_disk_is_pending(tmp_path):
+    crate = tmp_path / "mycrate" / "src"
+    crate.mkdir(parents=True)
+    (crate / "lib.rs").write_text("fn main() {}\n")
+    resolved = resolve(parse_location("src/lib.rs:1"), sources(), cwd=tmp_path)
+    assert resolved.pending and resolved.source == str(crate / "lib.rs") and "pending" in resolved.note
+
+
+def test_loaded_module_without_debug_info_says_how_to_build(tmp_path):
+    crate = tmp_path / "mycrate"
+    (crate / "src").mkdir(parents=True)
+    (crate / "src" / "lib.rs").write_text("fn f() {}\n")
+    (crate / "Cargo.toml").write_text('[package]\nname = "mycrate"\n')
+    rows = [SourceFile("/venv/mycrate/mycrate.cpython-311-x86_64-linux-gnu.so", "", debug_info=False)]
+    with pytest.raises(UsageProblem) as error:
+        resolve(parse_location("src/lib.rs:1"), rows, cwd=tmp_path)
+    assert "no debug info for src/lib.rs in mycrate" in str(error.value)
+    assert "maturin develop" in str(error.value) and "debug = true" in str(error.value)
+
+
+def test_a_file_nowhere_lists_close_matches(tmp_path):
+    with pytest.raises(UsageProblem) as error:
+        resolve(parse_location("src/lbi.rs:1"), sources("/home/u/rustdemo/src/lib.rs"), cwd=tmp_path)
+    assert "close matches: src/lib.rs" in str(error.value)
+
+
+def test_functions_go_to_gdb_as_they_are(tmp_path):
+    resolved = resolve(parse_location("rustdemo::compute"), [], cwd=tmp_path)
+    assert resolved.function == "rustdemo::compute" and resolved.source is None
+
+
+def test_stale_build_rebuilt_module_and_edited_source(tmp_path):
+    module, source = tmp_path / "m.so", tmp_path / "lib.rs"
+    module.write_bytes(b"\0")
+    source.write_text("x")
+    inode = os.stat(module).st_ino
+    maps = f"7f00-7f01 r-xp 00000000 fd:01 {inode} {module}\n"
+    os.utime(source, (time.time(), os.stat(module).st_mtime - 10))
+    assert stale_build(str(source), str(module), maps) is None
+    os.utime(source, (time.time(), os.stat(module).st_mtime + 60))
+    assert "changed after m.so was built" in stale_build(str(source), str(module), maps)
+    rebuilt = f"7f00-7f01 r-xp 00000000 fd:01 {inode + 1} {module}\n"
+    assert "rebuilt after this kernel imported it" in stale_build(str(source), str(module), rebuilt)

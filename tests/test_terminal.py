@@ -1,0 +1,60 @@
+"""The pause in terminal IPython (a real pty) and kernel restart leaving nothing behind."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from harness import ROOT, KernelHarness, agent_processes, gdb_processes, is_alive, marker_line
+
+pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
+
+
+def test_pause_in_terminal_ipython(demo_crate, gdb_path):
+    ipython = Path(sys.executable).with_name("ipython")
+    shell = pexpect.spawn(str(ipython), ["--simple-prompt", "--no-banner", "--colors=NoColor"],
+                          cwd=str(ROOT), env={"TERM": "dumb", "PATH": "/usr/bin:/bin",
+                                              "HOME": str(Path.home())}, encoding="utf-8", timeout=60)
+    try:
+        shell.expect(r"In \[1\]: ")
+        shell.sendline("%load_ext pyo3_debug_magic")
+        shell.expect(r"In \[2\]: ")
+        shell.sendline("import rustdemo")
+        shell.expect(r"In \[3\]: ")
+        shell.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
+        shell.expect("native breakpoint 1 at")
+        shell.expect(r"In \[4\]: ")
+        shell.sendline("rustdemo.compute([1, 2, 3])")
+        shell.expect("native breakpoint 1 hit in thread 1: rustdemo::compute")
+        shell.expect(r"\(native\) ")
+        shell.sendline("p total")
+        shell.expect("total = 21")
+        shell.expect(r"\(native\) ")
+        shell.sendline("c")
+        shell.expect(r"Out\[4\]: 42")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+
+
+@pytest.mark.kernel
+def test_kernel_restart_leaves_no_agent_or_gdb(demo_crate, gdb_path):
+    kernel = KernelHarness()
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        kernel.run(f"%native_break src/lib.rs:{marker_line('square')}", timeout=60)
+        old = agent_processes(kernel.pid) + gdb_processes(kernel.pid)
+        assert len(old) >= 2
+        kernel.manager.restart_kernel(now=False)
+        kernel.client.wait_for_ready(timeout=60)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(is_alive(pid) for pid in old):
+            time.sleep(0.2)
+        assert not any(is_alive(pid) for pid in old), "the old agent/gdb outlived the restart"
+        assert kernel.run("1 + 1").results == ["2"]
+    finally:
+        kernel.shutdown()
