@@ -180,6 +180,30 @@ class NativeDebugger:
         if self.attached:
             self._request("cell", pausing_allowed=allowed)
 
+    # ----- snapshots ------------------------------------------------------------------
+    def snapshot(self, threads: list[int] | None = None, with_locals: bool = False):
+        """Every thread's merged stack through gdb (threads stopped for ~0.3 s, then resumed)."""
+        from . import stacks
+
+        import os
+        import threading
+
+        result = self._request("snapshot", threads=threads, with_locals=with_locals)
+        python = result.get("python") or {}
+        if self.target_pid in (None, os.getpid()):
+            # gdb only knows OS thread names, which Python 3.11 does not set
+            names = {thread.ident: thread.name for thread in threading.enumerate()}
+            for row in result["threads"]:
+                row["name"] = names.get(row.get("ident"), row.get("name"))
+        by_ident = {t["thread_id"]: t for t in python.get("threads", [])}
+        snapshot = []
+        for row in result["threads"]:
+            memory = by_ident.get(row.get("ident"), {})
+            frames = stacks.python_frames_from_memory(memory.get("frames", []))
+            holds = memory.get("holds_gil") if python.get("gil_known") else None
+            snapshot.append(stacks.from_gdb(row, frames, holds))
+        return snapshot, python.get("error")
+
     # ----- a paused thread ------------------------------------------------------------
     def frames(self, thread: int) -> list[dict]:
         return self._request("frames", thread=thread)

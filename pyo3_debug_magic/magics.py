@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 from IPython.display import display
 
@@ -97,6 +98,45 @@ class NativeDebugMagics(Magics):
         parse_argstring(self.native_detach, line)
         how = get_debugger().detach()
         print(text.detached(how))
+
+    @magic_arguments()
+    @argument("--thread", type=int, metavar="N", help="only this thread (gdb's thread number)")
+    @argument("--all", action="store_true", help="every thread (the default)")
+    @argument("--engine", choices=("gdb", "py-spy"),
+              help="py-spy (fast, default when gdb is not attached) or gdb (attached, or --locals)")
+    @argument("--locals", action="store_true", help="also the locals of each thread's top frame (gdb)")
+    @line_magic
+    @user_errors_as_usage
+    def native_bt(self, line: str = ""):
+        """Mixed Rust + Python backtrace of every thread of this kernel.
+
+        Rust frames are demangled with ``file:line``, interpreter frames are folded into the
+        Python frames they run, the GIL holder and idle threads are marked. py-spy is the
+        default while gdb is not attached; gdb when it is (py-spy can drop middle Rust frames).
+        Example::
+
+            %native_bt
+            %native_bt --engine gdb --locals
+        """
+        from . import pyspy
+
+        options = parse_argstring(self.native_bt, line)
+        debugger = get_debugger()
+        engine = options.engine or ("gdb" if debugger.attached or options.locals else "py-spy")
+        if options.locals and engine != "gdb":
+            raise UsageError("--locals needs the gdb engine")
+        if engine == "gdb":
+            debugger.ensure_attached()
+            threads, problem = debugger.snapshot([options.thread] if options.thread else None,
+                                                 with_locals=options.locals)
+            note = (f"Python frames could not be read from memory ({problem}); "
+                    "try `--engine py-spy`") if problem else None
+        else:
+            threads = pyspy.dump(os.getpid(), nonblocking=debugger.attached)
+            if options.thread:
+                threads = [t for t in threads if t.label == str(options.thread)]
+            note = None
+        print(text.thread_stacks(threads, note))
 
     @magic_arguments()
     @argument("location", nargs="?",

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from types import FrameType
 
-CPYTHON_SOURCE_DIRS = {"Python", "Objects", "Modules", "Include", "Parser", "Programs", "."}
+CPYTHON_SOURCE_DIRS = {"Python", "Objects", "Modules", "Include", "Parser", "Programs"}
 RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 PYTHON_RUNTIME = re.compile(r"^(_?Py|_PyEval|cfunction_|method_vectorcall|vectorcall|slot_tp|call_function)")
 
@@ -31,8 +31,10 @@ class NativeFrame:
         """A frame of the interpreter itself (libpython, by library, name or CPython source path)."""
         if self.library and "libpython" in self.library:
             return True
-        if self.file and self.file.split("/")[0] in CPYTHON_SOURCE_DIRS:
-            return True
+        if self.file:
+            parts = [p for p in self.file.split("/") if p not in (".", "")]
+            if parts and parts[0] in CPYTHON_SOURCE_DIRS:
+                return True
         return bool(PYTHON_RUNTIME.match(self.function))
 
 
@@ -101,3 +103,73 @@ def merge(native: list[NativeFrame], python: list[PythonFrame]) -> MergedStack:
         if not in_runtime or (not frame.in_python_runtime and is_user_source(frame.fullname)):
             kept.append(frame)
     return MergedStack(kept, python, hidden_runtime_frames=len(native) - len(kept))
+
+
+IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nanosleep|sem_wait|"
+                            r"pthread_cond|__libc_recv|recv|accept|read$|__GI___poll|do_futex_wait)")
+DISAMBIGUATOR = re.compile(r"\[[0-9a-f]+\]")
+
+
+@dataclass(frozen=True)
+class StackEntry:
+    """One line of a merged stack: a native (Rust/C) frame or a Python frame."""
+
+    kind: str                 # "native" or "python"
+    function: str
+    file: str | None
+    line: int | None
+    is_cell: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadStack:
+    """One thread of a snapshot, merged innermost first, whatever engine produced it."""
+
+    label: str                # gdb's thread number, or the OS thread id for py-spy
+    name: str | None
+    os_thread_id: int | None
+    holds_gil: bool | None
+    idle: bool
+    entries: list[StackEntry]
+    paused: bool = False
+    locals: list[dict] | None = None
+
+
+LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "*", "$C$": ",",
+                  "$u27$": "'", "$u5b$": "[", "$u5d$": "]", "$u7b$": "{", "$u7d$": "}", "$u3b$": ";",
+                  "$u7e$": "~", "$u21$": "!", "$u2b$": "+", "$LP$": "(", "$RP$": ")"}
+
+
+def clean_rust_name(name: str) -> str:
+    """Demangled names keep legacy hashes (::h0123...), v0 crate disambiguators ([3c1c0]) and,
+    when half-demangled (py-spy), legacy escapes ($LT$, .., $u20$)."""
+    name = DISAMBIGUATOR.sub("", demangle(name))
+    if "$" in name or ".." in name:
+        for escape, char in LEGACY_ESCAPES.items():
+            name = name.replace(escape, char)
+        name = name.replace("..", "::")
+        if name.startswith("_<"):
+            name = name[1:]
+    return name
+
+
+def looks_idle(function_names: list[str]) -> bool:
+    """A thread blocked in a wait (futex, poll, recv...) near the top of its stack."""
+    return any(IDLE_FUNCTIONS.search(name or "") for name in function_names[:4])
+
+
+def from_gdb(row: dict, python: list[PythonFrame], holds_gil: bool | None) -> ThreadStack:
+    native = native_frames(row["frames"])
+    merged = merge(native, python)
+    entries = [StackEntry("native", f.function, f.file, f.line) for f in merged.native]
+    entries += [StackEntry("python", f.function, f.file, f.line, f.is_cell) for f in merged.python]
+    return ThreadStack(str(row["thread"]), row.get("name"), row.get("lwp"), holds_gil,
+                       looks_idle([f.function for f in native]), entries, bool(row.get("paused")),
+                       row.get("locals"))
+
+
+def python_frames_from_memory(raw: list[dict]) -> list[PythonFrame]:
+    frames = [PythonFrame(f.get("file") or "?", f.get("line") or 0, f.get("function") or "?",
+                          is_cell_file(f.get("file") or "")) for f in raw]
+    cells = [i for i, f in enumerate(frames) if f.is_cell]
+    return frames[:cells[-1] + 1] if cells else frames

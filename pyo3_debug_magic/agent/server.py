@@ -36,6 +36,7 @@ PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "l
 ATTACH_TIMEOUT = 20.0
 DETACH_TIMEOUT = 5.0
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
+PYSTACK = Path(__file__).with_name("pystack.py")
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
 NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/")
 
@@ -309,7 +310,7 @@ class Agent:
                             # SIGINT stops so an Interrupt during a pause can end it cleanly
                             "handle SIGINT stop print pass",  # (noprint would imply nostop)
                             f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
-                            f"source {GDB_SIDE}"):
+                            f"source {PYSTACK}", f"source {GDB_SIDE}"):
                 self.gdb.console_command(setting)
             self._load_rust_printers()
         return self.gdb
@@ -490,6 +491,60 @@ class Agent:
     def op_logs(self) -> list[dict]:
         hits, self.log_hits = self.log_hits, []
         return hits
+
+    # ----- requests: snapshots ----------------------------------------------------
+    def op_snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> dict:
+        """Every thread's native frames and Python frames (read from memory), then resume.
+
+        Threads paused by the user stay paused; only the threads this snapshot stopped are
+        resumed, and their stop records are not mistaken for anything else.
+        """
+        self._require_attached()
+        info = self._mi("-thread-info").payload.get("threads", [])
+        running = [int(t["id"]) for t in info if t.get("state") == "running"]
+        stopped_here = []
+        try:
+            for thread in running:
+                self._mi(f"-exec-interrupt --thread {thread}")
+                stopped_here.append(thread)
+            pending = set(stopped_here)
+            deadline = time.monotonic() + self.timeout
+            while pending and time.monotonic() < deadline:
+                states = self._mi("-thread-info").payload.get("threads", [])
+                pending = {int(t["id"]) for t in states if t.get("state") == "running"} & pending
+                if pending:
+                    self.gdb.read(0.02)
+            rows = []
+            for thread in info:
+                number = int(thread["id"])
+                if threads and number not in threads:
+                    continue
+                match = THREAD_IDENT.search(thread.get("target-id", ""))
+                frames = self.op_frames(number)
+                rows.append({"thread": number, "name": thread.get("name"),
+                             "ident": int(match.group(1), 16) if match else None,
+                             "lwp": int(match.group(2)) if match else None,
+                             "paused": number in self.pauses, "frames": frames,
+                             "locals": self._locals(number, 0, frames) if with_locals else None})
+            self.gdb.console_command("python emit_python_stacks()")
+            python = self.gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
+        finally:
+            for thread in stopped_here:
+                self._continue(thread)
+            self._drop_stop_records(stopped_here)
+        return {"threads": rows, "python": python}
+
+    def _drop_stop_records(self, threads: list[int]) -> None:
+        if not self.gdb:
+            return
+        self.gdb.read(0)
+        wanted = {str(t) for t in threads}
+        kept = [r for r in self.gdb.events if not (
+            r.get("message") == "stopped" and (r.get("payload") or {}).get("thread-id") in wanted
+            and (r.get("payload") or {}).get("reason") in (None, "signal-received")
+            and (r.get("payload") or {}).get("signal-name") in (None, "0", "SIGINT"))]
+        self.gdb.events.clear()
+        self.gdb.events.extend(kept)
 
     # ----- requests: a paused thread ----------------------------------------------
     def _paused(self, thread: int) -> Pause:

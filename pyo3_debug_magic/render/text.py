@@ -226,3 +226,30 @@ def log_hits(hits) -> str:
         lines.append(f"[{kind} {hit.number} hit {hit.hit}] {where}{values}{error}")
         lines += [f"    {frame}" for frame in hit.backtrace]
     return "\n".join(lines)
+
+
+def thread_stacks(threads, note: str | None = None) -> str:
+    """A %native_bt snapshot: one merged stack per thread, GIL holder and idle threads marked."""
+    blocks = []
+    for thread in threads:
+        flags = []
+        if thread.holds_gil:
+            flags.append("holds the GIL")
+        if thread.paused:
+            flags.append("paused at a breakpoint")
+        flags.append("idle" if thread.idle else "running")
+        name = f' "{thread.name}"' if thread.name else ""
+        lwp = f" (LWP {thread.os_thread_id})" if thread.os_thread_id else ""
+        lines = [f"Thread {thread.label}{name}{lwp}: {', '.join(flags)}"]
+        for entry in thread.entries:
+            where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
+            prefix = "py" if entry.kind == "python" else "  "
+            cell = "  <- cell" if entry.is_cell else ""
+            lines.append(f"  {prefix} {entry.function}  {('at ' + where) if where else ''}{cell}".rstrip())
+        if thread.locals:
+            lines.append("  locals of the top frame:")
+            lines += [f"    {v.get('name')} = {v.get('value', '')}" for v in thread.locals]
+        blocks.append("\n".join(lines))
+    if note:
+        blocks.append(note)
+    return "\n\n".join(blocks)

@@ -1,0 +1,178 @@
+"""Read the Python stacks of a process from memory, inside gdb (no calls into the process).
+
+Runs in gdb's embedded Python (``source``d by the agent; also used on core files). Works from
+libpython's debug info: ``_PyRuntime`` -> interpreters -> thread states -> frames -> code
+objects, and the code object's location table for line numbers. A crashed or hung process
+must not run code, so nothing here evaluates an inferior call.
+
+Layouts: CPython 3.11 and 3.12 (``tstate->cframe->current_frame``, ``f_code``) and 3.13
+(``tstate->current_frame``, ``f_executable``) by their known structure; 3.11 is what is
+tested here. Anything else raises ``UnsupportedLayout`` so the caller can say so and fall
+back to ``py-spy dump --nonblocking``.
+"""
+import json
+
+import gdb  # noqa: F401 - provided by gdb
+
+MARK = "@@PDM "
+MAX_FRAMES = 200
+
+
+class UnsupportedLayout(Exception):
+    pass
+
+
+def _has_field(value, name):
+    try:
+        return any(field.name == name for field in value.type.target().fields())
+    except (gdb.error, AttributeError, TypeError):
+        return False
+
+
+def _read(address, length):
+    return bytes(gdb.selected_inferior().read_memory(int(address), int(length)))
+
+
+def _unicode(obj):
+    """A str object's text (compact unicode: ASCII, latin-1, UCS-2, UCS-4)."""
+    if int(obj) == 0:
+        return None
+    ascii_object = obj.cast(gdb.lookup_type("PyASCIIObject").pointer()).dereference()
+    length = int(ascii_object["length"])
+    state = ascii_object["state"]
+    kind, is_ascii = int(state["kind"]), int(state["ascii"])
+    header = gdb.lookup_type("PyASCIIObject" if is_ascii else "PyCompactUnicodeObject").sizeof
+    data = _read(int(obj) + header, min(length, 4096) * kind)
+    return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], errors="replace")
+
+
+def _bytes(obj):
+    bytes_object = obj.cast(gdb.lookup_type("PyBytesObject").pointer()).dereference()
+    size = int(bytes_object["ob_base"]["ob_size"])
+    return _read(int(obj) + _offset("PyBytesObject", "ob_sval"), min(size, 1 << 20))
+
+
+def _offset(type_name, field):
+    return int(gdb.parse_and_eval(f"(long)&(({type_name}*)0)->{field}"))
+
+
+def _varint(data, index):
+    value, shift = 0, 0
+    while True:
+        byte = data[index]
+        index += 1
+        value |= (byte & 63) << shift
+        shift += 6
+        if not byte & 64:
+            return value, index
+
+
+def _svarint(data, index):
+    value, index = _varint(data, index)
+    return (-(value >> 1) if value & 1 else value >> 1), index
+
+
+def line_for_offset(linetable, first_line, offset):
+    """Line of code unit ``offset`` from a 3.11+ location table (Objects/locations.md)."""
+    line, index, position = first_line, 0, 0
+    while index < len(linetable):
+        head = linetable[index]
+        index += 1
+        code, length = (head >> 3) & 15, (head & 7) + 1
+        delta = 0
+        if code == 15:          # no location
+            delta = None
+        elif code == 14:        # long form
+            delta, index = _svarint(linetable, index)
+            _, index = _varint(linetable, index)
+            _, index = _varint(linetable, index)
+            _, index = _varint(linetable, index)
+        elif code == 13:        # no column
+            delta, index = _svarint(linetable, index)
+        elif code >= 10:        # one-line form
+            delta = code - 10
+            index += 2
+        else:                   # short form
+            index += 1
+        if delta is not None:
+            line += delta
+        if position <= offset < position + length:
+            return line if delta is not None else None
+        position += length
+    return None
+
+
+def _frame_line(frame, code):
+    first = int(code["co_firstlineno"])
+    try:
+        start = int(code.address) + _offset("PyCodeObject", "co_code_adaptive")
+        offset = (int(frame["prev_instr"]) - start) // 2
+        return line_for_offset(_bytes(code["co_linetable"]), first, max(offset, 0))
+    except (gdb.error, gdb.MemoryError, IndexError, KeyError):
+        return first
+
+
+def _code_of(frame):
+    if _has_field(frame, "f_code"):
+        return frame["f_code"].dereference()
+    if _has_field(frame, "f_executable"):
+        return frame["f_executable"].cast(gdb.lookup_type("PyCodeObject").pointer()).dereference()
+    raise UnsupportedLayout("no f_code/f_executable in _PyInterpreterFrame")
+
+
+def _current_frame(tstate):
+    if _has_field(tstate, "cframe"):
+        return tstate["cframe"]["current_frame"]
+    if _has_field(tstate, "current_frame"):
+        return tstate["current_frame"]
+    raise UnsupportedLayout("no cframe/current_frame in PyThreadState (Python 3.10 or older?)")
+
+
+def _frames(tstate):
+    frames, frame = [], _current_frame(tstate)
+    while int(frame) != 0 and len(frames) < MAX_FRAMES:
+        owner = int(frame["owner"]) if _has_field(frame, "owner") else 0
+        if owner != 3:  # 3 = FRAME_OWNED_BY_CSTACK (3.12+ shim frames)
+            code = _code_of(frame)
+            name_field = "co_qualname" if _has_field(code.address, "co_qualname") else "co_name"
+            frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code[name_field]),
+                           "line": _frame_line(frame, code)})
+        frame = frame["previous"]
+    return frames
+
+
+def _gil_holder():
+    try:
+        gil = gdb.parse_and_eval("_PyRuntime.ceval.gil")
+        if not int(gil["locked"]["_value"]):
+            return 0
+        return int(gil["last_holder"]["_value"])
+    except gdb.error:
+        return None
+
+
+def python_stacks():
+    """Every thread state of the main interpreter, with its frames (innermost first)."""
+    try:
+        runtime = gdb.parse_and_eval("_PyRuntime")
+    except gdb.error as error:
+        raise UnsupportedLayout(f"libpython has no debug info (_PyRuntime: {error})")
+    holder = _gil_holder()
+    threads = []
+    tstate = runtime["interpreters"]["head"]["threads"]["head"]
+    while int(tstate) != 0:
+        thread = {"thread_id": int(tstate["thread_id"]),
+                  "native_thread_id": int(tstate["native_thread_id"]) if _has_field(tstate, "native_thread_id") else None,
+                  "holds_gil": holder is not None and holder == int(tstate),
+                  "frames": _frames(tstate)}
+        threads.append(thread)
+        tstate = tstate["next"]
+    return {"threads": threads, "gil_known": holder is not None}
+
+
+def emit_python_stacks(_=None):
+    try:
+        result = python_stacks()
+    except (UnsupportedLayout, gdb.error, gdb.MemoryError) as error:
+        result = {"error": str(error)}
+    gdb.write(MARK + json.dumps({"kind": "python-stacks", **result}) + "\n")

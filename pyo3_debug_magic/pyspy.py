@@ -1,0 +1,64 @@
+"""py-spy wrappers: ``py-spy dump --json`` turned into ThreadStacks, Rust names demangled."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+from . import stacks, tools
+from .errors import DebugMagicError
+
+HEX_NAME = re.compile(r"^0x[0-9a-f]+$")
+DUMP_TIMEOUT = 20.0
+
+
+def demangle_all(names: list[str]) -> dict[str, str]:
+    """Demangle Rust/C++ symbols in one c++filt call (binutils handles Rust v0 and legacy)."""
+    mangled = sorted({n for n in names if n.startswith(("_R", "_ZN"))})
+    result = {n: n for n in names}
+    cxxfilt = shutil.which("c++filt")
+    if mangled and cxxfilt:
+        out = subprocess.run([cxxfilt], input="\n".join(mangled), capture_output=True, text=True,
+                             timeout=10).stdout.splitlines()
+        result.update(dict(zip(mangled, out)))
+    return {k: stacks.clean_rust_name(v) for k, v in result.items()}
+
+
+def dump(pid: int, nonblocking: bool = False) -> list[stacks.ThreadStack]:
+    """One py-spy snapshot of ``pid`` with native frames (``nonblocking`` while gdb holds ptrace)."""
+    command = [tools.find_py_spy(), "dump", "--pid", str(pid), "--native", "--json"]
+    if nonblocking:
+        command.append("--nonblocking")
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=DUMP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise DebugMagicError(f"py-spy dump did not finish within {DUMP_TIMEOUT:g} s",
+                              "try `%native_bt --engine gdb`") from None
+    if run.returncode != 0:
+        detail = (run.stderr or run.stdout).strip().splitlines()
+        raise DebugMagicError(f"py-spy dump failed: {detail[-1] if detail else run.returncode}",
+                              "check ptrace permissions, or use `%native_bt --engine gdb`")
+    return parse_dump(json.loads(run.stdout))
+
+
+def parse_dump(threads: list[dict]) -> list[stacks.ThreadStack]:
+    """py-spy's JSON (a list of threads) as ThreadStacks; Python and native frames interleaved."""
+    names = demangle_all([f.get("name", "") for t in threads for f in t.get("frames", [])])
+    result = []
+    for thread in threads:
+        entries = []
+        for frame in thread.get("frames", []):
+            name = frame.get("name", "")
+            if HEX_NAME.match(name) or name in ("", "?"):
+                continue
+            python = frame.get("module") is None and frame.get("filename") not in (None, "?")
+            filename = frame.get("filename")
+            entries.append(stacks.StackEntry(
+                "python" if python else "native", names.get(name, name),
+                filename if filename not in ("?", None) else None, frame.get("line") or None,
+                python and stacks.is_cell_file(filename or "")))
+        result.append(stacks.ThreadStack(
+            str(thread.get("os_thread_id")), thread.get("thread_name"), thread.get("os_thread_id"),
+            thread.get("owns_gil"), not thread.get("active", True), entries))
+    return result

@@ -1,0 +1,73 @@
+"""%native_bt in a real kernel: both engines, a GIL-released Rust worker and the cell's line."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import KernelHarness, marker_line
+from pyo3_debug_magic.stacks import clean_rust_name
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
+
+WORKER = ("import threading, time\n"
+          "worker = threading.Thread(target=rustdemo.worker_without_gil, args=(20,), name='rust-worker', daemon=True)\n"
+          "worker.start(); time.sleep(0.5)")
+
+
+@pytest.fixture
+def worker_kernel(demo_crate):
+    kernel = KernelHarness()
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+        assert kernel.run(WORKER).status == "ok"
+        yield kernel
+    finally:
+        assert kernel.shutdown() == []
+
+
+def thread_block(text: str, name: str) -> str:
+    return next(block for block in text.split("\n\n") if f'"{name}"' in block.splitlines()[0])
+
+
+def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kernel, gdb_path):
+    result = worker_kernel.run("%native_bt --engine gdb", timeout=60)
+    assert result.status == "ok", result.text
+    worker = thread_block(result.stdout, "rust-worker")
+    line = marker_line("worker-loop")
+    assert re.search(rf"rustdemo::busy_until\s+at src/lib.rs:{line - 1}|rustdemo::busy_until\s+at src/lib.rs:{line}",
+                     worker), worker
+    assert "rustdemo::worker_without_gil" in worker          # the middle Rust frame py-spy may drop
+    assert "py Thread.run" in worker
+    main = result.stdout.split("\n\n")[0] if '"python"' in result.stdout.split("\n\n")[0] else result.stdout
+    assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.stdout), result.stdout
+    assert "holds the GIL" in result.stdout or "idle" in result.stdout
+    assert main
+    # the kernel goes on: the worker still runs, cells still work
+    assert worker_kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
+
+
+def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):
+    result = worker_kernel.run("%native_bt --engine py-spy", timeout=60)
+    assert result.status == "ok", result.text
+    worker = thread_block(result.stdout, "rust-worker")
+    assert "Thread.run" in worker and "running" in worker.splitlines()[0]
+    assert "$LT$" not in result.stdout and not re.search(r"::h[0-9a-f]{16}", result.stdout)
+    assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.stdout), result.stdout
+
+
+def test_locals_need_gdb_and_show_the_top_frame(worker_kernel, gdb_path):
+    refused = worker_kernel.run("%native_bt --engine py-spy --locals")
+    assert "--locals needs the gdb engine" in refused.stderr
+    shown = worker_kernel.run("%native_bt --locals", timeout=60)
+    assert "locals of the top frame:" in shown.stdout, shown.text
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("rustdemo::busy_until::h0b16e26c23c9f375", "rustdemo::busy_until"),
+    ("rustdemo[3c1c0]::compute", "rustdemo::compute"),
+    ("_$LT$std..time..Instant$u20$as$u20$core..cmp..PartialOrd$GT$::partial_cmp",
+     "<std::time::Instant as core::cmp::PartialOrd>::partial_cmp"),
+])
+def test_rust_names_are_cleaned(raw, clean):
+    assert clean_rust_name(raw) == clean
