@@ -181,8 +181,12 @@ class Agent:
         if reason == "signal-received":
             signal_name = stop.get("signal-name")
             if signal_name == "SIGINT":
+                # deliver the signal first, so Python's handler has set its flag before the
+                # paused thread runs on: the KeyboardInterrupt then lands in the cell
+                self._continue(thread)
                 self._on_interrupt()
-            elif signal_name in CRASH_SIGNALS:
+                return
+            if signal_name in CRASH_SIGNALS:
                 self._send({"event": "crash", "signal": signal_name, "thread": thread,
                             "frame": stop.get("frame")})
             self._continue(thread)  # the signal is delivered ("pass")
