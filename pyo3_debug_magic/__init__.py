@@ -19,6 +19,11 @@ def load_ipython_extension(ipython) -> None:
 
     ipython.register_magics(NativeDebugMagics)
     kernel_hooks.install(ipython)
+    from . import crashes
+
+    notice = crashes.announce_once(crashes.kernel_identity())
+    if notice:
+        print(notice)
 
 
 def unload_ipython_extension(ipython) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from dataclasses import dataclass
 
@@ -101,8 +102,12 @@ class NativeDebugger:
             for listener in self._listeners:
                 self._session.add_listener(listener)
             self._session.start()
+        from . import crashes
+
+        identity = {"kernel_id": crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None,
+                    "report_dir": str(crashes.report_dir())}
         try:
-            return AttachStatus.from_agent(self._session.request("attach"))
+            return AttachStatus.from_agent(self._session.request("attach", identity=identity))
         except Exception:
             self.close()
             raise

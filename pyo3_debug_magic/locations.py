@@ -16,7 +16,8 @@ from .errors import UsageProblem
 
 FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$")
 RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
-NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/")
+NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
+                   "/python-build.", "/usr/include/", "/usr/src/")
 SKIPPED_DIRS = {".git", ".venv", "venv", "target", "node_modules", "__pycache__", ".tox"}
 NO_DEBUG_INFO_FIX = "rebuild with `maturin develop` or set `[profile.release] debug = true`"
 
@@ -53,7 +54,9 @@ class Resolved:
 
 
 def is_user_source(path: str | None) -> bool:
-    return bool(path) and not any(part in path for part in NOT_USER_SOURCE)
+    """An absolute path outside std, registry crates, vendored code and CPython's build tree
+    (glibc's frames carry relative paths like ./nptl/pthread_kill.c)."""
+    return bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
 
 
 def parse_location(text: str) -> Location:

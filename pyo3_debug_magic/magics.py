@@ -100,6 +100,38 @@ class NativeDebugMagics(Magics):
         print(text.detached(how))
 
     @magic_arguments()
+    @argument("--list", action="store_true", help="list every crash report of this kernel")
+    @argument("--clear", action="store_true", help="delete this kernel's crash reports")
+    @line_magic
+    @user_errors_as_usage
+    def native_crash(self, line: str = ""):
+        """Show how the previous kernel crashed (signal, faulting Rust line, every thread's stack).
+
+        Crash capture is armed while the native debugger is attached (``%native_attach`` or
+        any ``%native_break``): a SIGSEGV, SIGABRT, SIGBUS, SIGILL or SIGFPE is recorded before
+        the kernel dies, and after the restart this shows the report. Example::
+
+            %native_crash
+            %native_crash --list
+        """
+        from . import crashes
+
+        options = parse_argstring(self.native_crash, line)
+        identity = crashes.kernel_identity()
+        if options.clear:
+            print(f"removed {crashes.clear(identity)} crash report(s) of this kernel")
+            return
+        if options.list:
+            found = crashes.reports(identity)
+            print("\n".join(f"{r.path.name}: {r.summary}" for r in found) or "no crash reports for this kernel")
+            return
+        report = crashes.previous_crash(identity)
+        if report is None:
+            print(f"no crash report for this kernel: {crashes.ARM_HINT}")
+            return
+        print(text.crash_report(report.data) + f"\n\n(report: {report.path})")
+
+    @magic_arguments()
     @argument("--thread", type=int, metavar="N", help="only this thread (gdb's thread number)")
     @argument("--all", action="store_true", help="every thread (the default)")
     @argument("--engine", choices=("gdb", "py-spy"),

@@ -34,6 +34,7 @@ class AgentSession:
         self._listeners: list[Callable[[dict], None]] = []
         self._reader: threading.Thread | None = None
         self.log_path = None
+        self._stderr_saved: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -48,16 +49,32 @@ class AgentSession:
         ours, theirs = socket.socketpair()
         self.log_path = paths.state_dir() / f"agent-{self.target_pid}.log"
         log = open(self.log_path, "ab")
+        command = [sys.executable, "-m", "pyo3_debug_magic.agent", "--fd", str(theirs.fileno()),
+                   "--target", str(self.target_pid), "--gdb", gdb_path]
+        pass_fds = [theirs.fileno()]
+        tee = None
+        if self.target_pid == os.getpid() and not os.environ.get("PYO3_DEBUG_MAGIC_NO_STDERR_TEE"):
+            # Native stderr (a Rust panic message before an abort) goes through the agent,
+            # which passes it on and keeps its tail for a crash report.
+            read_end, write_end = os.pipe()
+            forward = os.dup(2)
+            tee = (read_end, write_end, forward)
+            command += ["--stderr-in", str(read_end), "--stderr-out", str(forward)]
+            pass_fds += [read_end, forward]
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pyo3_debug_magic.agent", "--fd", str(theirs.fileno()),
-                 "--target", str(self.target_pid), "--gdb", gdb_path],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                command, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # the kernel's Ctrl-C/SIGINT must not reach it
             )
+            if tee is not None:
+                self._stderr_saved = os.dup(2)
+                os.dup2(tee[1], 2)
         finally:
             theirs.close()
             log.close()
+            if tee is not None:
+                for descriptor in tee:
+                    os.close(descriptor)
         if tools.read_ptrace_scope() == 1:
             tools.allow_tracer(self.process.pid)
         self._sock = ours
@@ -105,11 +122,19 @@ class AgentSession:
                     if message.get("id") in self._pending:
                         self._pending[message["id"]] = message
                     self._answered.notify_all()
+        self._restore_stderr()  # the agent is gone: native stderr must not hit a closed pipe
         with self._answered:
             self._answered.notify_all()
 
+    def _restore_stderr(self) -> None:
+        saved, self._stderr_saved = self._stderr_saved, None
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
     def close(self, timeout: float = 10.0) -> str:
         """Stop the agent; returns how: 'exited', 'terminated', 'killed' or 'not running'."""
+        self._restore_stderr()
         process, self.process = self.process, None
         sock, self._sock = self._sock, None
         if process is None:

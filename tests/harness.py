@@ -27,7 +27,7 @@ LIB_RS = CRATE / "src" / "lib.rs"
 
 def marker_line(name: str, source: Path = LIB_RS) -> int:
     """Line number (1-based) of the line carrying ``// MARK: name``."""
-    pattern = re.compile(r"//\s*MARK:\s*" + re.escape(name) + r"\s*$")
+    pattern = re.compile(r"//\s*MARK:\s*" + re.escape(name) + r"(\s|$)")
     for number, line in enumerate(source.read_text().splitlines(), start=1):
         if pattern.search(line):
             return number

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from .server import Agent
+from .server import Agent, StderrTee
 
 
 def main() -> None:
@@ -12,9 +12,14 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="inherited socketpair end")
     parser.add_argument("--target", type=int, required=True, help="pid of the kernel to debug")
     parser.add_argument("--gdb", required=True, help="path of the gdb binary")
+    parser.add_argument("--stderr-in", type=int, help="read end of the kernel's redirected stderr")
+    parser.add_argument("--stderr-out", type=int, help="where that stderr goes on to")
     options = parser.parse_args()
     sock = socket.socket(fileno=options.fd)
-    Agent(sock, target_pid=options.target, gdb_path=options.gdb).serve()
+    tee = None
+    if options.stderr_in is not None and options.stderr_out is not None:
+        tee = StderrTee(options.stderr_in, options.stderr_out)
+    Agent(sock, target_pid=options.target, gdb_path=options.gdb, stderr_tee=tee).serve()
 
 
 if __name__ == "__main__":

@@ -53,7 +53,19 @@ def _bytes(obj):
 
 
 def _offset(type_name, field):
-    return int(gdb.parse_and_eval(f"(long)&(({type_name}*)0)->{field}"))
+    """Byte offset of a struct field, from the type (no expression parsing: the selected
+    frame may be Rust, whose parser does not know C)."""
+    for candidate in gdb.lookup_type(type_name).strip_typedefs().fields():
+        if candidate.name == field:
+            return candidate.bitpos // 8
+    raise UnsupportedLayout(f"{type_name} has no field {field}")
+
+
+def _runtime():
+    symbol = gdb.lookup_global_symbol("_PyRuntime") or gdb.lookup_static_symbol("_PyRuntime")
+    if symbol is None:
+        raise UnsupportedLayout("libpython has no debug info (no _PyRuntime symbol)")
+    return symbol.value()
 
 
 def _varint(data, index):
@@ -141,9 +153,9 @@ def _frames(tstate):
     return frames
 
 
-def _gil_holder():
+def _gil_holder(runtime):
     try:
-        gil = gdb.parse_and_eval("_PyRuntime.ceval.gil")
+        gil = runtime["ceval"]["gil"]
         if not int(gil["locked"]["_value"]):
             return 0
         return int(gil["last_holder"]["_value"])
@@ -153,11 +165,8 @@ def _gil_holder():
 
 def python_stacks():
     """Every thread state of the main interpreter, with its frames (innermost first)."""
-    try:
-        runtime = gdb.parse_and_eval("_PyRuntime")
-    except gdb.error as error:
-        raise UnsupportedLayout(f"libpython has no debug info (_PyRuntime: {error})")
-    holder = _gil_holder()
+    runtime = _runtime()
+    holder = _gil_holder(runtime)
     threads = []
     tstate = runtime["interpreters"]["head"]["threads"]["head"]
     while int(tstate) != 0:

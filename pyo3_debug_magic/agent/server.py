@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
+from ..locations import is_user_source
 from ..protocol import LineReader, encode
 from ..tools import explain_attach_failure
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
@@ -38,12 +39,59 @@ DETACH_TIMEOUT = 5.0
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
-NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/")
 
 
-def is_user_source(path: str | None) -> bool:
-    """False for sources of std, registry crates and other vendored code."""
-    return bool(path) and not any(part in path for part in NOT_USER_SOURCE)
+def crash_summary(report: dict) -> str:
+    """`SIGSEGV in rustdemo::segfault at src/lib.rs:57, called from cell line 3`."""
+    from ..stacks import is_cell_file
+
+    what = "stack overflow (SIGSEGV)" if report.get("stack_overflow") else report.get("signal", "crash")
+    thread = next((t for t in report.get("threads", []) if t["thread"] == report.get("thread")), None)
+    where = ""
+    if thread:
+        frame = next((f for f in thread["frames"] if is_user_source(f.get("fullname"))), None)
+        if frame:
+            where = f" in {frame.get('func')} at {frame.get('file')}:{frame.get('line')}"
+        python = next((t for t in (report.get("python") or {}).get("threads", [])
+                       if t.get("thread_id") == thread.get("ident")), None)
+        cell = next((f for f in (python or {}).get("frames", []) if is_cell_file(f.get("file") or "")), None)
+        if cell:
+            where += f", called from cell line {cell.get('line')}"
+        elif report.get("thread") != 1:
+            where += f" (thread {report.get('thread')})"
+    return what + where
+
+
+class StderrTee:
+    """Passes the kernel's native stderr through and keeps its tail (a Rust panic message)."""
+
+    def __init__(self, read_fd: int, write_fd: int, keep: int = 8192):
+        import threading
+
+        self.read_fd, self.write_fd, self.keep = read_fd, write_fd, keep
+        self._tail = b""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._pump, name="stderr-tee", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._tail = (self._tail + chunk)[-self.keep:]
+            try:
+                os.write(self.write_fd, chunk)
+            except OSError:
+                pass
+
+    def tail(self) -> str:
+        time.sleep(0.05)  # let a message written just before the signal arrive
+        with self._lock:
+            return self._tail.decode(errors="replace")
 
 
 @dataclass
@@ -59,8 +107,11 @@ class Pause:
 class Agent:
     """Serves one kernel: attach/detach, breakpoints, pauses, log hits."""
 
-    def __init__(self, sock: socket.socket, target_pid: int, gdb_path: str):
+    def __init__(self, sock: socket.socket, target_pid: int, gdb_path: str,
+                 stderr_tee: "StderrTee | None" = None):
         self.sock = sock
+        self.stderr_tee = stderr_tee
+        self.identity: dict = {}
         self.target_pid = target_pid
         self.gdb_path = gdb_path
         self.gdb: GdbMI | None = None
@@ -187,9 +238,8 @@ class Agent:
                 self._on_interrupt()
                 return
             if signal_name in CRASH_SIGNALS:
-                self._send({"event": "crash", "signal": signal_name, "thread": thread,
-                            "frame": stop.get("frame")})
-            self._continue(thread)  # the signal is delivered ("pass")
+                self._capture_crash(thread, signal_name)
+            self._continue(thread)  # the signal is delivered ("pass"): the process dies as it would have
             return
         if reason not in PAUSE_REASONS:
             self._continue(thread)
@@ -339,7 +389,8 @@ class Agent:
         encoded = argument if raw else base64.b64encode(json.dumps(argument).encode()).decode()
         return self.gdb.console_command(f"python {function}({encoded!r})")
 
-    def op_attach(self) -> dict:
+    def op_attach(self, identity: dict | None = None) -> dict:
+        self.identity = identity or self.identity
         if self.attached:
             return self.op_status()
         gdb = self._ensure_gdb()
@@ -495,6 +546,64 @@ class Agent:
     def op_logs(self) -> list[dict]:
         hits, self.log_hits = self.log_hits, []
         return hits
+
+    # ----- crashes ------------------------------------------------------------------
+    def _capture_crash(self, thread: int, signal_name: str) -> None:
+        """Record everything about a crash before the process dies; never raises."""
+        report = {"version": 1, "uid": os.getuid(), "pid": self.target_pid, "time": time.time(),
+                  "kernel_id": self.identity.get("kernel_id"), "signal": signal_name, "thread": thread}
+        try:
+            report.update(self._crash_details(thread, signal_name))
+        except Exception as error:  # noqa: BLE001 - a partial report beats none
+            report["capture_error"] = f"{type(error).__name__}: {error}"
+        if self.stderr_tee is not None:
+            report["stderr_tail"] = self.stderr_tee.tail()
+        report["summary"] = crash_summary(report)
+        directory = self.identity.get("report_dir")
+        if directory:
+            path = Path(directory) / f"crash-{self.target_pid}-{int(report['time'])}.json"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(report, handle, indent=1)
+            report["path"] = str(path)
+        self._send({"event": "crash", "signal": signal_name, "thread": thread,
+                    "summary": report["summary"], "path": report.get("path")})
+
+    def _crash_details(self, thread: int, signal_name: str) -> dict:
+        def c_value(expression: str) -> str | None:
+            try:
+                return self._mi(f"-data-evaluate-expression --thread {thread} --frame 0 --language c "
+                                f"{mi_quote(expression)}", 5).payload.get("value")
+            except (GdbCommandError, GdbTimeoutError):
+                return None
+
+        fault = c_value("(long)$_siginfo._sifields._sigfault.si_addr") if signal_name != "SIGABRT" else None
+        stack_pointer = c_value("(long)$sp")
+        instruction = ""
+        try:
+            instruction = self.gdb.command(f"-interpreter-exec --thread {thread} console {mi_quote('x/i $pc')}",
+                                           5).console_text.strip()
+        except (GdbCommandError, GdbTimeoutError):
+            pass
+        depth = None
+        try:
+            depth = int(self._mi(f"-stack-info-depth --thread {thread} 5000", 10).payload.get("depth", 0))
+        except (GdbCommandError, GdbTimeoutError, ValueError):
+            pass
+        snapshot = self.op_snapshot()
+        faulting = next((row for row in snapshot["threads"] if row["thread"] == thread), {"frames": []})
+        user_level = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
+        local_values = self._locals(thread, user_level, faulting["frames"]) if user_level is not None else []
+        top = [f.get("func") for f in faulting["frames"][:32]]
+        recursing = len(top) >= 32 and len(set(top[4:])) <= 2
+        near_stack = fault is not None and stack_pointer is not None and \
+            0 <= int(stack_pointer) - int(fault) < (1 << 20)
+        return {"fault_address": hex(int(fault)) if fault not in (None, "") else None,
+                "stack_pointer": hex(int(stack_pointer)) if stack_pointer else None,
+                "instruction": instruction, "stack_depth": depth,
+                "stack_overflow": bool(signal_name == "SIGSEGV" and (near_stack or recursing)),
+                "threads": snapshot["threads"], "python": snapshot["python"],
+                "faulting_user_frame": user_level, "locals": local_values}
 
     # ----- requests: snapshots ----------------------------------------------------
     def op_snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> dict:

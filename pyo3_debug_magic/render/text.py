@@ -253,3 +253,34 @@ def thread_stacks(threads, note: str | None = None) -> str:
     if note:
         blocks.append(note)
     return "\n\n".join(blocks)
+
+
+def crash_report(data: dict) -> str:
+    """A crash report (written by the agent as the process died) as text."""
+    from ..stacks import from_gdb, python_frames_from_memory
+
+    lines = [f"{data.get('summary', 'crash')}",
+             f"signal {data.get('signal')} in thread {data.get('thread')} of pid {data.get('pid')}"
+             + (f", fault address {data['fault_address']}" if data.get("fault_address") else "")]
+    if data.get("stack_overflow"):
+        lines.append(f"stack overflow: the fault is at the thread's stack guard "
+                     f"(stack pointer {data.get('stack_pointer')}, {data.get('stack_depth')} frames deep)")
+    if data.get("instruction"):
+        lines.append(f"faulting instruction: {data['instruction']}")
+    python = {t["thread_id"]: t for t in (data.get("python") or {}).get("threads", [])}
+    threads = data.get("threads") or []
+    ordered = sorted(threads, key=lambda t: t["thread"] != data.get("thread"))
+    stacks = [from_gdb(row, python_frames_from_memory(python.get(row.get("ident"), {}).get("frames", [])),
+                       python.get(row.get("ident"), {}).get("holds_gil")) for row in ordered]
+    if stacks:
+        lines += ["", "faulting thread:", thread_stacks(stacks[:1])]
+    if data.get("locals"):
+        lines += ["", f"locals of frame #{data.get('faulting_user_frame')}:", locals_table(data["locals"])]
+    if data.get("stderr_tail", "").strip():
+        tail = data["stderr_tail"].strip().splitlines()[-12:]
+        lines += ["", "end of the kernel's stderr:"] + [f"  {line}" for line in tail]
+    if len(stacks) > 1:
+        lines += ["", "other threads:", thread_stacks(stacks[1:])]
+    if data.get("capture_error"):
+        lines.append(f"(part of the report could not be captured: {data['capture_error']})")
+    return "\n".join(lines)

@@ -101,8 +101,8 @@ fn abort() {
 }
 
 #[allow(unconditional_recursion)]
-fn recurse(depth: u64) -> u64 {
-    let padding = black_box([depth; 64]); // MARK: stack-overflow
+fn recurse(depth: u64) -> u64 { // MARK: stack-overflow (the overflow faults in the prologue's stack probe)
+    let padding = black_box([depth; 64]);
     recurse(depth + 1) + padding[0]
 }
 

@@ -1,0 +1,91 @@
+"""Crash reports: where the agent writes them, and finding the previous kernel's.
+
+A report belongs to one user (the state directory is 0700, each report 0600, and its uid is
+checked) and one kernel identity (the connection file's name, which Jupyter keeps across a
+restart). Only a report from the same identity and another process is "the previous kernel's".
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import state_dir
+
+ARM_HINT = ("crash capture is armed while the native debugger is attached: run `%native_attach` "
+            "(or set any `%native_break`) before the cell that crashes")
+
+
+def kernel_identity() -> str | None:
+    """The running Jupyter kernel's id (from its connection file), None outside a kernel."""
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+    except ImportError:
+        return None
+    if not IPKernelApp.initialized():
+        return None
+    connection_file = IPKernelApp.instance().connection_file
+    return Path(connection_file).stem if connection_file else None
+
+
+def report_dir() -> Path:
+    path = state_dir() / "crashes"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class CrashReport:
+    path: Path
+    data: dict
+
+    @property
+    def summary(self) -> str:
+        return self.data.get("summary", "crash")
+
+
+def reports(identity: str | None, directory: Path | None = None) -> list[CrashReport]:
+    """This user's reports for ``identity`` (all of this user's with ``identity=None``), oldest first."""
+    found = []
+    for path in sorted((directory or report_dir()).glob("crash-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("uid") != os.getuid():
+            continue
+        if identity is not None and data.get("kernel_id") != identity:
+            continue
+        found.append(CrashReport(path, data))
+    return sorted(found, key=lambda r: r.data.get("time", 0))
+
+
+def previous_crash(identity: str | None, directory: Path | None = None) -> CrashReport | None:
+    """The latest report of an earlier process of this same kernel, if any."""
+    if identity is None:
+        return None
+    earlier = [r for r in reports(identity, directory) if r.data.get("pid") != os.getpid()]
+    return earlier[-1] if earlier else None
+
+
+def announce_once(identity: str | None, directory: Path | None = None) -> str | None:
+    """The one-line notice for ``%load_ext`` (shown once per report)."""
+    report = previous_crash(identity, directory)
+    if report is None or report.data.get("announced_in") == os.getpid():
+        return None
+    report.data["announced_in"] = os.getpid()
+    try:
+        report.path.write_text(json.dumps(report.data, indent=1))
+    except OSError:
+        pass
+    return f"The previous kernel crashed: {report.summary} (`%native_crash` shows the report)"
+
+
+def clear(identity: str | None, directory: Path | None = None) -> int:
+    removed = 0
+    for report in reports(identity, directory):
+        report.path.unlink(missing_ok=True)
+        removed += 1
+    return removed

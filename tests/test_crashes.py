@@ -1,0 +1,128 @@
+"""Crash capture that survives "Kernel died": real kernels crashed by the demo crate, restarted."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from harness import KernelHarness, marker_line
+from pyo3_debug_magic import crashes
+
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    """A private state directory for the kernels of one test (reports stay out of the user's)."""
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def crash_and_restart(state_dir, cell: str, answers=None) -> KernelHarness:
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_STATE": str(state_dir)})
+    assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+    assert "attached" in kernel.run("%native_attach").stdout
+    kernel.run(cell, timeout=20, answers=answers)
+    deadline = time.monotonic() + 20
+    while kernel.manager.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not kernel.manager.is_alive(), "the kernel should have died"
+    kernel.manager.restart_kernel(now=True)
+    kernel.client.wait_for_ready(timeout=60)
+    return kernel
+
+
+@pytest.mark.parametrize("function, signal, marker", [
+    ("segfault", "SIGSEGV", "segfault"),
+    ("abort", "SIGABRT", "abort"),
+    ("stack_overflow", "stack overflow (SIGSEGV)", "stack-overflow"),
+])
+def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, function, signal, marker):
+    kernel = crash_and_restart(state_dir, f"x = 1\nrustdemo.{function}()")
+    try:
+        loaded = kernel.run("%load_ext pyo3_debug_magic")
+        line = marker_line(marker)
+        expected = f"The previous kernel crashed: {signal} in rustdemo::"
+        assert expected in loaded.stdout, loaded.text
+        assert re.search(rf"at src/lib.rs:{line}, called from cell line 2", loaded.stdout), loaded.text
+        assert loaded.stdout.count("\n") == 1  # one line
+        report = kernel.run("%native_crash")
+        assert report.stdout.startswith(loaded.stdout.split("crashed: ")[1].split(" (`%native")[0])
+        assert "faulting thread:" in report.stdout and "<- cell" in report.stdout
+        if function == "abort":
+            assert "rustdemo: about to abort" in report.stdout  # the tail of the kernel's stderr
+        if function == "stack_overflow":
+            assert "stack overflow: the fault is at the thread's stack guard" in report.stdout
+        if function == "segfault":
+            assert "target = 0x0" in report.stdout  # locals of the faulting Rust frame
+        again = kernel.run("%reload_ext pyo3_debug_magic")
+        assert "previous kernel crashed" not in again.stdout  # announced once
+        files = list((state_dir / "crashes").glob("crash-*.json"))
+        assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
+        assert oct((state_dir / "crashes").stat().st_mode & 0o777) == "0o700"
+    finally:
+        kernel.shutdown()
+
+
+def test_crash_in_a_worker_thread_during_a_paused_hand_off(demo_crate, gdb_path, state_dir):
+    cell = ("import threading, time\n"
+            "threading.Thread(target=lambda: (time.sleep(1.5), rustdemo.segfault()), daemon=True).start()\n"
+            "rustdemo.square(3)")
+    setup = f"%native_break src/lib.rs:{marker_line('square')}"
+
+    def slow_answer(prompt):
+        time.sleep(6)  # the main thread stays paused (GIL handed off) while the worker crashes
+        return "c"
+
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_STATE": str(state_dir)})
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        kernel.run(setup, timeout=60)
+        kernel.run(cell, timeout=20, answers=slow_answer)
+        deadline = time.monotonic() + 20
+        while kernel.manager.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        kernel.manager.restart_kernel(now=True)
+        kernel.client.wait_for_ready(timeout=60)
+        loaded = kernel.run("%load_ext pyo3_debug_magic")
+        assert "SIGSEGV in rustdemo::segfault at src/lib.rs:" in loaded.stdout, loaded.text
+        report = kernel.run("%native_crash").stdout
+        assert "paused at a breakpoint" in report  # the main thread was paused when it happened
+    finally:
+        kernel.shutdown()
+
+
+def test_without_the_agent_nothing_is_invented(demo_crate, state_dir):
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_STATE": str(state_dir)})
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        kernel.run("rustdemo.segfault()", timeout=15)
+        kernel.manager.restart_kernel(now=True)
+        kernel.client.wait_for_ready(timeout=60)
+        loaded = kernel.run("%load_ext pyo3_debug_magic")
+        assert "crashed" not in loaded.stdout, loaded.text
+        shown = kernel.run("%native_crash").stdout
+        assert "no crash report for this kernel" in shown and "%native_attach" in shown
+    finally:
+        kernel.shutdown()
+
+
+def test_reports_of_other_kernels_and_users_are_not_the_previous_kernels(tmp_path):
+    directory = tmp_path / "crashes"
+    directory.mkdir()
+    base = {"version": 1, "pid": os.getpid() + 1, "time": time.time(), "summary": "SIGSEGV in x"}
+    (directory / "crash-1-1.json").write_text(json.dumps({**base, "uid": os.getuid(), "kernel_id": "kernel-other"}))
+    (directory / "crash-2-2.json").write_text(json.dumps({**base, "uid": os.getuid() + 1, "kernel_id": "kernel-mine"}))
+    (directory / "crash-3-3.json").write_text(json.dumps({**base, "uid": os.getuid(), "kernel_id": "kernel-mine",
+                                                          "pid": os.getpid()}))
+    assert crashes.previous_crash("kernel-mine", directory) is None
+    assert crashes.previous_crash(None, directory) is None
+    (directory / "crash-4-4.json").write_text(json.dumps({**base, "uid": os.getuid(), "kernel_id": "kernel-mine"}))
+    found = crashes.previous_crash("kernel-mine", directory)
+    assert found is not None and found.path.name == "crash-4-4.json"
+    assert crashes.announce_once("kernel-mine", directory).startswith("The previous kernel crashed: SIGSEGV in x")
+    assert crashes.announce_once("kernel-mine", directory) is None
