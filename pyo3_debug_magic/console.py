@@ -117,11 +117,27 @@ class PauseConsole:
         kind = event.get("event")
         if kind == "paused":
             self._pause(PauseState.from_event(event))
+        elif kind == "hang":
+            self._hang(event)
         elif kind == "error":
             show(f"native debugger: {event.get('message')}")
         elif kind == "crash":
             show(f"native debugger: {event.get('signal')} in thread {event.get('thread')}; "
                  "the kernel is going down")
+
+    def _hang(self, event: dict) -> None:
+        python = {t["thread_id"]: t for t in (event.get("python") or {}).get("threads", [])}
+        memory = python.get(event.get("ident"), {})
+        row = {"thread": event["thread"], "name": "main", "lwp": event.get("lwp"), "frames": event["frames"]}
+        stack = stacks.from_gdb(row, stacks.python_frames_from_memory(memory.get("frames", [])),
+                                event.get("holds_gil"))
+        try:
+            show(render_text.hang_report(event["reason"], stack))
+        finally:
+            try:
+                self.debugger.hang_shown()
+            except DebugMagicError:
+                pass
 
     def _resume_quietly(self, thread: int) -> None:
         try:

@@ -23,9 +23,10 @@ def kernel_identity() -> str | None:
         from ipykernel.kernelapp import IPKernelApp
     except ImportError:
         return None
-    if not IPKernelApp.initialized():
+    app = getattr(IPKernelApp, "_instance", None)  # instance() would raise in terminal IPython
+    if not isinstance(app, IPKernelApp):
         return None
-    connection_file = IPKernelApp.instance().connection_file
+    connection_file = app.connection_file
     return Path(connection_file).stem if connection_file else None
 
 

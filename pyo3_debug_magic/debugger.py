@@ -181,9 +181,22 @@ class NativeDebugger:
         return hits
 
     def set_pausing_allowed(self, allowed: bool) -> None:
-        """Tell the agent whether the running cell can answer a pause (no stdin: log only)."""
+        """A cell starts: tell the agent whether it can answer a pause (no stdin: log only)."""
         if self.attached:
             self._request("cell", pausing_allowed=allowed)
+
+    def cell_done(self) -> None:
+        if self.attached:
+            self._request("cell_done")
+
+    def watch(self, seconds: float | None) -> None:
+        """Report where the main thread is when a cell runs longer than ``seconds`` (None: off)."""
+        self.ensure_attached()
+        self._request("watch", seconds=seconds)
+
+    def hang_shown(self) -> None:
+        if self.attached:
+            self._request("hang_done")
 
     # ----- snapshots ------------------------------------------------------------------
     def snapshot(self, threads: list[int] | None = None, with_locals: bool = False):
@@ -201,13 +214,35 @@ class NativeDebugger:
             for row in result["threads"]:
                 row["name"] = names.get(row.get("ident"), row.get("name"))
         by_ident = {t["thread_id"]: t for t in python.get("threads", [])}
+        problem = python.get("error")
+        fallback: dict = {}
+        if problem:
+            fallback, problem = self._python_frames_from_py_spy(problem)
         snapshot = []
         for row in result["threads"]:
             memory = by_ident.get(row.get("ident"), {})
             frames = stacks.python_frames_from_memory(memory.get("frames", []))
             holds = memory.get("holds_gil") if python.get("gil_known") else None
+            if row.get("lwp") in fallback:
+                frames, holds = fallback[row["lwp"]]
             snapshot.append(stacks.from_gdb(row, frames, holds))
-        return snapshot, python.get("error")
+        return snapshot, problem
+
+    def _python_frames_from_py_spy(self, problem: str):
+        """libpython without debug info: Python frames from `py-spy dump --nonblocking`
+        (it reads memory without ptrace, which gdb holds). Returns ({lwp: (frames, gil)}, note)."""
+        from . import pyspy, stacks
+        from .errors import DebugMagicError
+
+        try:
+            threads = pyspy.dump(self.target_pid or os.getpid(), nonblocking=True)
+        except DebugMagicError as error:
+            return {}, f"{problem}; the py-spy fallback failed too: {error}"
+        frames = {}
+        for thread in threads:
+            frames[thread.os_thread_id] = ([stacks.PythonFrame(e.file or "?", e.line or 0, e.function, e.is_cell)
+                                            for e in thread.entries if e.kind == "python"], thread.holds_gil)
+        return frames, None
 
     # ----- a paused thread ------------------------------------------------------------
     def frames(self, thread: int) -> list[dict]:

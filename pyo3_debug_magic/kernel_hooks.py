@@ -57,6 +57,7 @@ def _post_run_cell(result=None) -> None:
     if not debugger.attached:
         return
     try:
+        debugger.cell_done()
         hits = debugger.take_log_hits()
     except DebugMagicError as error:
         show(f"native debugger: {error}")

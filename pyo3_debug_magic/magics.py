@@ -100,6 +100,50 @@ class NativeDebugMagics(Magics):
         print(text.detached(how))
 
     @magic_arguments()
+    @argument("path", help="the core file")
+    @argument("--exe", metavar="PYTHON", help="the Python executable that crashed (default: this one)")
+    @line_magic
+    @user_errors_as_usage
+    def native_core(self, line: str = ""):
+        """Post-mortem of a core file: signal, faulting Rust line, every thread's merged stack.
+
+        Example::
+
+            %native_core /tmp/core.12345
+            %native_core core.12345 --exe /usr/bin/python3.11
+        """
+        from .core import open_core
+
+        options = parse_argstring(self.native_core, line)
+        print(text.crash_report(open_core(unquote(options.path), unquote(options.exe))))
+
+    @magic_arguments()
+    @argument("--after", type=float, metavar="SECONDS", help="report cells running longer than this")
+    @argument("--off", action="store_true", help="stop watching")
+    @line_magic
+    @user_errors_as_usage
+    def native_watch(self, line: str = ""):
+        """Show where the main thread is when a cell runs longer than a bound.
+
+        The stuck cell shows the merged Rust + Python stack and whether the thread holds
+        the GIL; the thread keeps running. An Interrupt that the kernel does not honour
+        within 2 s (``PYO3_DEBUG_MAGIC_HANG_AFTER``) is reported the same way whenever the
+        native debugger is attached. Example::
+
+            %native_watch --after 10
+            %native_watch --off
+        """
+        options = parse_argstring(self.native_watch, line)
+        if options.off:
+            get_debugger().watch(None)
+            print("native watch off")
+            return
+        if not options.after or options.after <= 0:
+            raise UsageError("%native_watch needs --after SECONDS (a positive number) or --off")
+        get_debugger().watch(options.after)
+        print(f"native watch: cells running longer than {options.after:g} s will show where they are")
+
+    @magic_arguments()
     @argument("--list", action="store_true", help="list every crash report of this kernel")
     @argument("--clear", action="store_true", help="delete this kernel's crash reports")
     @line_magic
@@ -167,7 +211,8 @@ class NativeDebugMagics(Magics):
             threads = pyspy.dump(os.getpid(), nonblocking=debugger.attached)
             if options.thread:
                 threads = [t for t in threads if t.label == str(options.thread)]
-            note = None
+            note = ("(gdb is attached, so py-spy ran --nonblocking: Python frames only; "
+                    "`--engine gdb` shows the Rust frames)") if debugger.attached else None
         print(text.thread_stacks(threads, note))
 
     @magic_arguments()

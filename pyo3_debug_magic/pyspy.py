@@ -26,10 +26,10 @@ def demangle_all(names: list[str]) -> dict[str, str]:
 
 
 def dump(pid: int, nonblocking: bool = False) -> list[stacks.ThreadStack]:
-    """One py-spy snapshot of ``pid`` with native frames (``nonblocking`` while gdb holds ptrace)."""
-    command = [tools.find_py_spy(), "dump", "--pid", str(pid), "--native", "--json"]
-    if nonblocking:
-        command.append("--nonblocking")
+    """One py-spy snapshot of ``pid``: with native frames, or, ``nonblocking`` (while gdb holds
+    ptrace; py-spy cannot unwind native stacks then), Python frames only."""
+    command = [tools.find_py_spy(), "dump", "--pid", str(pid), "--json"]
+    command.append("--nonblocking" if nonblocking else "--native")
     try:
         run = subprocess.run(command, capture_output=True, text=True, timeout=DUMP_TIMEOUT)
     except subprocess.TimeoutExpired:

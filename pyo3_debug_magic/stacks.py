@@ -173,3 +173,12 @@ def python_frames_from_memory(raw: list[dict]) -> list[PythonFrame]:
                           is_cell_file(f.get("file") or "")) for f in raw]
     cells = [i for i, f in enumerate(frames) if f.is_cell]
     return frames[:cells[-1] + 1] if cells else frames
+
+
+def python_thread_for(row: dict, python: dict | None) -> dict:
+    """The Python thread (from memory or py-spy) of a gdb thread row: by ident, else by LWP."""
+    for thread in (python or {}).get("threads", []):
+        if (thread.get("thread_id") is not None and thread.get("thread_id") == row.get("ident")) or (
+                thread.get("native_thread_id") is not None and thread.get("native_thread_id") == row.get("lwp")):
+            return thread
+    return {}

@@ -71,3 +71,39 @@ def test_locals_need_gdb_and_show_the_top_frame(worker_kernel, gdb_path):
 ])
 def test_rust_names_are_cleaned(raw, clean):
     assert clean_rust_name(raw) == clean
+
+
+def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate, gdb_path, tmp_path):
+    """Debian's /usr/bin/python3.11 has no DWARF: the gdb engine falls back to py-spy."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rustdemo
+
+    from pyo3_debug_magic.debugger import NativeDebugger
+
+    system_python = Path("/usr/bin/python3.11")
+    if not system_python.exists():
+        pytest.fail("this test needs Debian's python3.11 (apt-get install python3.11)")
+    (tmp_path / "rustdemo").symlink_to(Path(rustdemo.__file__).parent)
+    script = ("import threading, time, rustdemo\n"
+              "def waiting_in_python():\n    time.sleep(60)\n"
+              "threading.Thread(target=rustdemo.worker_without_gil, args=(60,), daemon=True).start()\n"
+              "print('ready', flush=True)\nwaiting_in_python()\n")
+    target = subprocess.Popen([str(system_python), "-c", script], stdout=subprocess.PIPE, text=True,
+                              env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    debugger = NativeDebugger(target.pid)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        debugger.attach()
+        threads, problem = debugger.snapshot()
+        assert problem is None, problem
+        entries = [e for t in threads for e in t.entries]
+        assert any(e.kind == "python" and e.function == "waiting_in_python" for e in entries)
+        assert any(e.kind == "native" and e.function == "rustdemo::busy_until" for e in entries)
+    finally:
+        debugger.close()
+        target.kill()
+        target.wait()
+    assert sys.version_info[:2] == (3, 11)

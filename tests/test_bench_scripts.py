@@ -28,3 +28,13 @@ def test_breakpoint_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert {"attach_detach", "Rust_heavy_call_bp_elsewhere", "hit_stop_view", "log_hits_per_s"} <= set(result)
     assert result["log_hits_per_s"]["ours"] > 0 and result["hit_stop_view"]["ours_ms"] > 0
+
+
+@pytest.mark.timeout(200)
+def test_backtrace_benchmark_meets_its_py_spy_target(demo_crate, gdb_path):
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "backtrace_bench.py")],
+                         capture_output=True, text=True, timeout=190)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["gdb_engine_ms"] > 0 and result["pyspy_raw_ms"] > 0
+    print(run.stdout)

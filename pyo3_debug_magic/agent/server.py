@@ -43,7 +43,7 @@ THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
 
 def crash_summary(report: dict) -> str:
     """`SIGSEGV in rustdemo::segfault at src/lib.rs:57, called from cell line 3`."""
-    from ..stacks import is_cell_file
+    from ..stacks import is_cell_file, python_thread_for
 
     what = "stack overflow (SIGSEGV)" if report.get("stack_overflow") else report.get("signal", "crash")
     thread = next((t for t in report.get("threads", []) if t["thread"] == report.get("thread")), None)
@@ -52,9 +52,8 @@ def crash_summary(report: dict) -> str:
         frame = next((f for f in thread["frames"] if is_user_source(f.get("fullname"))), None)
         if frame:
             where = f" in {frame.get('func')} at {frame.get('file')}:{frame.get('line')}"
-        python = next((t for t in (report.get("python") or {}).get("threads", [])
-                       if t.get("thread_id") == thread.get("ident")), None)
-        cell = next((f for f in (python or {}).get("frames", []) if is_cell_file(f.get("file") or "")), None)
+        python = python_thread_for(thread, report.get("python"))
+        cell = next((f for f in python.get("frames", []) if is_cell_file(f.get("file") or "")), None)
         if cell:
             where += f", called from cell line {cell.get('line')}"
         elif report.get("thread") != 1:
@@ -125,6 +124,12 @@ class Agent:
         self.log_hits: list[dict] = []
         self.stepping_from: dict[int, tuple] = {}  # thread -> (function, file, line) before next/step
         self.pausing_allowed = True
+        self.hang_bound = float(os.environ.get("PYO3_DEBUG_MAGIC_HANG_AFTER", "2"))
+        self.hang_check_at: float | None = None   # an Interrupt not honoured by then is a hang
+        self.watch_after: float | None = None     # %native_watch: report cells running longer
+        self.watch_deadline: float | None = None
+        self.hang_pause: Pause | None = None       # the main thread, stopped to show a hang
+        self.hang_release_at: float | None = None
         self._running = True
 
     # ----- loop -----------------------------------------------------------------
@@ -145,6 +150,7 @@ class Agent:
                         self._process_gdb_events()
                     if reader.closed:
                         break  # the kernel went away
+                self._check_hang_timers()
         finally:
             self._cleanup()
 
@@ -235,6 +241,8 @@ class Agent:
                 # deliver the signal first, so Python's handler has set its flag before the
                 # paused thread runs on: the KeyboardInterrupt then lands in the cell
                 self._continue(thread)
+                if not self.pauses and self.hang_check_at is None:
+                    self.hang_check_at = time.monotonic() + self.hang_bound
                 self._on_interrupt()
                 return
             if signal_name in CRASH_SIGNALS:
@@ -539,9 +547,70 @@ class Agent:
         return numbers
 
     def op_cell(self, pausing_allowed: bool) -> dict:
-        """Whether the running cell can answer a pause (no stdin: breakpoints only log)."""
+        """A cell starts: can it answer a pause (no stdin: breakpoints only log)? Arms %native_watch."""
         self.pausing_allowed = bool(pausing_allowed)
+        self.hang_check_at = None
+        self.watch_deadline = time.monotonic() + self.watch_after if self.watch_after else None
         return {"pausing_allowed": self.pausing_allowed}
+
+    def op_cell_done(self) -> dict:
+        """The cell ended: no hang to report."""
+        self.hang_check_at = self.watch_deadline = None
+        return {}
+
+    def op_watch(self, seconds: float | None) -> dict:
+        self.watch_after = float(seconds) if seconds else None
+        return {"watch_after": self.watch_after}
+
+    # ----- hangs --------------------------------------------------------------------
+    def _check_hang_timers(self) -> None:
+        now = time.monotonic()
+        if self.hang_pause is not None and self.hang_release_at and now >= self.hang_release_at:
+            self.op_hang_done()
+        if not self.attached or self.hang_pause is not None or self.pauses:
+            return
+        reason = None
+        if self.hang_check_at is not None and now >= self.hang_check_at:
+            reason = f"the Interrupt was not honoured within {self.hang_bound:g} s"
+            self.hang_check_at = None
+        elif self.watch_deadline is not None and now >= self.watch_deadline:
+            reason = f"the cell has run longer than {self.watch_after:g} s (%native_watch)"
+            self.watch_deadline = None
+        if reason:
+            try:
+                self._report_hang(reason)
+            except (GdbTimeoutError, GdbExitedError) as error:
+                self._recover_from_stuck_gdb(str(error))
+            except GdbCommandError as error:
+                self._send({"event": "error", "message": f"hang diagnosis failed: {error}"})
+
+    def _report_hang(self, reason: str) -> None:
+        """Stop the main thread just long enough to show where it is; it is never killed."""
+        main = 1
+        state = (self._mi(f"-thread-info {main}").payload.get("threads") or [{}])[0].get("state")
+        if state == "running":
+            self._stop_threads([main])
+            self._drop_stop_records([main])
+        frames = self.op_frames(main)
+        self.gdb.console_command("python emit_python_stacks()")
+        python = self.gdb.take_message("python-stacks") or {}
+        ident = self._thread_ident(main)
+        tstate = None
+        if self._evaluate_c(main, "PyGILState_Check()") == "1":
+            tstate = self._evaluate_c(main, "(long)PyEval_SaveThread()")  # so the kernel can show it
+        self.hang_pause = Pause(main, tstate, None)
+        self.hang_release_at = time.monotonic() + 10
+        self._send({"event": "hang", "reason": reason, "thread": main, "frames": frames,
+                    "python": python, "holds_gil": tstate is not None, **ident})
+
+    def op_hang_done(self) -> dict:
+        """The kernel has shown the hang: give the GIL back and let the thread run on."""
+        pause, self.hang_pause = self.hang_pause, None
+        self.hang_release_at = None
+        if pause is not None:
+            self._give_back_gil(pause)
+            self._continue(pause.thread)
+        return {}
 
     def op_logs(self) -> list[dict]:
         hits, self.log_hits = self.log_hits, []
@@ -591,6 +660,8 @@ class Agent:
         except (GdbCommandError, GdbTimeoutError, ValueError):
             pass
         snapshot = self.op_snapshot()
+        if (snapshot.get("python") or {}).get("error"):
+            snapshot["python"] = self._python_stacks_from_py_spy(snapshot["python"]["error"])
         faulting = next((row for row in snapshot["threads"] if row["thread"] == thread), {"frames": []})
         user_level = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
         local_values = self._locals(thread, user_level, faulting["frames"]) if user_level is not None else []
@@ -605,6 +676,20 @@ class Agent:
                 "threads": snapshot["threads"], "python": snapshot["python"],
                 "faulting_user_frame": user_level, "locals": local_values}
 
+    def _python_stacks_from_py_spy(self, problem: str) -> dict:
+        """libpython without debug info: `py-spy dump --nonblocking` works while gdb holds ptrace."""
+        from ..errors import DebugMagicError
+        from ..pyspy import dump
+
+        try:
+            threads = dump(self.target_pid, nonblocking=True)
+        except DebugMagicError as error:
+            return {"error": f"{problem}; py-spy fallback: {error}"}
+        return {"source": "py-spy", "gil_known": True, "threads": [
+            {"thread_id": None, "native_thread_id": t.os_thread_id, "holds_gil": t.holds_gil,
+             "frames": [{"file": e.file, "function": e.function, "line": e.line}
+                        for e in t.entries if e.kind == "python"]} for t in threads]}
+
     # ----- requests: snapshots ----------------------------------------------------
     def op_snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> dict:
         """Every thread's native frames and Python frames (read from memory), then resume.
@@ -614,19 +699,9 @@ class Agent:
         """
         self._require_attached()
         info = self._mi("-thread-info").payload.get("threads", [])
-        running = [int(t["id"]) for t in info if t.get("state") == "running"]
         stopped_here = []
         try:
-            for thread in running:
-                self._mi(f"-exec-interrupt --thread {thread}")
-                stopped_here.append(thread)
-            pending = set(stopped_here)
-            deadline = time.monotonic() + self.timeout
-            while pending and time.monotonic() < deadline:
-                states = self._mi("-thread-info").payload.get("threads", [])
-                pending = {int(t["id"]) for t in states if t.get("state") == "running"} & pending
-                if pending:
-                    self.gdb.read(0.02)
+            stopped_here = self._stop_threads([int(t["id"]) for t in info if t.get("state") == "running"])
             rows = []
             for thread in info:
                 number = int(thread["id"])
@@ -646,6 +721,22 @@ class Agent:
                 self._continue(thread)
             self._drop_stop_records(stopped_here)
         return {"threads": rows, "python": python}
+
+    def _stop_threads(self, threads: list[int]) -> list[int]:
+        """Interrupt ``threads`` and wait until gdb reports them stopped (by state, since
+        their stop records may already have been read); returns those interrupted."""
+        interrupted = []
+        for thread in threads:
+            self._mi(f"-exec-interrupt --thread {thread}")
+            interrupted.append(thread)
+        pending = set(interrupted)
+        deadline = time.monotonic() + self.timeout
+        while pending and time.monotonic() < deadline:
+            states = self._mi("-thread-info").payload.get("threads", [])
+            pending = {int(t["id"]) for t in states if t.get("state") == "running"} & pending
+            if pending:
+                self.gdb.read(0.02)
+        return interrupted
 
     def _drop_stop_records(self, threads: list[int]) -> None:
         if not self.gdb:
@@ -700,6 +791,7 @@ class Agent:
 
     def op_quit(self) -> dict:
         """Delete every breakpoint and let every paused thread run."""
+        self.op_hang_done()
         deleted = self.op_break_delete(None) if self.attached else []
         resumed = []
         for pause in list(self.pauses.values()):

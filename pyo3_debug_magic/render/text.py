@@ -257,21 +257,23 @@ def thread_stacks(threads, note: str | None = None) -> str:
 
 def crash_report(data: dict) -> str:
     """A crash report (written by the agent as the process died) as text."""
-    from ..stacks import from_gdb, python_frames_from_memory
+    from ..stacks import from_gdb, python_frames_from_memory, python_thread_for
 
+    origin = f"pid {data['pid']}" if data.get("pid") else f"core file {data.get('core')}"
     lines = [f"{data.get('summary', 'crash')}",
-             f"signal {data.get('signal')} in thread {data.get('thread')} of pid {data.get('pid')}"
+             f"signal {data.get('signal')} in thread {data.get('thread')} of {origin}"
              + (f", fault address {data['fault_address']}" if data.get("fault_address") else "")]
     if data.get("stack_overflow"):
         lines.append(f"stack overflow: the fault is at the thread's stack guard "
                      f"(stack pointer {data.get('stack_pointer')}, {data.get('stack_depth')} frames deep)")
     if data.get("instruction"):
         lines.append(f"faulting instruction: {data['instruction']}")
-    python = {t["thread_id"]: t for t in (data.get("python") or {}).get("threads", [])}
     threads = data.get("threads") or []
     ordered = sorted(threads, key=lambda t: t["thread"] != data.get("thread"))
-    stacks = [from_gdb(row, python_frames_from_memory(python.get(row.get("ident"), {}).get("frames", [])),
-                       python.get(row.get("ident"), {}).get("holds_gil")) for row in ordered]
+    stacks = []
+    for row in ordered:
+        python = python_thread_for(row, data.get("python"))
+        stacks.append(from_gdb(row, python_frames_from_memory(python.get("frames", [])), python.get("holds_gil")))
     if stacks:
         lines += ["", "faulting thread:", thread_stacks(stacks[:1])]
     if data.get("locals"):
@@ -283,4 +285,14 @@ def crash_report(data: dict) -> str:
         lines += ["", "other threads:", thread_stacks(stacks[1:])]
     if data.get("capture_error"):
         lines.append(f"(part of the report could not be captured: {data['capture_error']})")
+    return "\n".join(lines)
+
+
+def hang_report(reason: str, stack) -> str:
+    """Where a stuck main thread is, and what the user can do (the tool never kills threads)."""
+    gil = ("it holds the GIL, so no Python code can run and the Interrupt cannot be honoured"
+           if stack.holds_gil else "it does not hold the GIL")
+    lines = [f"native debugger: the main thread looks stuck ({reason}); {gil}.", thread_stacks([stack]),
+             "The thread keeps running. Wait, `%native_break` a line in the loop to inspect it, "
+             "or restart the kernel; nothing is killed for you."]
     return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Post-mortem of a core file: the same merged report as a live crash, without a process.
+
+gdb runs in-process here (the kernel is not the target, so the GIL is not in the way);
+Python frames are read from the core's memory by the same reader the agent uses.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from . import tools
+from .agent.gdbmi import GdbCommandError, GdbMI, mi_quote
+from .agent.server import PYSTACK, THREAD_IDENT, crash_summary
+from .errors import UsageProblem
+from .locations import is_user_source
+
+
+def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -> dict:
+    """Everything a crash report holds, read from ``core`` (``executable`` defaults to this Python)."""
+    core_path, exe_path = Path(core).expanduser(), Path(executable or sys.executable)
+    if not core_path.is_file():
+        raise UsageProblem(f"no core file at {core_path}", "give the path of a core dump")
+    if not exe_path.is_file():
+        raise UsageProblem(f"no executable at {exe_path}", "pass the Python that crashed with --exe")
+    for path in (core_path, exe_path):
+        if any(ch in str(path) for ch in '"\n\r\0'):
+            raise UsageProblem(f"unsupported characters in {path!r}", "rename or link the file")
+    gdb = GdbMI(tools.find_gdb())
+    try:
+        gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
+        try:
+            gdb.console_command(f"core-file {core_path}", timeout)  # the rest of the line is the name
+        except GdbCommandError as error:
+            raise UsageProblem(f"gdb cannot read {core_path}: {error}",
+                               "check that it is a core file of this executable (--exe)") from None
+        gdb.console_command(f"source {PYSTACK}")
+        rows = []
+        for thread in gdb.command("-thread-info", timeout).payload.get("threads", []):
+            number = int(thread["id"])
+            match = THREAD_IDENT.search(thread.get("target-id", ""))
+            stack = gdb.command(f"-stack-list-frames --thread {number} 0 63", timeout).payload.get("stack", [])
+            rows.append({"thread": number, "name": thread.get("name"),
+                         "ident": int(match.group(1), 16) if match else None,
+                         "lwp": int(match.group(2)) if match else None,
+                         "frames": [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
+                                     "file": f.get("file"), "fullname": f.get("fullname"),
+                                     "line": int(f.get("line") or 0) or None, "from": f.get("from")}
+                                    for f in stack]})
+        gdb.console_command("python emit_python_stacks()")
+        python = gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
+        number = _value(gdb, "$_siginfo.si_signo")
+        fault = _value(gdb, "(long)$_siginfo._sifields._sigfault.si_addr")
+        sp = _value(gdb, "(long)$sp")
+        faulting = rows[0] if rows else {"frames": []}
+        user = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
+        local_values = []
+        if user is not None:
+            try:
+                local_values = [{"name": v.get("name"), "value": v.get("value", "")} for v in gdb.command(
+                    f"-stack-list-variables --thread 1 --frame {user} --all-values", timeout
+                ).payload.get("variables", [])]
+            except GdbCommandError:
+                pass
+        name = signal.Signals(int(number)).name if number and number.isdigit() else "unknown signal"
+        top = [f.get("func") for f in faulting["frames"][:32]]
+        report = {"signal": name, "thread": faulting.get("thread", 1), "pid": None, "threads": rows,
+                  "python": python, "locals": local_values, "faulting_user_frame": user,
+                  "fault_address": hex(int(fault)) if fault and fault.lstrip("-").isdigit() else None,
+                  "stack_pointer": hex(int(sp)) if sp and sp.lstrip("-").isdigit() else None,
+                  "stack_overflow": name == "SIGSEGV" and (
+                      (fault and sp and 0 <= int(sp) - int(fault) < (1 << 20)) or
+                      (len(top) >= 32 and len(set(top[4:])) <= 2)),
+                  "core": str(core_path)}
+        report["summary"] = crash_summary(report)
+        return report
+    finally:
+        gdb.close()
+
+
+def _value(gdb: GdbMI, expression: str) -> str | None:
+    try:
+        return gdb.command(f"-data-evaluate-expression --language c {mi_quote(expression)}", 20).payload.get("value")
+    except GdbCommandError:
+        return None

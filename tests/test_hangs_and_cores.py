@@ -1,0 +1,89 @@
+"""Hang diagnosis (Interrupt not honoured, %native_watch) and %native_core post-mortems."""
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import KernelHarness, marker_line
+
+pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
+
+
+def displays_within(kernel, seconds: float) -> list[str]:
+    """display_data texts that reach iopub within ``seconds`` (the stuck cell never ends)."""
+    shown, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = kernel.client.iopub_channel.get_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        if message["msg_type"] == "display_data":
+            shown.append(message["content"]["data"].get("text/plain", ""))
+            if "looks stuck" in shown[-1]:
+                break
+    return shown
+
+
+@pytest.mark.kernel
+def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(demo_crate):
+    kernel = KernelHarness()
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        assert "attached" in kernel.run("%native_attach").stdout
+        kernel.client.execute("rustdemo.spin_forever()")
+        time.sleep(1.0)
+        started = time.monotonic()
+        kernel.manager.interrupt_kernel()
+        shown = displays_within(kernel, 20)
+        elapsed = time.monotonic() - started
+        report = next(text for text in shown if "looks stuck" in text)
+        assert elapsed < 10, f"diagnosis took {elapsed:.1f} s"
+        assert "the Interrupt was not honoured" in report and "it holds the GIL" in report
+        assert f"rustdemo::spin_forever  at src/lib.rs:{marker_line('spin')}" in report
+        assert kernel.heartbeat_ok()  # the tool never kills the thread; the kernel is alive
+    finally:
+        kernel.shutdown()
+
+
+@pytest.mark.kernel
+def test_native_watch_reports_a_long_cell_by_itself(demo_crate):
+    kernel = KernelHarness()
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        assert "longer than 1 s" in kernel.run("%native_watch --after 1").stdout
+        assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]  # short cells: nothing
+        kernel.client.execute("rustdemo.spin_forever()")
+        shown = displays_within(kernel, 15)
+        report = next(text for text in shown if "looks stuck" in text)
+        assert "longer than 1 s (%native_watch)" in report and "rustdemo::spin_forever" in report
+    finally:
+        kernel.shutdown()
+
+
+def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path, shell):
+    core = tmp_path / "rustdemo.core"
+    subprocess.run([gdb_path, "-nx", "-batch", "-ex", "run", "-ex", f"generate-core-file {core}",
+                    "--args", sys.executable, "-c", "import rustdemo\nrustdemo.segfault()"],
+                   capture_output=True, timeout=90)
+    assert core.is_file(), "gdb did not write the core file"
+    shell.run_line_magic("load_ext", "pyo3_debug_magic")
+    from pyo3_debug_magic.core import open_core
+    from pyo3_debug_magic.render.text import crash_report
+
+    report = open_core(str(core))
+    text = crash_report(report)
+    assert text.startswith(f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}"), text
+    assert "core file" in text and "py <module>  at <string>:2" in text
+    assert report["fault_address"] == "0x0"
+
+
+def test_native_core_refuses_a_missing_file(shell):
+    from IPython.core.error import UsageError
+
+    shell.run_line_magic("load_ext", "pyo3_debug_magic")
+    with pytest.raises(UsageError, match="no core file at"):
+        shell.run_line_magic("native_core", "/nonexistent/core")
