@@ -280,6 +280,11 @@ class NativeDebugMagics(Magics):
         deleted = get_debugger().delete_breakpoints(numbers)
         print(f"deleted native breakpoints {', '.join(map(str, deleted)) or '(none)'}")
 
+    def _set_enabled(self, line: str, magic: str, enabled: bool) -> None:
+        numbers = breakpoint_numbers(line, magic) or []
+        get_debugger().enable_breakpoints(numbers, enabled=enabled)
+        print(f"{'enabled' if enabled else 'disabled'} native breakpoints {', '.join(map(str, numbers))}")
+
     @magic_arguments()
     @argument("numbers", nargs="+", help="breakpoint numbers")
     @line_magic
@@ -289,9 +294,7 @@ class NativeDebugMagics(Magics):
 
             %native_disable 2
         """
-        numbers = breakpoint_numbers(line, "native_disable") or []
-        get_debugger().enable_breakpoints(numbers, enabled=False)
-        print(f"disabled native breakpoints {', '.join(map(str, numbers))}")
+        self._set_enabled(line, "native_disable", enabled=False)
 
     @magic_arguments()
     @argument("numbers", nargs="+", help="breakpoint numbers")
@@ -302,9 +305,7 @@ class NativeDebugMagics(Magics):
 
             %native_enable 2
         """
-        numbers = breakpoint_numbers(line, "native_enable") or []
-        get_debugger().enable_breakpoints(numbers, enabled=True)
-        print(f"enabled native breakpoints {', '.join(map(str, numbers))}")
+        self._set_enabled(line, "native_enable", enabled=True)
 
     @magic_arguments()
     @argument("-n", "--number", type=int, default=10,

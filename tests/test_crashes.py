@@ -61,9 +61,13 @@ def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, fu
             assert "target = 0x0" in report.stdout  # locals of the faulting Rust frame
         again = kernel.run("%reload_ext pyo3_debug_magic")
         assert "previous kernel crashed" not in again.stdout  # announced once
+        listed = kernel.run("%native_crash --list").stdout
+        assert re.match(r"crash-\d+-\d+\.json: ", listed) and listed.count("\n") == 1, listed
         files = list((state_dir / "crashes").glob("crash-*.json"))
         assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
         assert oct((state_dir / "crashes").stat().st_mode & 0o777) == "0o700"
+        assert "removed 1 crash report" in kernel.run("%native_crash --clear").stdout
+        assert "no crash report for this kernel" in kernel.run("%native_crash").stdout
     finally:
         kernel.shutdown()
 

@@ -8,7 +8,8 @@ from harness import agent_processes
 
 pytestmark = pytest.mark.timeout(60)
 
-MAGICS = ["native_attach", "native_detach", "native_break", "native_delete", "native_disable", "native_enable", "refcheck"]
+MAGICS = ["native_attach", "native_detach", "native_break", "native_delete", "native_disable", "native_enable",
+          "native_bt", "native_crash", "native_watch", "native_core", "refcheck"]
 
 
 def test_load_registers_the_magics_and_unload_removes_them(shell):
