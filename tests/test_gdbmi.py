@@ -38,3 +38,20 @@ def test_commands_get_their_own_results(gdb_path):
         gdb.close()
         gdb.close()  # safe twice
     assert not gdb.alive
+
+
+@pytest.mark.timeout(60)
+def test_a_long_pdm_line_split_over_records_is_reassembled(gdb_path, tmp_path):
+    """200 KB of JSON written in 4 KB pieces arrives as several console records, read as one."""
+    writer = tmp_path / "writer.py"
+    writer.write_text("import json\n"
+                      "text = '@@PDM ' + json.dumps({'kind': 'big', 'data': 'x' * 200000}) + '\\n'\n"
+                      "for start in range(0, len(text), 4096):\n"
+                      "    gdb.write(text[start:start + 4096])\n")
+    gdb = GdbMI(gdb_path)
+    try:
+        gdb.console_command(f"source {writer}", timeout=20)
+        message = gdb.take_message("big")
+        assert message is not None and len(message["data"]) == 200000
+    finally:
+        gdb.close()

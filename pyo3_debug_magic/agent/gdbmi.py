@@ -82,6 +82,7 @@ class GdbMI:
         )
         self.events: deque[dict] = deque()
         self.messages: deque[dict] = deque()
+        self._partial: str | None = None
         self._next_token = 100
         self.stderr: list[str] = []
 
@@ -145,12 +146,19 @@ class GdbMI:
             payload = record.get("payload")
             if record.get("stream") == "stderr":
                 self.stderr.append(str(payload))
-            elif record["type"] == "console" and isinstance(payload, str) \
-                    and payload.startswith(self.MESSAGE_MARK):
+            elif record["type"] == "console" and isinstance(payload, str) and (
+                    self._partial is not None or payload.startswith(self.MESSAGE_MARK)):
+                # one @@PDM line may arrive split over several console records
                 record["_pdm"] = True
-                for line in payload.splitlines():
-                    if line.startswith(self.MESSAGE_MARK):
-                        self.messages.append(json.loads(line[len(self.MESSAGE_MARK):]))
+                self._partial = (self._partial or "") + payload
+                if self._partial.endswith("\n"):
+                    for line in self._partial.splitlines():
+                        if line.startswith(self.MESSAGE_MARK):
+                            try:
+                                self.messages.append(json.loads(line[len(self.MESSAGE_MARK):]))
+                            except ValueError as error:
+                                self.stderr.append(f"unreadable @@PDM line: {error}")
+                    self._partial = None
             elif record["type"] in ("notify", "notification", "output") or (
                 record["type"] == "result" and record.get("token") is None
             ):

@@ -202,6 +202,7 @@ class Agent:
     def _process_gdb_events(self) -> None:
         if not self.gdb:
             return
+        replies = []
         while self.gdb.messages:
             message = self.gdb.messages.popleft()
             if message.get("kind") == "log-hit":
@@ -209,8 +210,8 @@ class Agent:
             elif message.get("kind") == "log-error":
                 self._record_log_hit({**message, "error": message.get("error")})
             else:
-                self.gdb.messages.appendleft(message)  # a reply someone is waiting for
-                break
+                replies.append(message)  # a reply a request may still take; keep only the newest
+        self.gdb.messages.extend(replies[-20:])
         while self.gdb.events:
             record = self.gdb.events.popleft()
             try:
