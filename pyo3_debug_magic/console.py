@@ -126,9 +126,9 @@ class PauseConsole:
                  "the kernel is going down")
 
     def _hang(self, event: dict) -> None:
-        python = {t["thread_id"]: t for t in (event.get("python") or {}).get("threads", [])}
-        memory = python.get(event.get("ident"), {})
-        row = {"thread": event["thread"], "name": "main", "lwp": event.get("lwp"), "frames": event["frames"]}
+        row = {"thread": event["thread"], "name": "main", "ident": event.get("ident"),
+               "lwp": event.get("lwp"), "frames": event["frames"]}
+        memory = stacks.python_thread_for(row, event.get("python"))
         stack = stacks.from_gdb(row, stacks.python_frames_from_memory(memory.get("frames", [])),
                                 event.get("holds_gil"))
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import tools
 from .agent.gdbmi import GdbCommandError, GdbMI, mi_quote
-from .agent.server import PYSTACK, THREAD_IDENT, crash_summary
+from .agent.server import PYSTACK, THREAD_IDENT, crash_summary, frames_from_mi, looks_like_stack_overflow
 from .errors import UsageProblem
 from .locations import is_user_source
 
@@ -43,10 +43,7 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
             rows.append({"thread": number, "name": thread.get("name"),
                          "ident": int(match.group(1), 16) if match else None,
                          "lwp": int(match.group(2)) if match else None,
-                         "frames": [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
-                                     "file": f.get("file"), "fullname": f.get("fullname"),
-                                     "line": int(f.get("line") or 0) or None, "from": f.get("from")}
-                                    for f in stack]})
+                         "frames": frames_from_mi(stack)})
         gdb.console_command("python emit_python_stacks()")
         python = gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
         number = _value(gdb, "$_siginfo.si_signo")
@@ -63,14 +60,11 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
             except GdbCommandError:
                 pass
         name = signal.Signals(int(number)).name if number and number.isdigit() else "unknown signal"
-        top = [f.get("func") for f in faulting["frames"][:32]]
         report = {"signal": name, "thread": faulting.get("thread", 1), "pid": None, "threads": rows,
                   "python": python, "locals": local_values, "faulting_user_frame": user,
                   "fault_address": hex(int(fault)) if fault and fault.lstrip("-").isdigit() else None,
                   "stack_pointer": hex(int(sp)) if sp and sp.lstrip("-").isdigit() else None,
-                  "stack_overflow": name == "SIGSEGV" and (
-                      (fault and sp and 0 <= int(sp) - int(fault) < (1 << 20)) or
-                      (len(top) >= 32 and len(set(top[4:])) <= 2)),
+                  "stack_overflow": looks_like_stack_overflow(name, fault, sp, faulting["frames"]),
                   "core": str(core_path)}
         report["summary"] = crash_summary(report)
         return report

@@ -81,6 +81,11 @@ def python_frames(frame: FrameType | None, limit: int = 50) -> list[PythonFrame]
         filename = frame.f_code.co_filename
         frames.append(PythonFrame(filename, frame.f_lineno, frame.f_code.co_name, is_cell_file(filename)))
         frame = frame.f_back
+    return _through_outermost_cell(frames)
+
+
+def _through_outermost_cell(frames: list[PythonFrame]) -> list[PythonFrame]:
+    """Innermost first, cut after the outermost cell frame (IPython's own frames are noise)."""
     cells = [i for i, f in enumerate(frames) if f.is_cell]
     return frames[:cells[-1] + 1] if cells else frames
 
@@ -171,8 +176,7 @@ def from_gdb(row: dict, python: list[PythonFrame], holds_gil: bool | None) -> Th
 def python_frames_from_memory(raw: list[dict]) -> list[PythonFrame]:
     frames = [PythonFrame(f.get("file") or "?", f.get("line") or 0, f.get("function") or "?",
                           is_cell_file(f.get("file") or "")) for f in raw]
-    cells = [i for i, f in enumerate(frames) if f.is_cell]
-    return frames[:cells[-1] + 1] if cells else frames
+    return _through_outermost_cell(frames)
 
 
 def python_thread_for(row: dict, python: dict | None) -> dict:

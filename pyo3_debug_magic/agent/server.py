@@ -41,6 +41,29 @@ PYSTACK = Path(__file__).with_name("pystack.py")
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
 
 
+def frames_from_mi(stack: list[dict]) -> list[dict]:
+    """``-stack-list-frames`` rows as the plain dicts every consumer uses."""
+    return [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
+             "file": f.get("file"), "fullname": f.get("fullname"),
+             "line": int(f.get("line") or 0) or None, "from": f.get("from"),
+             "addr": f.get("addr")} for f in stack]
+
+
+def _as_int(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def looks_like_stack_overflow(signal_name: str, fault: str | None, stack_pointer: str | None,
+                              frames: list[dict]) -> bool:
+    """A SIGSEGV just below the stack pointer (the guard page), or a stack of one recursing function."""
+    if signal_name != "SIGSEGV":
+        return False
+    fault_address, sp = _as_int(fault), _as_int(stack_pointer)
+    near_stack = fault_address is not None and sp is not None and 0 <= sp - fault_address < (1 << 20)
+    top = [f.get("func") for f in frames[:32]]
+    return near_stack or (len(top) >= 32 and len(set(top[4:])) <= 2)
+
+
 def crash_summary(report: dict) -> str:
     """`SIGSEGV in rustdemo::segfault at src/lib.rs:57, called from cell line 3`."""
     from ..stacks import is_cell_file, python_thread_for
@@ -666,14 +689,11 @@ class Agent:
         faulting = next((row for row in snapshot["threads"] if row["thread"] == thread), {"frames": []})
         user_level = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
         local_values = self._locals(thread, user_level, faulting["frames"]) if user_level is not None else []
-        top = [f.get("func") for f in faulting["frames"][:32]]
-        recursing = len(top) >= 32 and len(set(top[4:])) <= 2
-        near_stack = fault is not None and stack_pointer is not None and \
-            0 <= int(stack_pointer) - int(fault) < (1 << 20)
-        return {"fault_address": hex(int(fault)) if fault not in (None, "") else None,
-                "stack_pointer": hex(int(stack_pointer)) if stack_pointer else None,
+        return {"fault_address": hex(_as_int(fault)) if _as_int(fault) is not None else None,
+                "stack_pointer": hex(_as_int(stack_pointer)) if _as_int(stack_pointer) is not None else None,
                 "instruction": instruction, "stack_depth": depth,
-                "stack_overflow": bool(signal_name == "SIGSEGV" and (near_stack or recursing)),
+                "stack_overflow": looks_like_stack_overflow(signal_name, fault, stack_pointer,
+                                                            faulting["frames"]),
                 "threads": snapshot["threads"], "python": snapshot["python"],
                 "faulting_user_frame": user_level, "locals": local_values}
 
@@ -759,11 +779,7 @@ class Agent:
         return pause
 
     def op_frames(self, thread: int) -> list[dict]:
-        stack = self._mi(f"-stack-list-frames --thread {int(thread)} 0 63").payload.get("stack", [])
-        return [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
-                 "file": f.get("file"), "fullname": f.get("fullname"),
-                 "line": int(f.get("line") or 0) or None, "from": f.get("from"),
-                 "addr": f.get("addr")} for f in stack]
+        return frames_from_mi(self._mi(f"-stack-list-frames --thread {int(thread)} 0 63").payload.get("stack", []))
 
     def op_locals(self, thread: int, frame: int = 0) -> list[dict]:
         self._paused(thread)
