@@ -103,7 +103,7 @@ def gdb_processes(parent: int) -> list[int]:
 class CellResult:
     """Everything one executed cell sent back."""
 
-    status: str
+    status: str  # "ok", "error", "aborted", "timeout" or "died" (the kernel process exited)
     stdout: str = ""
     stderr: str = ""
     results: list[str] = field(default_factory=list)   # execute_result text/plain
@@ -161,7 +161,13 @@ class KernelHarness:
         deadline = time.monotonic() + timeout
         idle = False
         reply = None
+        next_liveness_check = time.monotonic() + 0.25
         while not (idle and reply) and time.monotonic() < deadline:
+            if time.monotonic() > next_liveness_check:
+                if not self.manager.is_alive():  # a crashed kernel never replies: stop waiting
+                    result.status = "died"
+                    return result
+                next_liveness_check = time.monotonic() + 0.25
             if answers is not None:
                 try:
                     request = self.client.stdin_channel.get_msg(timeout=0.01)

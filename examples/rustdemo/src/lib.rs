@@ -100,6 +100,49 @@ fn abort() {
     std::process::abort(); // MARK: abort
 }
 
+/// CRASH: executes an undefined instruction (`ud2`, SIGILL), which is how `core::intrinsics::abort`
+/// and some `unreachable_unchecked` paths end.
+#[pyfunction]
+fn illegal_instruction() {
+    unsafe { std::arch::asm!("ud2") }; // MARK: illegal-instruction
+}
+
+/// CRASH: a hardware division by zero (SIGFPE). Rust's `/` checks and panics, so this divides
+/// with the CPU's `div` directly, as unchecked code in C dependencies does.
+#[pyfunction]
+fn divide_by_zero() -> u32 {
+    let divisor: u32 = black_box(0);
+    let quotient: u32;
+    unsafe {
+        std::arch::asm!("div {divisor:e}", divisor = in(reg) divisor, // MARK: divide-by-zero
+                        inout("eax") 7u32 => quotient, inout("edx") 0u32 => _);
+    }
+    quotient
+}
+
+/// CRASH: reads a memory-mapped file past its end after the file shrank (SIGBUS).
+#[pyfunction]
+fn bus_error() -> PyResult<u8> {
+    let file = tempfile_shrunk_to_zero()?;
+    unsafe {
+        let mapped = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_SHARED,
+                                std::os::fd::AsRawFd::as_raw_fd(&file), 0);
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(std::ptr::read_volatile(mapped as *const u8)) // MARK: bus-error
+    }
+}
+
+fn tempfile_shrunk_to_zero() -> std::io::Result<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("rustdemo-bus-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    file.set_len(4096)?;
+    file.set_len(0)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 { // MARK: stack-overflow (the overflow faults in the prologue's stack probe)
     let padding = black_box([depth; 64]);
@@ -194,6 +237,9 @@ fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(segfault, m)?)?;
     m.add_function(wrap_pyfunction!(abort, m)?)?;
     m.add_function(wrap_pyfunction!(stack_overflow, m)?)?;
+    m.add_function(wrap_pyfunction!(illegal_instruction, m)?)?;
+    m.add_function(wrap_pyfunction!(divide_by_zero, m)?)?;
+    m.add_function(wrap_pyfunction!(bus_error, m)?)?;
     m.add_function(wrap_pyfunction!(spin_forever, m)?)?;
     m.add_function(wrap_pyfunction!(worker_without_gil, m)?)?;
     m.add_function(wrap_pyfunction!(threaded_sum, m)?)?;
