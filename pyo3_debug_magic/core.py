@@ -13,7 +13,7 @@ from . import tools
 from .agent.gdbmi import GdbCommandError, GdbMI, mi_quote
 from .agent.server import PYSTACK, THREAD_IDENT, crash_summary, frames_from_mi, looks_like_stack_overflow
 from .errors import UsageProblem
-from .locations import is_user_source
+from .locations import first_user_level
 
 
 def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -> dict:
@@ -50,7 +50,7 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         fault = _value(gdb, "(long)$_siginfo._sifields._sigfault.si_addr")
         sp = _value(gdb, "(long)$sp")
         faulting = rows[0] if rows else {"frames": []}
-        user = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
+        user = first_user_level(faulting["frames"])
         local_values = []
         if user is not None:
             try:

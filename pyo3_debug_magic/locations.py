@@ -18,6 +18,7 @@ FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$")
 RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
 NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
                    "/python-build.", "/usr/include/", "/usr/src/")
+SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")  # py-spy names the library when a frame has no line info
 SKIPPED_DIRS = {".git", ".venv", "venv", "target", "node_modules", "__pycache__", ".tox"}
 NO_DEBUG_INFO_FIX = "rebuild with `maturin develop` or set `[profile.release] debug = true`"
 
@@ -56,7 +57,13 @@ class Resolved:
 def is_user_source(path: str | None) -> bool:
     """An absolute path outside std, registry crates, vendored code and CPython's build tree
     (glibc's frames carry relative paths like ./nptl/pthread_kill.c)."""
-    return bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
+    return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
+            and not SHARED_LIBRARY.search(path))
+
+
+def first_user_level(frames: list[dict]) -> int | None:
+    """The level of the innermost frame (gdb MI frame dicts) in the user's own crate, if any."""
+    return next((f.get("level", i) for i, f in enumerate(frames) if is_user_source(f.get("fullname"))), None)
 
 
 def parse_location(text: str) -> Location:

@@ -177,24 +177,32 @@ class NativeDebugMagics(Magics):
 
     @magic_arguments()
     @argument("--thread", type=int, metavar="N", help="only this thread (gdb's thread number)")
-    @argument("--all", action="store_true", help="every thread (the default)")
+    @argument("--all", action="store_true",
+              help="also the kernel's own threads (ZMQ, IOPub, heartbeat, history), hidden by default")
+    @argument("--full", action="store_true", help="every frame: do not fold pyo3/std/libc frames")
     @argument("--engine", choices=("gdb", "py-spy"),
               help="py-spy (fast, default when gdb is not attached) or gdb (attached, or --locals)")
     @argument("--locals", action="store_true", help="also the locals of each thread's top frame (gdb)")
     @line_magic
     @user_errors_as_usage
     def native_bt(self, line: str = ""):
-        """Mixed Rust + Python backtrace of every thread of this kernel.
+        """Mixed Rust + Python backtrace of the kernel's threads.
 
         Rust frames are demangled with ``file:line``, interpreter frames are folded into the
-        Python frames they run, the GIL holder and idle threads are marked. py-spy is the
+        Python frames they run, the GIL holder and idle threads are marked. Your crate's
+        frames are always shown; runs of pyo3/std/libc frames are folded (``--full`` shows
+        them), and the kernel's own threads are hidden (``--all`` shows them). py-spy is the
         default while gdb is not attached; gdb when it is (py-spy can drop middle Rust frames).
         Example::
 
             %native_bt
             %native_bt --engine gdb --locals
+            %native_bt --all --full
         """
-        from . import pyspy
+        import threading
+        from collections import Counter
+
+        from . import pyspy, stacks
 
         options = parse_argstring(self.native_bt, line)
         debugger = get_debugger()
@@ -213,7 +221,14 @@ class NativeDebugMagics(Magics):
                 threads = [t for t in threads if t.label == str(options.thread)]
             note = ("(gdb is attached, so py-spy ran --nonblocking: Python frames only; "
                     "`--engine gdb` shows the Rust frames)") if debugger.attached else None
-        print(text.thread_stacks(threads, note))
+        shown, hidden = stacks.for_display(threads, threading.get_native_id(), os.getpid(),
+                                           show_all=options.all or options.thread is not None)
+        if hidden:
+            counts = Counter(thread.name or thread.label for thread in hidden)
+            names = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(counts.items()))
+            hint = f"({len(hidden)} threads of the kernel's own machinery hidden: {names}; `--all` shows them)"
+            note = f"{note}\n{hint}" if note else hint
+        print(text.thread_stacks(shown, note, full=options.full))
 
     @magic_arguments()
     @argument("location", nargs="?",

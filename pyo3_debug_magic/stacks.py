@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 
 CPYTHON_SOURCE_DIRS = {"Python", "Objects", "Modules", "Include", "Parser", "Programs"}
@@ -124,6 +124,7 @@ class StackEntry:
     file: str | None
     line: int | None
     is_cell: bool = False
+    user: bool = False        # a native frame of the user's own crate: never folded away
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class ThreadStack:
     entries: list[StackEntry]
     paused: bool = False
     locals: list[dict] | None = None
+    locals_of: str | None = None  # which frame the locals belong to ("#2 rustdemo::busy_until")
+    current: bool = False     # the thread running the snapshot's own cell, cut at the cell's line
 
 
 LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "*", "$C$": ",",
@@ -164,13 +167,16 @@ def looks_idle(function_names: list[str]) -> bool:
 
 
 def from_gdb(row: dict, python: list[PythonFrame], holds_gil: bool | None) -> ThreadStack:
+    from .locations import is_user_source
+
     native = native_frames(row["frames"])
     merged = merge(native, python)
-    entries = [StackEntry("native", f.function, f.file, f.line) for f in merged.native]
+    entries = [StackEntry("native", f.function, f.file, f.line, user=is_user_source(f.fullname))
+               for f in merged.native]
     entries += [StackEntry("python", f.function, f.file, f.line, f.is_cell) for f in merged.python]
     return ThreadStack(str(row["thread"]), row.get("name"), row.get("lwp"), holds_gil,
                        looks_idle([f.function for f in native]), entries, bool(row.get("paused")),
-                       row.get("locals"))
+                       row.get("locals"), demangle(row["locals_of"]) if row.get("locals_of") else None)
 
 
 def python_frames_from_memory(raw: list[dict]) -> list[PythonFrame]:
@@ -186,3 +192,42 @@ def python_thread_for(row: dict, python: dict | None) -> dict:
                 thread.get("native_thread_id") is not None and thread.get("native_thread_id") == row.get("lwp")):
             return thread
     return {}
+
+
+# the entry point of a thread of the kernel's own machinery lives in one of these packages
+KERNEL_MACHINERY = re.compile(r"/(ipykernel|zmq|jupyter_client|IPython|tornado|pyo3_debug_magic)/")
+
+
+def is_kernel_machinery(thread: ThreadStack, main_thread_id: int | None) -> bool:
+    """A thread of the kernel's own (ZMQ sockets, IOPub, heartbeat, history, this tool), judged
+    by the function the thread was started with; never the main thread or one in user code."""
+    if thread.os_thread_id == main_thread_id or thread.paused or any(e.user for e in thread.entries):
+        return False
+    started_with = [e for e in thread.entries if e.kind == "python" and not (e.file or "").endswith("/threading.py")]
+    if started_with:
+        return bool(KERNEL_MACHINERY.search(started_with[-1].file or ""))
+    return (thread.name or "").startswith("ZMQbg/")
+
+
+def cut_at_cell(thread: ThreadStack) -> ThreadStack:
+    """The thread running the snapshot's own cell, from the cell's line to the outermost cell
+    frame: the frames above are the tool waiting for its own answer, those below are IPython."""
+    cells = [i for i, entry in enumerate(thread.entries) if entry.is_cell]
+    entries = thread.entries[cells[0]:cells[-1] + 1] if cells else thread.entries
+    return replace(thread, entries=entries, current=True, idle=False, locals=None, locals_of=None)
+
+
+def for_display(threads: list[ThreadStack], caller_thread_id: int | None, main_thread_id: int | None,
+                show_all: bool) -> tuple[list[ThreadStack], list[ThreadStack]]:
+    """(shown, hidden): the caller's thread cut at its cell, the main thread first, and the
+    kernel's machinery threads hidden unless ``show_all``."""
+    shown, hidden = [], []
+    for thread in threads:
+        if caller_thread_id is not None and thread.os_thread_id == caller_thread_id:
+            thread = cut_at_cell(thread)
+        if not show_all and is_kernel_machinery(thread, main_thread_id):
+            hidden.append(thread)
+        else:
+            shown.append(thread)
+    shown.sort(key=lambda thread: thread.os_thread_id != main_thread_id)
+    return shown, hidden

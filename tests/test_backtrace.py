@@ -39,10 +39,18 @@ def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kern
                      worker), worker
     assert "rustdemo::worker_without_gil" in worker          # the middle Rust frame py-spy may drop
     assert "py Thread.run" in worker
-    main = result.stdout.split("\n\n")[0] if '"python"' in result.stdout.split("\n\n")[0] else result.stdout
-    assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.stdout), result.stdout
-    assert "holds the GIL" in result.stdout or "idle" in result.stdout
-    assert main
+    assert re.search(r"\.\.\. \d+ library frames", worker)  # pyo3's trampoline, folded
+    # the cell's own thread comes first, cut at the cell's line: the snapshot's frames are not shown
+    main = result.stdout.split("\n\n")[0].splitlines()
+    assert re.match(r'Thread 1 "MainThread" \(LWP \d+\): running this cell$', main[0]), main
+    assert len(main) == 2 and re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", main[1]), main
+    assert "NativeDebugger" not in result.stdout
+    # the kernel's own threads are hidden, and named in the note
+    assert '"Heartbeat"' not in result.stdout and re.search(r"threads of the kernel's own machinery hidden: .*Heartbeat",
+                                                          result.stdout)
+    everything = worker_kernel.run("%native_bt --engine gdb --all --full", timeout=60).stdout
+    assert '"Heartbeat"' in everything and "hidden" not in everything
+    assert "pyo3::impl_::trampoline" in thread_block(everything, "rust-worker")
     # the kernel goes on: the worker still runs, cells still work
     assert worker_kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
 
@@ -54,13 +62,18 @@ def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):
     assert "Thread.run" in worker and "running" in worker.splitlines()[0]
     assert "$LT$" not in result.stdout and not re.search(r"::h[0-9a-f]{16}", result.stdout)
     assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.stdout), result.stdout
+    main = result.stdout.split("\n\n")[0].splitlines()
+    assert main[0].endswith("running this cell") and len(main) == 2, main  # IPython's frames cut too
+    assert "kernel's own machinery hidden" in result.stdout and '"IOPub"' not in result.stdout
 
 
-def test_locals_need_gdb_and_show_the_top_frame(worker_kernel, gdb_path):
+def test_locals_need_gdb_and_show_the_users_own_frame(worker_kernel, gdb_path):
     refused = worker_kernel.run("%native_bt --engine py-spy --locals")
     assert "--locals needs the gdb engine" in refused.stderr
     shown = worker_kernel.run("%native_bt --locals", timeout=60)
-    assert "locals of the top frame:" in shown.stdout, shown.text
+    worker = thread_block(shown.stdout, "rust-worker")
+    # the innermost frame of the user's crate, not whichever std frame the thread was in
+    assert re.search(r"locals of #\d+ rustdemo::busy_until:\n(    .*\n)*    rounds = \d+", worker), shown.text
 
 
 @pytest.mark.parametrize("raw, clean", [

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
-from ..locations import is_user_source
+from ..locations import first_user_level, is_user_source
 from ..protocol import LineReader, encode
 from ..tools import explain_attach_failure
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
@@ -687,7 +687,7 @@ class Agent:
         if (snapshot.get("python") or {}).get("error"):
             snapshot["python"] = self._python_stacks_from_py_spy(snapshot["python"]["error"])
         faulting = next((row for row in snapshot["threads"] if row["thread"] == thread), {"frames": []})
-        user_level = next((f["level"] for f in faulting["frames"] if is_user_source(f.get("fullname"))), None)
+        user_level = first_user_level(faulting["frames"])
         local_values = self._locals(thread, user_level, faulting["frames"]) if user_level is not None else []
         return {"fault_address": hex(_as_int(fault)) if _as_int(fault) is not None else None,
                 "stack_pointer": hex(_as_int(stack_pointer)) if _as_int(stack_pointer) is not None else None,
@@ -730,11 +730,15 @@ class Agent:
                     continue
                 match = THREAD_IDENT.search(thread.get("target-id", ""))
                 frames = self.op_frames(number)
-                rows.append({"thread": number, "name": thread.get("name"),
-                             "ident": int(match.group(1), 16) if match else None,
-                             "lwp": int(match.group(2)) if match else None,
-                             "paused": number in self.pauses, "frames": frames,
-                             "locals": self._locals(number, 0, frames) if with_locals else None})
+                row = {"thread": number, "name": thread.get("name"),
+                       "ident": int(match.group(1), 16) if match else None,
+                       "lwp": int(match.group(2)) if match else None,
+                       "paused": number in self.pauses, "frames": frames}
+                if with_locals and frames:
+                    level = first_user_level(frames) or 0  # the user's own frame says the most
+                    row["locals"] = self._locals(number, level, frames)
+                    row["locals_of"] = f"#{level} {frames[level].get('func', '??')}"
+                rows.append(row)
             self.gdb.console_command("python emit_python_stacks()")
             python = self.gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
         finally:

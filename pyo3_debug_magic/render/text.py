@@ -228,8 +228,9 @@ def log_hits(hits) -> str:
     return "\n".join(lines)
 
 
-def thread_stacks(threads, note: str | None = None) -> str:
-    """A %native_bt snapshot: one merged stack per thread, GIL holder and idle threads marked."""
+def thread_stacks(threads, note: str | None = None, full: bool = False) -> str:
+    """One merged stack per thread, GIL holder and idle threads marked. Unless ``full``, runs
+    of library frames (pyo3, std, libc, libpython) below a thread's top frame are folded."""
     blocks = []
     for thread in threads:
         flags = []
@@ -237,17 +238,29 @@ def thread_stacks(threads, note: str | None = None) -> str:
             flags.append("holds the GIL")
         if thread.paused:
             flags.append("paused at a breakpoint")
-        flags.append("idle" if thread.idle else "running")
+        if thread.current:
+            flags.append("running this cell")
+        else:
+            flags.append("idle" if thread.idle else "running")
         name = f' "{thread.name}"' if thread.name else ""
         lwp = f" (LWP {thread.os_thread_id})" if thread.os_thread_id else ""
         lines = [f"Thread {thread.label}{name}{lwp}: {', '.join(flags)}"]
-        for entry in thread.entries:
+        folded = 0
+        for index, entry in enumerate([*thread.entries, None]):
+            if entry is not None and not full and index > 0 and entry.kind == "native" and not entry.user:
+                folded += 1
+                continue
+            if folded:
+                lines.append(f"     ... {folded} library frame{'s' if folded > 1 else ''}")
+                folded = 0
+            if entry is None:
+                break
             where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
             prefix = "py" if entry.kind == "python" else "  "
             cell = "  <- cell" if entry.is_cell else ""
             lines.append(f"  {prefix} {entry.function}  {('at ' + where) if where else ''}{cell}".rstrip())
         if thread.locals:
-            lines.append("  locals of the top frame:")
+            lines.append(f"  locals of {thread.locals_of or 'the top frame'}:")
             lines += [f"    {v.get('name')} = {v.get('value', '')}" for v in thread.locals]
         blocks.append("\n".join(lines))
     if note:

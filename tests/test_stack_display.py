@@ -1,0 +1,69 @@
+"""How %native_bt chooses and folds what it shows (pure units on hand-made stacks)."""
+from __future__ import annotations
+
+from pyo3_debug_magic.render.text import thread_stacks
+from pyo3_debug_magic.stacks import StackEntry, ThreadStack, for_display, is_kernel_machinery
+
+SITE = "/venv/lib/python3.11/site-packages"
+THREADING = "/usr/lib/python3.11/threading.py"
+
+
+def thread(os_id, name, entries, **extra):
+    return ThreadStack(str(os_id), name, os_id, None, False, entries, **extra)
+
+
+def py(function, file, line=1, cell=False):
+    return StackEntry("python", function, file, line, cell)
+
+
+def native(function, file=None, line=None, user=False):
+    return StackEntry("native", function, file, line, user=user)
+
+
+HEARTBEAT = thread(11, "Heartbeat", [native("poll"), py("Heartbeat.run", f"{SITE}/ipykernel/heartbeat.py"),
+                                     py("Thread._bootstrap", THREADING)])
+ZMQ = thread(12, "ZMQbg/IO/0", [native("epoll_wait"), native("??")])
+USER_PY_THREAD = thread(13, "Thread-5 (poll_queue)", [py("poll_queue", "/home/me/analysis.py"),
+                                                      py("Thread.run", THREADING)])
+RAYON = thread(14, "rayon-worker", [native("rustdemo::busy", "/home/me/crate/src/lib.rs", 9, user=True)])
+PRINTING_USER_THREAD = thread(15, "Thread-6 (work)", [py("OutStream.write", f"{SITE}/ipykernel/iostream.py"),
+                                                      py("work", "/home/me/analysis.py"), py("Thread.run", THREADING)])
+
+
+def test_kernel_threads_are_known_by_what_they_were_started_with():
+    assert is_kernel_machinery(HEARTBEAT, main_thread_id=1)
+    assert is_kernel_machinery(ZMQ, main_thread_id=1)
+    assert not is_kernel_machinery(USER_PY_THREAD, main_thread_id=1)
+    assert not is_kernel_machinery(RAYON, main_thread_id=1)
+    assert not is_kernel_machinery(PRINTING_USER_THREAD, main_thread_id=1)  # inside ipykernel, started by the user
+    assert not is_kernel_machinery(HEARTBEAT, main_thread_id=11)            # the main thread is always shown
+
+
+def test_the_callers_thread_is_cut_at_its_cell_and_shown_first():
+    caller = thread(1, "MainThread", [
+        native("__futex_abstimed_wait_common"), py("Condition.wait", THREADING),
+        py("NativeDebugger.snapshot", f"{SITE}/pyo3_debug_magic/debugger.py"),
+        py("<module>", "/tmp/ipykernel_1/123.py", 2, cell=True),
+        py("InteractiveShell.run_code", f"{SITE}/IPython/core/interactiveshell.py")])
+    shown, hidden = for_display([RAYON, HEARTBEAT, caller], caller_thread_id=1, main_thread_id=1, show_all=False)
+    assert [t.label for t in shown] == ["1", "14"] and hidden == [HEARTBEAT]
+    assert [e.function for e in shown[0].entries] == ["<module>"] and shown[0].current
+    shown, hidden = for_display([RAYON, HEARTBEAT, caller], caller_thread_id=1, main_thread_id=1, show_all=True)
+    assert len(shown) == 3 and hidden == []
+
+
+def test_library_frames_are_folded_but_the_top_frame_and_the_users_frames_stay():
+    worker = thread(14, "rayon-worker", [
+        native("core::cmp::PartialOrd::lt", "/rustc/abc/library/core/src/cmp.rs", 1410),
+        native("std::time::Instant::now", "/rustc/abc/library/std/src/time.rs", 20),
+        native("rustdemo::busy_until", "src/lib.rs", 169, user=True),
+        native("pyo3::marker::Python::allow_threads"), native("pyo3::impl_::trampoline::trampoline"),
+        native("rustdemo::worker", "src/lib.rs", 180, user=True), py("Thread.run", THREADING)])
+    folded = thread_stacks([worker]).splitlines()
+    assert folded[1:] == ["     core::cmp::PartialOrd::lt  at /rustc/abc/library/core/src/cmp.rs:1410",
+                          "     ... 1 library frame",
+                          "     rustdemo::busy_until  at src/lib.rs:169",
+                          "     ... 2 library frames",
+                          "     rustdemo::worker  at src/lib.rs:180",
+                          f"  py Thread.run  at {THREADING}:1"]
+    assert len(thread_stacks([worker], full=True).splitlines()) == 1 + len(worker.entries)
