@@ -101,6 +101,7 @@ class RefcheckReport:
     exception: str | None = None
     raised_calls: int = 0
     stopped_early: str | None = None
+    total_calls: int = 0  # every call made (warm-up, settling, measured, confirming): what refs before/after span
 
     @property
     def problems(self) -> list[BoundaryRow | CounterRow]:
@@ -140,19 +141,6 @@ class RefcheckReport:
         from .render.html import refcheck_html
 
         return refcheck_html(self)
-
-    def _ipython_display_(self) -> None:
-        # %refcheck shows the report and also returns it; don't show it a second time as Out[n]
-        from IPython import get_ipython
-        from IPython.display import display
-
-        shell = get_ipython()
-        if shell is not None and self._shown_in_cell == shell.execution_count:
-            self._shown_in_cell = None
-            return
-        display({"text/plain": self.table, "text/html": self._repr_html_()}, raw=True)
-
-    _shown_in_cell: int | None = None
 
 
 def _fmt(value: float | None) -> str:
@@ -430,9 +418,18 @@ class RefChecker:
         for entry in start_members:
             entry[1] = sys.getrefcount(entry[0])
         start_refcounts = [t.refcount() for t in measurable]
+        calls_made = 0
+
+        def counted_call():
+            nonlocal calls_made
+            calls_made += 1
+            return call()
+
         try:
-            return self._measure(call, baseline_call, tracked, measurable, start_refcounts,
-                                 label, watch_result, heap)
+            report = self._measure(counted_call, baseline_call, tracked, measurable, start_refcounts,
+                                   label, watch_result, heap)
+            report.total_calls = calls_made
+            return report
         finally:
             for entry in start_members:
                 deficit = entry[1] - sys.getrefcount(entry[0])

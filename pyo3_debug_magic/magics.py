@@ -1,8 +1,10 @@
 """IPython magics: parse arguments, call the engines, display. No gdb or subprocess here."""
 from __future__ import annotations
 
+import dis
 import functools
 import os
+import sys
 
 from IPython.display import display
 
@@ -14,6 +16,7 @@ from . import callparse
 from .debugger import BreakpointRequest, get_debugger
 from .errors import DebugMagicError
 from .render import text
+from .stacks import is_cell_file
 
 
 def user_errors_as_usage(method):
@@ -30,6 +33,17 @@ def user_errors_as_usage(method):
 
 
 REFCHECK_VALUE_OPTIONS = {"-n", "--number", "--warmup"}
+
+
+def value_shown_as_output() -> bool:
+    """Will IPython show the calling magic's return value as ``Out[n]``? Only when the cell
+    statement that called it is an expression compiled to print its value ('single' mode)."""
+    frame = sys._getframe(1)
+    while frame is not None and not is_cell_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame is not None and any(
+        instruction.opname == "PRINT_EXPR" or instruction.argrepr == "INTRINSIC_PRINT"  # 3.12+
+        for instruction in dis.get_instructions(frame.f_code))
 
 
 def unquote(text: str | None) -> str | None:
@@ -377,8 +391,9 @@ class NativeDebugMagics(Magics):
                                    **parsed.kwargs)
         if options.quiet:
             return report
-        display(report)
         if cell is not None:
+            display(report)
             return None  # a cell cannot be assigned; the report stays reachable as `_` with --quiet
-        report._shown_in_cell = self.shell.execution_count
+        if not value_shown_as_output():
+            display(report)  # `r = %refcheck ...`, or not the cell's last line: show it here
         return report

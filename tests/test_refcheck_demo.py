@@ -30,6 +30,10 @@ def test_reference_leak_is_flagged_on_the_right_argument(rustdemo):
     assert row(report, "other").verdict is Verdict.OK
     assert not report.ok and "`data` gains 1 reference per call" in report.verdict
     assert "into_ptr()" in report.verdict
+    # refs before/after span every call made with the argument, and the title says how many
+    flagged = row(report, "data")
+    assert flagged.refcount_after - flagged.refcount_before == report.total_calls
+    assert f"({report.total_calls} calls in all; refs before/after span them)" in report.table
 
 
 def test_over_release_is_flagged_and_stops_before_the_object_is_freed(rustdemo):

@@ -62,8 +62,12 @@ def test_in_a_kernel_the_report_is_an_html_table_and_the_over_release_is_survive
         assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
         leak = kernel.run("data = [object()]\n%refcheck rustdemo.leak_reference(data)")
         assert leak.status == "ok", leak.text
-        bundles = [d for d in leak.displays if "text/html" in d]
-        assert len(bundles) == 1 and not leak.results  # shown once, not again as Out[n]
+        # the cell's last line: shown once, as Out[n]
+        assert not leak.displays and len(leak.results) == 1 and "LEAK +1/call" in leak.results[0], leak.text
+        # not the last line: shown where it ran, once, as an HTML table
+        middle = kernel.run("%refcheck rustdemo.leak_reference(data)\n'after'")
+        bundles = [d for d in middle.displays if "text/html" in d]
+        assert len(bundles) == 1 and middle.results == ["'after'"], middle.text
         assert "<table>" in bundles[0]["text/html"] and "LEAK +1/call" in bundles[0]["text/html"]
         assert "LEAK +1/call" in bundles[0]["text/plain"]
         over = kernel.run("victim = {'k': [1, 2]}\n%refcheck -n 200 rustdemo.over_release(victim)")
@@ -72,7 +76,10 @@ def test_in_a_kernel_the_report_is_an_html_table_and_the_over_release_is_survive
         intact = kernel.run("import gc; gc.collect(); victim")
         assert intact.results == ["{'k': [1, 2]}"] and kernel.heartbeat_ok()
         assigned = kernel.run("r = %refcheck rustdemo.leak_result(3)\nr.ok, r.result.verdict_text")
-        assert assigned.results[-1] == "(False, 'LEAK +1/call')", assigned.text
+        assert assigned.results == ["(False, 'LEAK +1/call')"], assigned.text
+        assert len(assigned.displays) == 1  # assigned: the report is still shown
+        silenced = kernel.run("r = %refcheck --quiet rustdemo.compute([1])\nr.ok")
+        assert silenced.results == ["True"] and not silenced.displays, silenced.text
     finally:
         kernel.shutdown()
 

@@ -35,6 +35,12 @@ def test_pause_in_terminal_ipython(demo_crate, gdb_path):
         shell.expect(r"\(native\) ")
         shell.sendline("c")
         shell.expect(r"Out\[4\]: 42")
+        shell.expect(r"In \[5\]: ")
+        shell.sendline("%refcheck rustdemo.leak_reference([1.5])")
+        # the report is the cell's Out[5], shown once, as text
+        shell.expect(r"Out\[5\]: \r?\nrefcheck rustdemo.leak_reference\(\[1.5\]\): 3 warm-up \+ 10 measured calls")
+        shell.expect(r"In \[6\]: ")
+        assert "LEAK +1/call" in shell.before and "warm-up" not in shell.before  # not shown a second time
         shell.sendline("exit")
         shell.expect(pexpect.EOF)
     finally:

@@ -30,7 +30,7 @@ def refcheck_html(report) -> str:
     verdict = text.refcheck_verdict(report)
     colour = "#1a7f37" if report.ok else "#cf222e"
     return (f"<div class=\"pyo3-refcheck\"><p><b>refcheck</b> <code>{escape(report.label)}</code>: "
-            f"{report.warmup} warm-up + {report.measured_calls} measured calls</p>"
+            f"{escape(text.refcheck_calls(report))}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {escape(verdict)}</p></div>")
 

@@ -102,12 +102,20 @@ def refcheck_verdict(report) -> str:
     return "; ".join(findings) + f". [{odds}]"
 
 
+def refcheck_calls(report) -> str:
+    """How often the call ran; refs before/after span every call, not only the measured ones."""
+    calls = f"{report.warmup} warm-up + {report.measured_calls} measured calls"
+    if report.total_calls > report.warmup + report.measured_calls:
+        calls += f" ({report.total_calls} calls in all; refs before/after span them)"
+    return calls
+
+
 def refcheck_table(report) -> str:
     """The whole report as plain text (terminal IPython, and the HTML's text twin)."""
     header = ("object", "type", "refs before", "after", "change/call", "verdict")
     rows = refcheck_rows(report)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
-    lines = [f"refcheck {report.label}: {report.warmup} warm-up + {report.measured_calls} measured calls"]
+    lines = [f"refcheck {report.label}: {refcheck_calls(report)}"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header[:5], widths)) + "  " + header[5])
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
