@@ -240,8 +240,12 @@ class NativeDebugger:
             return {}, f"{problem}; the py-spy fallback failed too: {error}"
         frames = {}
         for thread in threads:
+            if thread.os_thread_id is None:
+                continue  # cannot be matched to a gdb thread
             frames[thread.os_thread_id] = ([stacks.PythonFrame(e.file or "?", e.line or 0, e.function, e.is_cell)
                                             for e in thread.entries if e.kind == "python"], thread.holds_gil)
+        if threads and not frames:
+            return {}, f"{problem}; py-spy did not say which OS thread runs which Python thread"
         return frames, None
 
     # ----- a paused thread ------------------------------------------------------------

@@ -5,14 +5,22 @@ libpython's debug info: ``_PyRuntime`` -> interpreters -> thread states -> frame
 objects, and the code object's location table for line numbers. A crashed or hung process
 must not run code, so nothing here evaluates an inferior call.
 
-Layouts: CPython 3.11 and 3.12 (``tstate->cframe->current_frame``, ``f_code``) and 3.13
-(``tstate->current_frame``, ``f_executable``) by their known structure; 3.11 is what is
-tested here. Anything else raises ``UnsupportedLayout`` so the caller can say so and fall
-back to ``py-spy dump --nonblocking``.
+Layouts, by their known structure (each tested against a real interpreter):
+- 3.10: ``tstate->frame`` is a ``PyFrameObject`` chain (``f_back``, ``f_lasti`` in code
+  units), line numbers from the 3.10 (start delta, line delta) table;
+- 3.11 and 3.12: ``tstate->cframe->current_frame``, ``_PyInterpreterFrame`` with ``f_code``
+  and ``prev_instr``; 3.13: ``tstate->current_frame``, ``f_executable`` and ``instr_ptr``;
+  line numbers from the 3.11+ location table;
+- the GIL: ``_PyRuntime.ceval.gil`` up to 3.11, per interpreter (``interp->ceval.gil``) since.
+Anything else raises ``UnsupportedLayout`` so the caller can say so and fall back to
+``py-spy dump --nonblocking``.
 """
 import json
 
-import gdb  # noqa: F401 - provided by gdb
+try:
+    import gdb  # noqa: F401 - provided by gdb
+except ImportError:  # imported outside gdb for its pure line-table decoders
+    gdb = None
 
 MARK = "@@PDM "
 MAX_FRAMES = 200
@@ -114,11 +122,31 @@ def line_for_offset(linetable, first_line, offset):
     return None
 
 
+def line_for_offset_310(linetable, first_line, offset):
+    """Line of byte ``offset`` from a 3.10 line table: (start delta, signed line delta) pairs,
+    a line delta of -128 meaning "no line" (Objects/lnotab_notes.txt of 3.10)."""
+    line, start = first_line, 0
+    for index in range(0, len(linetable) - 1, 2):
+        end = start + linetable[index]
+        line_delta = linetable[index + 1] - 256 if linetable[index + 1] > 127 else linetable[index + 1]
+        current = None
+        if line_delta != -128:
+            line += line_delta
+            current = line
+        if start <= offset < end:
+            return current
+        start = end
+    return None
+
+
 def _frame_line(frame, code):
+    """The line a 3.11+ frame is at: ``prev_instr`` (3.11, 3.12) is the instruction last
+    started, ``instr_ptr`` (3.13) the one executing; both are the call a caller waits in."""
     first = int(code["co_firstlineno"])
     try:
         start = int(code.address) + _offset("PyCodeObject", "co_code_adaptive")
-        offset = (int(frame["prev_instr"]) - start) // 2
+        pointer = frame["prev_instr"] if _has_field(frame, "prev_instr") else frame["instr_ptr"]
+        offset = (int(pointer) - start) // 2
         return line_for_offset(_bytes(code["co_linetable"]), first, max(offset, 0))
     except (gdb.error, gdb.MemoryError, IndexError, KeyError):
         return first
@@ -132,33 +160,71 @@ def _code_of(frame):
     raise UnsupportedLayout("no f_code/f_executable in _PyInterpreterFrame")
 
 
-def _current_frame(tstate):
-    if _has_field(tstate, "cframe"):
-        return tstate["cframe"]["current_frame"]
-    if _has_field(tstate, "current_frame"):
-        return tstate["current_frame"]
-    raise UnsupportedLayout("no cframe/current_frame in PyThreadState (Python 3.10 or older?)")
-
-
 def _frames(tstate):
-    frames, frame = [], _current_frame(tstate)
+    """Innermost first: 3.11+ interpreter frames, or 3.10 frame objects."""
+    if _has_field(tstate, "current_frame"):                                    # 3.13
+        return _interpreter_frames(tstate["current_frame"])
+    if _has_field(tstate, "cframe") and _has_field(tstate["cframe"], "current_frame"):  # 3.11, 3.12
+        return _interpreter_frames(tstate["cframe"]["current_frame"])
+    if _has_field(tstate, "frame"):                                            # 3.10
+        return _frame_objects(tstate["frame"])
+    raise UnsupportedLayout("no current_frame, cframe->current_frame or frame in PyThreadState")
+
+
+def _interpreter_frames(frame):
+    frames = []
     while int(frame) != 0 and len(frames) < MAX_FRAMES:
         owner = int(frame["owner"]) if _has_field(frame, "owner") else 0
         if owner != 3:  # 3 = FRAME_OWNED_BY_CSTACK (3.12+ shim frames)
             code = _code_of(frame)
-            name_field = "co_qualname" if _has_field(code.address, "co_qualname") else "co_name"
-            frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code[name_field]),
+            frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code["co_qualname"]),
                            "line": _frame_line(frame, code)})
         frame = frame["previous"]
     return frames
 
 
-def _gil_holder(runtime):
+def _frame_objects(frame):
+    frames = []
+    while int(frame) != 0 and len(frames) < MAX_FRAMES:
+        code = frame["f_code"].dereference()
+        first = int(code["co_firstlineno"])
+        lasti = int(frame["f_lasti"])  # in code units; -1 before the first instruction
+        line = first
+        if lasti >= 0:
+            try:
+                line = line_for_offset_310(_bytes(code["co_linetable"]), first, lasti * 2) or first
+            except (gdb.error, gdb.MemoryError, IndexError):
+                pass
+        frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code["co_name"]),
+                       "line": line})
+        frame = frame["f_back"]
+    return frames
+
+
+def _thread_states(interpreter):
+    if _has_field(interpreter, "threads"):       # 3.11+
+        return interpreter["threads"]["head"]
+    if _has_field(interpreter, "tstate_head"):   # 3.10
+        return interpreter["tstate_head"]
+    raise UnsupportedLayout("no threads.head or tstate_head in PyInterpreterState")
+
+
+def _plain(value):
+    """An int from a field that is a _Py_atomic_* struct (up to 3.12) or a plain value (3.13)."""
+    if value.type.strip_typedefs().code == gdb.TYPE_CODE_STRUCT:
+        return int(value["_value"])
+    return int(value)
+
+
+def _gil_holder(runtime, interpreter):
+    """The thread state holding the GIL, 0 if none, None if unknown."""
     try:
-        gil = runtime["ceval"]["gil"]
-        if not int(gil["locked"]["_value"]):
+        ceval = interpreter["ceval"]
+        per_interpreter = any(f.name == "gil" for f in ceval.type.strip_typedefs().fields())
+        gil = ceval["gil"].dereference() if per_interpreter else runtime["ceval"]["gil"]
+        if not _plain(gil["locked"]):
             return 0
-        return int(gil["last_holder"]["_value"])
+        return _plain(gil["last_holder"])
     except gdb.error:
         return None
 
@@ -166,9 +232,10 @@ def _gil_holder(runtime):
 def python_stacks():
     """Every thread state of the main interpreter, with its frames (innermost first)."""
     runtime = _runtime()
-    holder = _gil_holder(runtime)
+    interpreter = runtime["interpreters"]["head"]
+    holder = _gil_holder(runtime, interpreter)
     threads = []
-    tstate = runtime["interpreters"]["head"]["threads"]["head"]
+    tstate = _thread_states(interpreter)
     while int(tstate) != 0:
         thread = {"thread_id": int(tstate["thread_id"]),
                   "native_thread_id": int(tstate["native_thread_id"]) if _has_field(tstate, "native_thread_id") else None,

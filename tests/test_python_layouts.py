@@ -1,0 +1,124 @@
+"""Python stacks read from memory on every CPython layout the tool knows (3.10 to 3.13).
+
+The interpreters are pyenv's builds on these machines (they carry libpython's debug info);
+a missing one fails the test with the command that installs it.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pyo3_debug_magic.agent.pystack import line_for_offset, line_for_offset_310
+from pyo3_debug_magic.debugger import NativeDebugger
+
+VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def interpreter(version: str) -> str:
+    found = sorted(glob.glob(str(Path.home() / f".pyenv/versions/{version}.*/bin/python{version}")))
+    if not found:
+        pytest.fail(f"this test needs CPython {version} with libpython debug info: `pyenv install {version}`")
+    return found[-1]
+
+
+# every code object of threading.py and of a few tricky shapes: (table, first line, co_lines())
+DUMP_LINE_TABLES = textwrap.dedent('''
+    import json, sys, threading, types
+    source = """
+    def loops(n):
+        total = 0
+        for i in range(n):
+            while i:
+                i -= 1
+        return total
+    def far_apart():
+        x = 1
+    """ + "\\n" * 300 + """
+        return x
+    """
+    def codes(code):
+        yield code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from codes(const)
+    found = [c for root in (compile(open(threading.__file__).read(), threading.__file__, "exec"),
+                            compile(source, "tricky", "exec")) for c in codes(root)]
+    json.dump([[c.co_linetable.hex(), c.co_firstlineno, list(c.co_lines())] for c in found], sys.stdout)
+''')
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_line_tables_decode_as_the_interpreter_does(version):
+    dumped = subprocess.run([interpreter(version), "-c", DUMP_LINE_TABLES], capture_output=True,
+                            text=True, timeout=30, check=True).stdout
+    decode = line_for_offset_310 if version == "3.10" else (lambda table, first, offset:
+                                                            line_for_offset(table, first, offset // 2))
+    checked = 0
+    for table_hex, first, ranges in json.loads(dumped):
+        table = bytes.fromhex(table_hex)
+        for start, end, line in ranges:
+            for offset in range(start, end, 2):
+                assert decode(table, first, offset) == line, (version, first, offset)
+                checked += 1
+    assert checked > 2000
+
+
+TARGET = textwrap.dedent('''
+    import threading, time
+    class Waiter:
+        def outer(self):
+            return self.inner()
+        def inner(self):
+            ready.set()
+            time.sleep(120)   # MARK: inner
+    ready = threading.Event()
+    def spin():
+        while True:
+            sum(range(10))    # MARK: spin
+    threading.Thread(target=spin, daemon=True).start()
+    threading.Thread(target=Waiter().outer, daemon=True).start()
+    ready.wait()
+    print("ready", flush=True)
+    time.sleep(120)           # MARK: main
+''')
+
+
+def target_line(marker: str) -> int:
+    return next(n for n, text in enumerate(TARGET.splitlines(), 1) if f"MARK: {marker}" in text)
+
+
+@pytest.mark.gdb
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_stacks_from_memory_on_each_layout(version, gdb_path):
+    target = subprocess.Popen([interpreter(version), "-c", TARGET], stdout=subprocess.PIPE, text=True)
+    debugger = NativeDebugger(target.pid)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        debugger.attach()
+        threads, problem = debugger.snapshot()
+        assert problem is None, problem
+        stacks = {t.label: [(e.function, e.line) for e in t.entries if e.kind == "python"] for t in threads}
+        by_function = {frames[0][0]: (label, frames) for label, frames in stacks.items() if frames}
+        qualified = version != "3.10"  # co_qualname exists from 3.11
+        inner, outer = ("Waiter.inner", "Waiter.outer") if qualified else ("inner", "outer")
+        assert by_function["<module>"][1] == [("<module>", target_line("main"))], stacks
+        waiter = by_function[inner][1]
+        assert waiter[:2] == [(inner, target_line("inner")), (outer, target_line("inner") - 3)], stacks
+        assert waiter[2][0] == ("Thread.run" if qualified else "run")
+        spinner_label, spinner = by_function["spin"]
+        assert spinner[0][1] in (target_line("spin") - 1, target_line("spin")), spinner  # the loop's lines
+        # the GIL: only the spinning thread can hold it (the others sleep with it released)
+        holders = [t.label for t in threads if t.holds_gil]
+        assert holders in ([spinner_label], []), holders
+        assert any(t.holds_gil is not None for t in threads), "GIL state unknown on this layout"
+    finally:
+        debugger.close()
+        target.kill()
+        target.wait()
