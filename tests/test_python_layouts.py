@@ -1,4 +1,5 @@
-"""Python stacks read from memory on every CPython layout the tool knows (3.10 to 3.13).
+"""Every CPython version the tool knows (3.10 to 3.13): Python stacks read from memory on
+each frame layout, and the refcheck engine on each object model (3.12+ immortal objects).
 
 The interpreters are pyenv's builds on these machines (they carry libpython's debug info);
 a missing one fails the test with the command that installs it.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import ROOT
 from pyo3_debug_magic.agent.pystack import line_for_offset, line_for_offset_310
 from pyo3_debug_magic.debugger import NativeDebugger
 
@@ -122,3 +124,43 @@ def test_stacks_from_memory_on_each_layout(version, gdb_path):
         debugger.close()
         target.kill()
         target.wait()
+
+
+# the engine is pure Python: run it inside each interpreter on ctypes-made reference bugs
+REFCHECK_BUGS = textwrap.dedent('''
+    import ctypes, json, sys
+    sys.path.insert(0, sys.argv[1])
+    from pyo3_debug_magic import RefChecker, refcheck
+    incref, decref = ctypes.pythonapi.Py_IncRef, ctypes.pythonapi.Py_DecRef
+    incref.argtypes = decref.argtypes = [ctypes.py_object]
+    def leaks(obj, flag):
+        incref(obj)
+    def over_releases(obj):
+        decref(obj)
+    def leaks_none(obj):
+        incref(None)    # immortal on 3.12+: nothing to see, and nothing may be claimed
+    def clean(obj, flag):
+        return len(obj)
+    data, victim = [object(), 1, None, "x"], {"still": "here"}
+    verdicts = lambda report: {row.name: row.verdict.value for row in [*report.objects, report.result] if row}
+    print(json.dumps({
+        "leaks": verdicts(refcheck(leaks, data, None)),
+        "clean": verdicts(refcheck(clean, data, 5)),
+        "none": verdicts(refcheck(leaks_none, data)),
+        "over": verdicts(RefChecker(number=100).check(over_releases, victim)),
+        "intact": victim == {"still": "here"},
+    }))
+''')
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refcheck_engine_on_each_object_model(version):
+    run = subprocess.run([interpreter(version), "-c", REFCHECK_BUGS, str(ROOT)], capture_output=True,
+                         text=True, timeout=100)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert found["leaks"]["arg0"].startswith("LEAK") and found["leaks"]["arg1"] == "NOT MEASURABLE", found
+    assert all(not verdict.startswith(("LEAK", "OVER")) for verdict in found["clean"].values()), found
+    assert all(not verdict.startswith(("LEAK", "OVER")) for verdict in found["none"].values()), found
+    assert found["over"]["arg0"] == "OVER-RELEASE" and found["intact"], found
