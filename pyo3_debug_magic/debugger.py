@@ -23,12 +23,13 @@ class AttachStatus:
     gdb_version: str
     attach_seconds: float | None
     thread_count: int
+    printers: str = "loaded"  # Rust pretty-printers: "loaded", or why Rust values print raw
 
     @classmethod
     def from_agent(cls, result: dict) -> "AttachStatus":
         return cls(attached=result["attached"], target_pid=result["target_pid"],
                    gdb_version=result["gdb_version"], attach_seconds=result["attach_seconds"],
-                   thread_count=len(result["threads"]))
+                   thread_count=len(result["threads"]), printers=result.get("printers") or "loaded")
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ class NativeDebugger:
             self.close()
             raise
 
-    def ensure_attached(self) -> None:
-        if not self.attached:
-            self.attach()
+    def ensure_attached(self) -> AttachStatus | None:
+        """Attach if not attached yet; the new status then, else None."""
+        return None if self.attached else self.attach()
 
     def _request(self, op: str, **args):
         if not self.attached:
@@ -129,9 +130,11 @@ class NativeDebugger:
     def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
         """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
         parsed = locations.parse_location(request.location)
-        self.ensure_attached()
+        attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
         notes = [resolved.note] if resolved.note else []
+        if attached_now and attached_now.printers != "loaded":
+            notes.append(attached_now.printers)
         if resolved.objfile and resolved.source and not request.force:
             stale = locations.stale_build(resolved.source, resolved.objfile)
             if stale:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +32,32 @@ def find_py_spy() -> str:
         if found:
             return found
     raise PySpyNotFoundError(candidates[0])
+
+
+RUST_PRINTERS_MISSING = ("Rust pretty-printers not found (no rustc on the kernel's PATH, in ~/.cargo/bin "
+                         "or under ~/.rustup): Rust values print raw. Start Jupyter with rustc on PATH, "
+                         "or set PYO3_DEBUG_MAGIC_RUSTC to its path")
+
+
+def find_rust_pretty_printers() -> Path | None:
+    """Rust's gdb pretty-printers (the toolchain's ``lib/rustlib/etc``). A kernel started by a
+    desktop launcher or a service often lacks ~/.cargo/bin on PATH, so look there and in
+    rustup's toolchains too."""
+    cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    for rustc in (os.environ.get("PYO3_DEBUG_MAGIC_RUSTC"), shutil.which("rustc"), str(cargo_home / "bin" / "rustc")):
+        if not rustc or not os.access(rustc, os.X_OK):
+            continue
+        try:
+            sysroot = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True,
+                                     timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        etc = Path(sysroot) / "lib" / "rustlib" / "etc"
+        if sysroot and (etc / "gdb_lookup.py").is_file():
+            return etc
+    rustup_home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    found = sorted(rustup_home.glob("toolchains/*/lib/rustlib/etc/gdb_lookup.py"))
+    return found[-1].parent if found else None
 
 
 def read_ptrace_scope(path: Path = YAMA_PTRACE_SCOPE) -> int | None:

@@ -1,4 +1,4 @@
-"""The pause in terminal IPython (a real pty) and kernel restart leaving nothing behind."""
+"""The pause in terminal IPython and jupyter console (real ptys), and kernel restart leaving nothing behind."""
 from __future__ import annotations
 
 import sys
@@ -45,6 +45,53 @@ def test_pause_in_terminal_ipython(demo_crate, gdb_path):
         shell.expect(pexpect.EOF)
     finally:
         shell.close(force=True)
+
+
+@pytest.mark.kernel
+def test_pause_in_jupyter_console_without_cargo_on_path(demo_crate, gdb_path):
+    """jupyter console is a kernel client with a terminal: the (native) prompt arrives as an
+    input request. Its kernel's PATH lacks ~/.cargo/bin, as when Jupyter is started by a
+    desktop launcher: the Rust pretty-printers must still be found."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    console = pexpect.spawn(str(jupyter), ["console", "--simple-prompt"], cwd=str(ROOT),
+                            env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                            encoding="utf-8", timeout=60)
+    try:
+        console.expect(r"In \[1\]: ")
+        console.sendline("%load_ext pyo3_debug_magic")
+        console.expect(r"In \[2\]: ")
+        console.sendline("import rustdemo")
+        console.expect(r"In \[3\]: ")
+        console.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
+        console.expect(r"In \[4\]: ")
+        assert "native breakpoint 1 at" in console.before and "print raw" not in console.before
+        console.sendline("rustdemo.compute([1, 2, 3])")
+        console.expect("native breakpoint 1 hit in thread 1: rustdemo::compute")
+        console.expect(r"\(native\) ")
+        assert 'label  = "total=21"' in console.before, console.before  # a String, pretty-printed
+        assert "values = Vec(size=3) = {1, 2, 3}" in console.before
+        console.sendline("p total")
+        console.expect("total = 21")
+        console.expect(r"\(native\) ")
+        console.sendline("c")
+        console.expect(r"Out\[4\]: 42")
+        console.expect(r"In \[5\]: ")
+        console.sendline("exit")
+        console.expect(pexpect.EOF)
+    finally:
+        console.close(force=True)
+
+
+@pytest.mark.kernel
+def test_attach_says_when_rust_values_will_print_raw(demo_crate, gdb_path, tmp_path):
+    nowhere = str(tmp_path / "no-toolchain")
+    kernel = KernelHarness(env={"PATH": "/usr/bin:/bin", "CARGO_HOME": nowhere, "RUSTUP_HOME": nowhere})
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        attached = kernel.run("%native_attach", timeout=60).stdout
+        assert "Rust pretty-printers not found" in attached and "PYO3_DEBUG_MAGIC_RUSTC" in attached, attached
+    finally:
+        kernel.shutdown()
 
 
 @pytest.mark.kernel

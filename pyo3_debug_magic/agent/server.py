@@ -16,7 +16,6 @@ import re
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -26,7 +25,7 @@ from pathlib import Path
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
 from ..locations import first_user_level, is_user_source
 from ..protocol import LineReader, encode
-from ..tools import explain_attach_failure
+from ..tools import RUST_PRINTERS_MISSING, explain_attach_failure, find_rust_pretty_printers
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
@@ -402,19 +401,14 @@ class Agent:
         return self.gdb
 
     def _load_rust_printers(self) -> None:
-        try:
-            sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
-                                     timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            self.printers = "rustc not found: Rust values print raw"
-            return
-        etc = Path(sysroot) / "lib" / "rustlib" / "etc"
-        if not (etc / "gdb_lookup.py").exists():
-            self.printers = f"no Rust pretty-printers in {etc}"
+        etc = find_rust_pretty_printers()
+        if etc is None:
+            self.printers = RUST_PRINTERS_MISSING
             return
         self._python("register_rust_pretty_printers", str(etc), raw=True)
         message = self.gdb.take_message("printers") or {}
-        self.printers = "loaded" if message.get("loaded") else f"failed: {message.get('error')}"
+        self.printers = ("loaded" if message.get("loaded") else
+                         f"Rust pretty-printers from {etc} failed to load ({message.get('error')}): Rust values print raw")
 
     def _python(self, function: str, argument, raw: bool = False):
         """Call a gdb_side function with one argument, base64-encoded unless ``raw`` (trusted)."""

@@ -6,8 +6,9 @@ from ..debugger import AttachStatus
 
 def attach_status(status: AttachStatus) -> str:
     took = f" in {status.attach_seconds:.2f} s" if status.attach_seconds is not None else ""
-    return (f"native debugger attached to kernel pid {status.target_pid}{took} "
-            f"({status.thread_count} threads, non-stop; {status.gdb_version})")
+    shown = (f"native debugger attached to kernel pid {status.target_pid}{took} "
+             f"({status.thread_count} threads, non-stop; {status.gdb_version})")
+    return shown if status.printers == "loaded" else f"{shown}\n{status.printers}"
 
 
 def detached(how: str) -> str:
