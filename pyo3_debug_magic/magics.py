@@ -196,7 +196,8 @@ class NativeDebugMagics(Magics):
     @argument("--full", action="store_true", help="every frame: do not fold pyo3/std/libc frames")
     @argument("--engine", choices=("gdb", "py-spy"),
               help="py-spy (fast, default when gdb is not attached) or gdb (attached, or --locals)")
-    @argument("--locals", action="store_true", help="also the locals of each thread's top frame (gdb)")
+    @argument("--locals", action="store_true",
+              help="also the locals of each thread's innermost frame in your crate, else its top frame (gdb)")
     @line_magic
     @user_errors_as_usage
     def native_bt(self, line: str = ""):
@@ -214,7 +215,6 @@ class NativeDebugMagics(Magics):
             %native_bt --all --full
         """
         import threading
-        from collections import Counter
 
         from . import pyspy, stacks
 
@@ -237,12 +237,8 @@ class NativeDebugMagics(Magics):
                     "`--engine gdb` shows the Rust frames)") if debugger.attached else None
         shown, hidden = stacks.for_display(threads, threading.get_native_id(), os.getpid(),
                                            show_all=options.all or options.thread is not None)
-        if hidden:
-            counts = Counter(thread.name or thread.label for thread in hidden)
-            names = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(counts.items()))
-            hint = f"({len(hidden)} threads of the kernel's own machinery hidden: {names}; `--all` shows them)"
-            note = f"{note}\n{hint}" if note else hint
-        print(text.thread_stacks(shown, note, full=options.full))
+        notes = [line for line in (note, text.hidden_threads(hidden)) if line]
+        print(text.thread_stacks(shown, "\n".join(notes) or None, full=options.full))
 
     @magic_arguments()
     @argument("location", nargs="?",

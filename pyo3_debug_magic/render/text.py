@@ -1,6 +1,8 @@
 """Plain-text renderings (terminal IPython, and the text twin of every rich output)."""
 from __future__ import annotations
 
+from collections import Counter
+
 from ..debugger import AttachStatus
 
 
@@ -275,6 +277,15 @@ def thread_stacks(threads, note: str | None = None, full: bool = False) -> str:
     if note:
         blocks.append(note)
     return "\n\n".join(blocks)
+
+
+def hidden_threads(hidden) -> str | None:
+    """The note naming the kernel's own threads that %native_bt left out."""
+    if not hidden:
+        return None
+    counts = Counter(thread.name or thread.label for thread in hidden)
+    names = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(counts.items()))
+    return f"({len(hidden)} threads of the kernel's own machinery hidden: {names}; `--all` shows them)"
 
 
 def crash_report(data: dict) -> str:
