@@ -4,7 +4,7 @@ The thread that hit the breakpoint is stopped by gdb (and has given up the GIL t
 agent), so the console runs in its own Python thread. It shows everything with
 ``display()`` (ipykernel 6 routes a thread's ``print`` by where the thread was started,
 ``display`` reaches the running cell) and reads commands with ``input()``, which the kernel
-routes to the running cell's input box.
+routes to the running cell's input box (``console_input``: the Interrupt can end that wait).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from . import stacks
+from .console_input import CommandReader, InputCancelled
 from .debugger import NativeDebugger
 from .errors import DebugMagicError
 from .render import html as render_html
@@ -86,12 +87,14 @@ class PauseConsole:
         self._thread: threading.Thread | None = None
         self._stepping: set[int] = set()
         self.interrupted = threading.Event()
+        self.reader = CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
 
     def handle(self, event: dict) -> None:
         if event.get("event") == "interrupted":
-            # Handled at once: the console thread may be blocked in input() for this pause.
+            # Handled at once: the console thread may be waiting for input for this pause.
             self.interrupted.set()
+            self.reader.cancel()
             self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
                               "and the thread resumed")
             return
@@ -108,6 +111,8 @@ class PauseConsole:
                 return  # the thread ends when idle; the next event starts a new one
             try:
                 self._dispatch(event)
+            except KeyboardInterrupt:
+                pass  # a late cancel() of an input that had already ended; nothing is waiting
             except Exception:  # noqa: BLE001 - a console bug must not leave the kernel stopped
                 show("pyo3_debug_magic: internal error in the pause console:\n" + traceback.format_exc())
                 if event.get("event") == "paused":
@@ -162,8 +167,8 @@ class PauseConsole:
             return
         while True:
             try:
-                line = input("(native) ")
-            except (EOFError, KeyboardInterrupt, RuntimeError) as error:
+                line = self.reader.read("(native) ")
+            except (InputCancelled, EOFError, KeyboardInterrupt, RuntimeError) as error:
                 if self.interrupted.is_set():
                     self.interrupted.clear()
                 else:

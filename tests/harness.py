@@ -173,7 +173,9 @@ class KernelHarness:
                     request = self.client.stdin_channel.get_msg(timeout=0.01)
                     prompt = request["content"]["prompt"]
                     result.prompts.append(prompt)
-                    self.client.input(answers(prompt))
+                    answer = answers(prompt)
+                    if answer is not None:  # None: leave the prompt unanswered, as a user can
+                        self.client.input(answer)
                 except queue.Empty:
                     pass
             try:

@@ -209,6 +209,30 @@ def test_interrupt_while_paused_resumes_and_raises_keyboard_interrupt(debug_kern
     assert debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=[], timeout=30).results == ["42"]
 
 
+@pytest.mark.parametrize("python", [None, IPYKERNEL6_PYTHON], ids=["ipykernel7", "ipykernel6.29"])
+def test_interrupt_with_the_prompt_unanswered_leaves_no_stale_reader(demo_crate, gdb_path, python):
+    """The user presses Interrupt instead of answering `(native)`: the console's wait must end,
+    or it would take the answer to the next cell's input()."""
+    kernel = KernelHarness(python=python)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        break_at(kernel, "compute-loop")
+
+        def interrupt_instead(prompt):
+            kernel.manager.interrupt_kernel()
+            return None
+
+        paused = kernel.run("rustdemo.compute([1, 2, 3])", answers=interrupt_instead, timeout=60)
+        assert paused.status == "error" and paused.error["ename"] == "KeyboardInterrupt", paused.text
+        assert paused.prompts == ["(native) "]
+        asked = kernel.run("name = input('name? ')\nname", answers=lambda p: "alice" if p == "name? " else None,
+                           timeout=30)
+        assert asked.results == ["'alice'"] and asked.prompts == ["name? "], asked.text
+        assert kernel.heartbeat_ok()
+    finally:
+        assert kernel.shutdown() == []
+
+
 @pytest.mark.parametrize("location", ["src/lib.rs:1\n-gdb-exit", 'src/lib.rs:1"; -gdb-exit', "$(rm -rf /)",
                                       "'src/lib.rs:1\\n-gdb-exit'", "src/lib.rs:1;shell"])
 def test_hostile_locations_are_refused_before_gdb(debug_kernel, location):

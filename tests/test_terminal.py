@@ -47,6 +47,34 @@ def test_pause_in_terminal_ipython(demo_crate, gdb_path):
         shell.close(force=True)
 
 
+def test_ctrl_c_at_the_native_prompt_ends_the_pause_and_frees_the_terminal(demo_crate, gdb_path):
+    ipython = Path(sys.executable).with_name("ipython")
+    shell = pexpect.spawn(str(ipython), ["--simple-prompt", "--no-banner", "--colors=NoColor"],
+                          cwd=str(ROOT), env={"TERM": "dumb", "PATH": "/usr/bin:/bin",
+                                              "HOME": str(Path.home())}, encoding="utf-8", timeout=60)
+    try:
+        shell.expect(r"In \[1\]: ")
+        shell.sendline("%load_ext pyo3_debug_magic")
+        shell.expect(r"In \[2\]: ")
+        shell.sendline("import rustdemo")
+        shell.expect(r"In \[3\]: ")
+        shell.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
+        shell.expect(r"In \[4\]: ")
+        shell.sendline("rustdemo.compute([1, 2, 3])")
+        shell.expect(r"\(native\) ")
+        shell.sendintr()
+        shell.expect("KeyboardInterrupt")
+        shell.expect("native pause ended by the Interrupt button")
+        shell.expect(r"In \[5\]: ")
+        shell.sendline("6 * 7")  # read by IPython, not by a console still waiting for `(native)`
+        shell.expect(r"Out\[5\]: 42")
+        shell.expect(r"In \[6\]: ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+
+
 @pytest.mark.kernel
 def test_pause_in_jupyter_console_without_cargo_on_path(demo_crate, gdb_path):
     """jupyter console is a kernel client with a terminal: the (native) prompt arrives as an

@@ -1,0 +1,72 @@
+"""Reading ``(native)`` commands on the pause console's thread, in a way the Interrupt can end.
+
+A pause ended by the Interrupt button leaves the console thread waiting for an answer that
+will never come. Left waiting, it would take the answer meant for the next cell's
+``input()`` (ipykernel polls one stdin socket from whichever threads ask) or the next line
+typed at the terminal. ``cancel()`` ends the wait: in a kernel by raising KeyboardInterrupt
+in the waiting thread (ipykernel's input loop polls every 10 ms and lets it through), in a
+terminal by the read loop's own check.
+"""
+from __future__ import annotations
+
+import builtins
+import ctypes
+import inspect
+import select
+import sys
+import threading
+
+
+class InputCancelled(Exception):
+    """The pause this input was for has ended."""
+
+
+class CommandReader:
+    """``read()`` on the console thread; ``cancel()`` from any other thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: int | None = None  # ident of the thread inside a kernel input()
+        self._cancelled = threading.Event()
+
+    def read(self, prompt: str) -> str:
+        """One line; InputCancelled if cancel() ended the wait, EOFError at end of input."""
+        self._cancelled.clear()
+        if inspect.ismethod(builtins.input):  # ipykernel's raw_input, patched in for the cell
+            return self._read_from_kernel(prompt)
+        return self._read_from_terminal(prompt)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            if self._waiting is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._waiting),
+                                                           ctypes.py_object(KeyboardInterrupt))
+
+    def _read_from_kernel(self, prompt: str) -> str:
+        try:
+            with self._lock:
+                self._waiting = threading.get_ident()
+            answer = input(prompt)
+            with self._lock:
+                self._waiting = None
+            return answer
+        except KeyboardInterrupt:
+            with self._lock:
+                self._waiting = None
+            if self._cancelled.is_set():
+                raise InputCancelled() from None
+            raise
+
+    def _read_from_terminal(self, prompt: str) -> str:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        while not self._cancelled.is_set():
+            ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+            if ready:
+                line = sys.stdin.readline()
+                if not line:
+                    raise EOFError
+                return line.rstrip("\n")
+        sys.stdout.write("\n")
+        raise InputCancelled()
