@@ -59,6 +59,10 @@ class CommandReader:
             raise
 
     def _read_from_terminal(self, prompt: str) -> str:
+        try:
+            sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            return input(prompt)  # a stdin without a file descriptor: cannot be watched, only read
         sys.stdout.write(prompt)
         sys.stdout.flush()
         while not self._cancelled.is_set():
