@@ -99,6 +99,27 @@ def gdb_processes(parent: int) -> list[int]:
 
 
 # ----- kernels ---------------------------------------------------------------------
+def snapshot_of_process(argv: list[str], env: dict | None = None):
+    """Start ``argv`` (a Python that prints "ready" once its threads are in place), attach
+    the native debugger, take one snapshot and tear everything down; the ThreadStacks."""
+    import subprocess
+
+    from pyo3_debug_magic.debugger import NativeDebugger
+
+    target = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+    debugger = NativeDebugger(target.pid)
+    try:
+        assert target.stdout.readline().strip() == "ready", "the target process did not start"
+        debugger.attach()
+        threads, problem = debugger.snapshot()
+        assert problem is None, problem
+        return threads
+    finally:
+        debugger.close()
+        target.kill()
+        target.wait()
+
+
 @dataclass
 class CellResult:
     """Everything one executed cell sent back."""

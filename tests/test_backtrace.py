@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness import KernelHarness, marker_line
+from harness import KernelHarness, marker_line, snapshot_of_process
 from pyo3_debug_magic.stacks import clean_rust_name
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
@@ -88,13 +88,10 @@ def test_rust_names_are_cleaned(raw, clean):
 
 def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate, gdb_path, tmp_path):
     """Debian's /usr/bin/python3.11 has no DWARF: the gdb engine falls back to py-spy."""
-    import subprocess
     import sys
     from pathlib import Path
 
     import rustdemo
-
-    from pyo3_debug_magic.debugger import NativeDebugger
 
     system_python = Path("/usr/bin/python3.11")
     if not system_python.exists():
@@ -104,19 +101,9 @@ def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate,
               "def waiting_in_python():\n    time.sleep(60)\n"
               "threading.Thread(target=rustdemo.worker_without_gil, args=(60,), daemon=True).start()\n"
               "print('ready', flush=True)\nwaiting_in_python()\n")
-    target = subprocess.Popen([str(system_python), "-c", script], stdout=subprocess.PIPE, text=True,
-                              env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    debugger = NativeDebugger(target.pid)
-    try:
-        assert target.stdout.readline().strip() == "ready"
-        debugger.attach()
-        threads, problem = debugger.snapshot()
-        assert problem is None, problem
-        entries = [e for t in threads for e in t.entries]
-        assert any(e.kind == "python" and e.function == "waiting_in_python" for e in entries)
-        assert any(e.kind == "native" and e.function == "rustdemo::busy_until" for e in entries)
-    finally:
-        debugger.close()
-        target.kill()
-        target.wait()
+    threads = snapshot_of_process([str(system_python), "-c", script],
+                                  env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    entries = [e for t in threads for e in t.entries]
+    assert any(e.kind == "python" and e.function == "waiting_in_python" for e in entries)
+    assert any(e.kind == "native" and e.function == "rustdemo::busy_until" for e in entries)
     assert sys.version_info[:2] == (3, 11)

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, snapshot_of_process
 from pyo3_debug_magic.agent.pystack import line_for_offset, line_for_offset_310
-from pyo3_debug_magic.debugger import NativeDebugger
 
 VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 
@@ -99,31 +98,21 @@ def target_line(marker: str) -> int:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stacks_from_memory_on_each_layout(version, gdb_path):
-    target = subprocess.Popen([interpreter(version), "-c", TARGET], stdout=subprocess.PIPE, text=True)
-    debugger = NativeDebugger(target.pid)
-    try:
-        assert target.stdout.readline().strip() == "ready"
-        debugger.attach()
-        threads, problem = debugger.snapshot()
-        assert problem is None, problem
-        stacks = {t.label: [(e.function, e.line) for e in t.entries if e.kind == "python"] for t in threads}
-        by_function = {frames[0][0]: (label, frames) for label, frames in stacks.items() if frames}
-        qualified = version != "3.10"  # co_qualname exists from 3.11
-        inner, outer = ("Waiter.inner", "Waiter.outer") if qualified else ("inner", "outer")
-        assert by_function["<module>"][1] == [("<module>", target_line("main"))], stacks
-        waiter = by_function[inner][1]
-        assert waiter[:2] == [(inner, target_line("inner")), (outer, target_line("inner") - 3)], stacks
-        assert waiter[2][0] == ("Thread.run" if qualified else "run")
-        spinner_label, spinner = by_function["spin"]
-        assert spinner[0][1] in (target_line("spin") - 1, target_line("spin")), spinner  # the loop's lines
-        # the GIL: only the spinning thread can hold it (the others sleep with it released)
-        holders = [t.label for t in threads if t.holds_gil]
-        assert holders in ([spinner_label], []), holders
-        assert any(t.holds_gil is not None for t in threads), "GIL state unknown on this layout"
-    finally:
-        debugger.close()
-        target.kill()
-        target.wait()
+    threads = snapshot_of_process([interpreter(version), "-c", TARGET])
+    stacks = {t.label: [(e.function, e.line) for e in t.entries if e.kind == "python"] for t in threads}
+    by_function = {frames[0][0]: (label, frames) for label, frames in stacks.items() if frames}
+    qualified = version != "3.10"  # co_qualname exists from 3.11
+    inner, outer = ("Waiter.inner", "Waiter.outer") if qualified else ("inner", "outer")
+    assert by_function["<module>"][1] == [("<module>", target_line("main"))], stacks
+    waiter = by_function[inner][1]
+    assert waiter[:2] == [(inner, target_line("inner")), (outer, target_line("inner") - 3)], stacks
+    assert waiter[2][0] == ("Thread.run" if qualified else "run")
+    spinner_label, spinner = by_function["spin"]
+    assert spinner[0][1] in (target_line("spin") - 1, target_line("spin")), spinner  # the loop's lines
+    # the GIL: only the spinning thread can hold it (the others sleep with it released)
+    holders = [t.label for t in threads if t.holds_gil]
+    assert holders in ([spinner_label], []), holders
+    assert any(t.holds_gil is not None for t in threads), "GIL state unknown on this layout"
 
 
 # the engine is pure Python: run it inside each interpreter on ctypes-made reference bugs

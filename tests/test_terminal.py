@@ -13,29 +13,45 @@ from harness import ROOT, KernelHarness, agent_processes, gdb_processes, is_aliv
 pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
 
 
-def test_pause_in_terminal_ipython(demo_crate, gdb_path):
-    ipython = Path(sys.executable).with_name("ipython")
-    shell = pexpect.spawn(str(ipython), ["--simple-prompt", "--no-banner", "--colors=NoColor"],
-                          cwd=str(ROOT), env={"TERM": "dumb", "PATH": "/usr/bin:/bin",
-                                              "HOME": str(Path.home())}, encoding="utf-8", timeout=60)
+def paused_frontend(program: str, *args: str) -> tuple[pexpect.spawn, str]:
+    """Start a terminal frontend (``ipython``, ``jupyter console``) with a PATH that lacks
+    ~/.cargo/bin, break at compute-result and run into it. Returns the frontend at its first
+    ``(native)`` prompt (the stop view in ``.before``) and what ``%native_break`` printed."""
+    frontend = pexpect.spawn(str(Path(sys.executable).with_name(program)), list(args), cwd=str(ROOT),
+                             env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                             encoding="utf-8", timeout=60)
     try:
-        shell.expect(r"In \[1\]: ")
-        shell.sendline("%load_ext pyo3_debug_magic")
-        shell.expect(r"In \[2\]: ")
-        shell.sendline("import rustdemo")
-        shell.expect(r"In \[3\]: ")
-        shell.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
-        shell.expect("native breakpoint 1 at")
-        shell.expect(r"In \[4\]: ")
-        shell.sendline("rustdemo.compute([1, 2, 3])")
-        shell.expect("native breakpoint 1 hit in thread 1: rustdemo::compute")
-        shell.expect(r"\(native\) ")
-        shell.sendline("p total")
-        shell.expect("total = 21")
-        shell.expect(r"\(native\) ")
-        shell.sendline("c")
-        shell.expect(r"Out\[4\]: 42")
-        shell.expect(r"In \[5\]: ")
+        frontend.expect(r"In \[1\]: ")
+        frontend.sendline("%load_ext pyo3_debug_magic")
+        frontend.expect(r"In \[2\]: ")
+        frontend.sendline("import rustdemo")
+        frontend.expect(r"In \[3\]: ")
+        frontend.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
+        frontend.expect(r"In \[4\]: ")
+        created = frontend.before
+        frontend.sendline("rustdemo.compute([1, 2, 3])")
+        frontend.expect("native breakpoint 1 hit in thread 1: rustdemo::compute")
+        frontend.expect(r"\(native\) ")
+    except BaseException:
+        frontend.close(force=True)
+        raise
+    return frontend, created
+
+
+def continue_and_exit(frontend: pexpect.spawn) -> None:
+    frontend.sendline("p total")
+    frontend.expect("total = 21")
+    frontend.expect(r"\(native\) ")
+    frontend.sendline("c")
+    frontend.expect(r"Out\[4\]: 42")
+    frontend.expect(r"In \[5\]: ")
+
+
+def test_pause_in_terminal_ipython(demo_crate, gdb_path):
+    shell, created = paused_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    try:
+        assert "native breakpoint 1 at" in created
+        continue_and_exit(shell)
         shell.sendline("%refcheck rustdemo.leak_reference([1.5])")
         # the report is the cell's Out[5], shown once, as text
         shell.expect(r"Out\[5\]: \r?\nrefcheck rustdemo.leak_reference\(\[1.5\]\): 3 warm-up \+ 10 measured calls")
@@ -48,20 +64,8 @@ def test_pause_in_terminal_ipython(demo_crate, gdb_path):
 
 
 def test_ctrl_c_at_the_native_prompt_ends_the_pause_and_frees_the_terminal(demo_crate, gdb_path):
-    ipython = Path(sys.executable).with_name("ipython")
-    shell = pexpect.spawn(str(ipython), ["--simple-prompt", "--no-banner", "--colors=NoColor"],
-                          cwd=str(ROOT), env={"TERM": "dumb", "PATH": "/usr/bin:/bin",
-                                              "HOME": str(Path.home())}, encoding="utf-8", timeout=60)
+    shell, _ = paused_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
     try:
-        shell.expect(r"In \[1\]: ")
-        shell.sendline("%load_ext pyo3_debug_magic")
-        shell.expect(r"In \[2\]: ")
-        shell.sendline("import rustdemo")
-        shell.expect(r"In \[3\]: ")
-        shell.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
-        shell.expect(r"In \[4\]: ")
-        shell.sendline("rustdemo.compute([1, 2, 3])")
-        shell.expect(r"\(native\) ")
         shell.sendintr()
         shell.expect("KeyboardInterrupt")
         shell.expect("native pause ended by the Interrupt button")
@@ -80,30 +84,12 @@ def test_pause_in_jupyter_console_without_cargo_on_path(demo_crate, gdb_path):
     """jupyter console is a kernel client with a terminal: the (native) prompt arrives as an
     input request. Its kernel's PATH lacks ~/.cargo/bin, as when Jupyter is started by a
     desktop launcher: the Rust pretty-printers must still be found."""
-    jupyter = Path(sys.executable).with_name("jupyter")
-    console = pexpect.spawn(str(jupyter), ["console", "--simple-prompt"], cwd=str(ROOT),
-                            env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-                            encoding="utf-8", timeout=60)
+    console, created = paused_frontend("jupyter", "console", "--simple-prompt")
     try:
-        console.expect(r"In \[1\]: ")
-        console.sendline("%load_ext pyo3_debug_magic")
-        console.expect(r"In \[2\]: ")
-        console.sendline("import rustdemo")
-        console.expect(r"In \[3\]: ")
-        console.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
-        console.expect(r"In \[4\]: ")
-        assert "native breakpoint 1 at" in console.before and "print raw" not in console.before
-        console.sendline("rustdemo.compute([1, 2, 3])")
-        console.expect("native breakpoint 1 hit in thread 1: rustdemo::compute")
-        console.expect(r"\(native\) ")
+        assert "native breakpoint 1 at" in created and "print raw" not in created
         assert 'label  = "total=21"' in console.before, console.before  # a String, pretty-printed
         assert "values = Vec(size=3) = {1, 2, 3}" in console.before
-        console.sendline("p total")
-        console.expect("total = 21")
-        console.expect(r"\(native\) ")
-        console.sendline("c")
-        console.expect(r"Out\[4\]: 42")
-        console.expect(r"In \[5\]: ")
+        continue_and_exit(console)
         console.sendline("exit")
         console.expect(pexpect.EOF)
     finally:
