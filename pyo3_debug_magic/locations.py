@@ -7,6 +7,7 @@ and before the module is imported, against the files under the working directory
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -59,6 +60,17 @@ def is_user_source(path: str | None) -> bool:
     (glibc's frames carry relative paths like ./nptl/pthread_kill.c)."""
     return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
             and not SHARED_LIBRARY.search(path))
+
+
+@functools.lru_cache(maxsize=256)
+def crate_relative(path: str) -> str:
+    """``/home/me/mycrate/src/lib.rs`` -> ``src/lib.rs``, as gdb names the user's sources
+    (relative to the nearest folder with a Cargo.toml); unchanged when there is none."""
+    source = Path(path)
+    for folder in source.parents:
+        if (folder / "Cargo.toml").is_file():
+            return str(source.relative_to(folder))
+    return path
 
 
 def first_user_level(frames: list[dict]) -> int | None:

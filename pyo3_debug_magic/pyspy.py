@@ -8,7 +8,7 @@ import subprocess
 
 from . import stacks, tools
 from .errors import DebugMagicError
-from .locations import is_user_source
+from .locations import crate_relative, is_user_source
 
 HEX_NAME = re.compile(r"^0x[0-9a-f]+$")
 DUMP_TIMEOUT = 20.0
@@ -56,10 +56,11 @@ def parse_dump(threads: list[dict]) -> list[stacks.ThreadStack]:
             python = frame.get("module") is None and frame.get("filename") not in (None, "?")
             filename = frame.get("filename")
             filename = filename if filename not in ("?", None) else None
+            user = not python and is_user_source(filename)
             entries.append(stacks.StackEntry(
-                "python" if python else "native", names.get(name, name), filename,
-                frame.get("line") or None, python and stacks.is_cell_file(filename or ""),
-                user=not python and is_user_source(filename)))
+                "python" if python else "native", names.get(name, name),
+                crate_relative(filename) if user else filename, frame.get("line") or None,
+                python and stacks.is_cell_file(filename or ""), user=user))
         result.append(stacks.ThreadStack(
             str(thread.get("os_thread_id")), thread.get("thread_name"), thread.get("os_thread_id"),
             thread.get("owns_gil"), not thread.get("active", True), entries))

@@ -67,3 +67,17 @@ def test_library_frames_are_folded_but_the_top_frame_and_the_users_frames_stay()
                           "     rustdemo::worker  at src/lib.rs:180",
                           f"  py Thread.run  at {THREADING}:1"]
     assert len(thread_stacks([worker], full=True).splitlines()) == 1 + len(worker.entries)
+
+
+def test_py_spy_names_the_users_sources_as_gdb_does(tmp_path):
+    from pyo3_debug_magic.pyspy import parse_dump
+
+    crate = tmp_path / "mycrate"
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text("[package]\n")
+    dumped = [{"os_thread_id": 7, "thread_name": "worker", "owns_gil": False, "active": True, "frames": [
+        {"name": "mycrate::work", "filename": str(crate / "src" / "lib.rs"), "line": 12, "module": "mycrate.so"},
+        {"name": "clock_gettime", "filename": "/usr/lib/x86_64-linux-gnu/libc.so.6", "module": "libc.so.6"}]}]
+    entries = parse_dump(dumped)[0].entries
+    assert (entries[0].file, entries[0].user) == ("src/lib.rs", True)
+    assert (entries[1].file, entries[1].user) == ("/usr/lib/x86_64-linux-gnu/libc.so.6", False)
