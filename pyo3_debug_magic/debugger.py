@@ -132,7 +132,7 @@ class NativeDebugger:
         parsed = locations.parse_location(request.location)
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
-        notes = [resolved.note] if resolved.note else []
+        notes = []
         if attached_now and attached_now.printers != "loaded":
             notes.append(attached_now.printers)
         if resolved.objfile and resolved.source and not request.force:
@@ -146,6 +146,12 @@ class NativeDebugger:
             ignore=request.ignore, temporary=request.temporary,
             expressions=list(request.expressions), backtrace=request.backtrace,
             user_only=True, location=request.location)
+        if created.get("pending"):
+            if not resolved.pending:  # the module is loaded, yet gdb found no code there
+                self.delete_breakpoints([created["number"]])
+                functions = self._request("functions", crate=parsed.function.split("::")[0]) if parsed.function else []
+                raise locations.unresolved(parsed, resolved, functions)
+            notes.insert(0, resolved.note)
         lines = sorted({loc["line"] for loc in created["locations"] if loc.get("line")})
         if parsed.line and lines and parsed.line not in lines:
             notes.append(f"line {parsed.line} has no code; the breakpoint is on line {lines[0]}")

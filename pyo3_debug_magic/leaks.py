@@ -354,6 +354,14 @@ def _judge(deltas: list[float], noise: float = 0.0, outliers: int = 0) -> tuple[
     return Verdict.OK, per_call
 
 
+def _traceback_from_the_call(error: BaseException) -> str:
+    """The traceback without this module's own frames (the repeat loop and its wrappers)."""
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next
+    return "".join(traceback.format_exception(type(error), error, frames))
+
+
 def _noop(*args: Any, **kwargs: Any) -> None:
     return None
 
@@ -486,10 +494,10 @@ class RefChecker:
             return True, call()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException:  # noqa: BLE001 - reported with its traceback (PanicException is a BaseException)
+        except BaseException as error:  # noqa: BLE001 - reported with its traceback (PanicException is a BaseException)
             series.raised += 1
             if series.exception is None:
-                series.exception = traceback.format_exc()
+                series.exception = _traceback_from_the_call(error)
             return self.allow_raise, None
 
     def _loop(self, call, count, measurable, heap, watch_result, guard) -> _Series:

@@ -18,7 +18,8 @@ from .errors import UsageProblem
 FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$")
 RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
 NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
-                   "/python-build.", "/usr/include/", "/usr/src/")
+                   "/python-build.", "/usr/include/", "/usr/src/", "/usr/lib/gcc/", "/usr/lib/llvm-",
+                   "/usr/local/include/", "/include/python3")
 SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")  # py-spy names the library when a frame has no line info
 SKIPPED_DIRS = {".git", ".venv", "venv", "target", "node_modules", "__pycache__", ".tox"}
 NO_DEBUG_INFO_FIX = "rebuild with `maturin develop` or set `[profile.release] debug = true`"
@@ -55,11 +56,14 @@ class Resolved:
     note: str = ""
 
 
+@functools.lru_cache(maxsize=4096)
 def is_user_source(path: str | None) -> bool:
-    """An absolute path outside std, registry crates, vendored code and CPython's build tree
-    (glibc's frames carry relative paths like ./nptl/pthread_kill.c)."""
+    """An absolute path outside std, registry crates, vendored code, compiler and Python
+    headers and CPython's build tree (glibc's frames carry relative paths like
+    ./nptl/pthread_kill.c), that exists here: wheels from PyPI carry their build machine's
+    paths (/project/..., /opt/_internal/...), which are nobody's source on this machine."""
     return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
-            and not SHARED_LIBRARY.search(path))
+            and not SHARED_LIBRARY.search(path) and os.path.isfile(path))
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,9 +105,30 @@ def _suffix_match(fullname: str, path: str) -> bool:
     return fullname == path or fullname.endswith(os.sep + path.lstrip(os.sep))
 
 
+def _module_name(objfile: str) -> str:
+    """``.../rustdemo.cpython-311-x86_64-linux-gnu.so`` -> ``rustdemo``."""
+    return Path(objfile).name.split(".")[0]
+
+
 def _crate_matches(source: SourceFile, crate: str) -> bool:
-    stem = Path(source.objfile).name.split(".")[0]
-    return stem == crate or f"{os.sep}{crate}{os.sep}" in source.fullname
+    return _module_name(source.objfile) == crate or f"{os.sep}{crate}{os.sep}" in source.fullname
+
+
+def unresolved(location: Location, resolved: Resolved, functions: list[str]) -> UsageProblem:
+    """gdb found no code for a location in a module that is loaded: say why, with what exists."""
+    module = Path(resolved.objfile or "").name
+    if location.function:
+        close = difflib.get_close_matches(location.function, functions, n=5, cutoff=0.5)
+        return UsageProblem(f"no function {location.function} in {module}",
+                            f"close matches: {', '.join(close)}" if close else
+                            "write the Rust path gdb knows, crate::module::function (e.g. rustdemo::compute)")
+    try:
+        lines = len(Path(resolved.source or "").read_text(errors="replace").splitlines())
+    except OSError:
+        lines = None
+    size = f" (the file has {lines} lines)" if lines is not None else ""
+    return UsageProblem(f"no code at or after {location.path}:{location.line} in {module}{size}",
+                        "pick a line inside a function body")
 
 
 def _files_on_disk(path: str, root: Path, limit: int = 20000) -> list[str]:
@@ -128,7 +153,11 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
             cwd: Path | None = None) -> Resolved:
     """Pick the one user source file ``location`` means, or explain why there is none."""
     if location.function:
-        return Resolved(location, None, location.function, pending=False)
+        crate_name = location.function.split("::")[0]
+        module = next((s.objfile for s in sources if _module_name(s.objfile) == crate_name), None)
+        note = "" if module else (f"pending: no loaded module is the crate {crate_name} yet; the "
+                                  "breakpoint resolves when it is imported")
+        return Resolved(location, None, location.function, pending=module is None, objfile=module, note=note)
     assert location.path is not None
     user = [s for s in sources if is_user_source(s.fullname) and _suffix_match(s.fullname, location.path)]
     if crate:
@@ -145,7 +174,11 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
                            "add `--crate NAME`, or give a longer path")
     on_disk = _files_on_disk(location.path, cwd or Path.cwd())
     if crate:
-        on_disk = [p for p in on_disk if f"{os.sep}{crate}{os.sep}" in p] or on_disk
+        on_disk = [p for p in on_disk if f"{os.sep}{crate}{os.sep}" in p]
+        if not on_disk:
+            loaded = sorted({_module_name(s.objfile) for s in sources if is_user_source(s.fullname)})
+            raise UsageProblem(f"no crate {crate!r} has a file {location.path}",
+                               f"the loaded modules with your sources are: {', '.join(loaded) or 'none'}")
     if len(on_disk) > 1:
         raise UsageProblem(f"{location.path} matches several files: {', '.join(sorted(on_disk))}",
                            "give a longer path, or `--crate NAME`")
@@ -183,7 +216,7 @@ def _loaded_without_debug_info(source_file: str, sources: list[SourceFile]) -> s
     except OSError:
         pass
     for source in sources:
-        if not source.debug_info and Path(source.objfile).name.split(".")[0] in names:
+        if not source.debug_info and _module_name(source.objfile) in names:
             return source.objfile
     return None
 

@@ -235,6 +235,9 @@ class NativeDebugMagics(Magics):
                 threads = [t for t in threads if t.label == str(options.thread)]
             note = ("(gdb is attached, so py-spy ran --nonblocking: Python frames only; "
                     "`--engine gdb` shows the Rust frames)") if debugger.attached else None
+        if options.thread is not None and not threads:
+            raise UsageError(f"no thread {options.thread} in this kernel: `%native_bt --all` lists them "
+                             f"({'gdb thread numbers' if engine == 'gdb' else 'OS thread ids with py-spy'})")
         shown, hidden = stacks.for_display(threads, threading.get_native_id(), os.getpid(),
                                            show_all=options.all or options.thread is not None)
         notes = [line for line in (note, text.hidden_threads(hidden)) if line]

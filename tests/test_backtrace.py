@@ -67,6 +67,12 @@ def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):
     assert "kernel's own machinery hidden" in result.stdout and '"IOPub"' not in result.stdout
 
 
+def test_an_unknown_thread_is_an_error(worker_kernel):
+    for engine in ("gdb", "py-spy"):
+        result = worker_kernel.run(f"%native_bt --engine {engine} --thread 99999", timeout=60)
+        assert result.stderr.startswith("UsageError: no thread 99999 in this kernel"), result.text
+
+
 def test_locals_need_gdb_and_show_the_users_own_frame(worker_kernel, gdb_path):
     refused = worker_kernel.run("%native_bt --engine py-spy --locals")
     assert "--locals needs the gdb engine" in refused.stderr

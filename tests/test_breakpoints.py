@@ -311,6 +311,23 @@ def test_unknown_file_lists_close_matches(debug_kernel):
     assert "no source file src/lbi.rs" in result.stderr and "src/lib.rs" in result.stderr, result.text
 
 
+def test_what_cannot_resolve_in_a_loaded_module_is_an_error_not_a_pending_breakpoint(debug_kernel):
+    length = len(LIB_RS.read_text().splitlines())
+    past_the_end = debug_kernel.run("%native_break src/lib.rs:9999", timeout=60)
+    assert past_the_end.stderr.startswith("UsageError: no code at or after src/lib.rs:9999 in rustdemo"), \
+        past_the_end.text
+    assert f"(the file has {length} lines)" in past_the_end.stderr
+    typo = debug_kernel.run("%native_break rustdemo::compue --log")
+    assert "no function rustdemo::compue in rustdemo" in typo.stderr, typo.text
+    assert "close matches: rustdemo::compute" in typo.stderr
+    unknown_crate = debug_kernel.run("%native_break src/lib.rs:20 --crate nosuch")
+    assert "no crate 'nosuch' has a file src/lib.rs" in unknown_crate.stderr, unknown_crate.text
+    assert "are: rustdemo" in unknown_crate.stderr
+    assert debug_kernel.run("%native_break").stdout.strip() == "no native breakpoints"  # none left behind
+    later = debug_kernel.run("%native_break othercrate::run").stdout  # not imported yet: pending
+    assert "-> pending" in later and "no loaded module is the crate othercrate yet" in later, later
+
+
 @pytest.mark.parametrize("python", [None, IPYKERNEL6_PYTHON], ids=["ipykernel7", "ipykernel6.29"])
 def test_core_pause_works_with_ipykernel_6_and_7(demo_crate, gdb_path, python):
     if python is not None and not python.exists():

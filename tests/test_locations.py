@@ -18,18 +18,48 @@ def sources(*user_files, objfile="/venv/site-packages/rustdemo/rustdemo.so"):
     return rows + [SourceFile(objfile, path) for path in user_files]
 
 
-def test_src_lib_rs_means_the_users_crate_not_pyo3_or_std(tmp_path):
-    resolved = resolve(parse_location("src/lib.rs:42"), sources("/home/u/rustdemo/src/lib.rs"), cwd=tmp_path)
-    assert resolved.source == "/home/u/rustdemo/src/lib.rs" and not resolved.pending
+@pytest.fixture
+def crate_source(tmp_path):
+    """A user crate's source file on disk (user sources exist here; a wheel's build paths do
+    not), outside the working directory the tests resolve from (``tmp_path / "work"``)."""
+    (tmp_path / "work").mkdir()
+
+    def make(crate: str) -> str:
+        path = tmp_path / "home" / crate / "src" / "lib.rs"
+        path.parent.mkdir(parents=True)
+        path.write_text("fn f() {}\n")
+        return str(path)
+
+    return make
 
 
-def test_two_user_crates_need_the_crate_option(tmp_path):
-    rows = sources("/home/u/rustdemo/src/lib.rs") + [SourceFile("/venv/other/other.so", "/home/u/other/src/lib.rs")]
+def test_src_lib_rs_means_the_users_crate_not_pyo3_or_std(tmp_path, crate_source):
+    mine = crate_source("rustdemo")
+    resolved = resolve(parse_location("src/lib.rs:42"), sources(mine), cwd=tmp_path / "work")
+    assert resolved.source == mine and not resolved.pending
+
+
+def test_a_wheels_build_paths_are_not_user_sources(tmp_path, crate_source):
+    mine = crate_source("rustdemo")
+    rows = sources(mine) + [SourceFile("/venv/tornado/speedups.abi3.so", "/project/tornado/src/lib.rs")]
+    assert resolve(parse_location("src/lib.rs:1"), rows, cwd=tmp_path / "work").source == mine
+
+
+def test_two_user_crates_need_the_crate_option(tmp_path, crate_source):
+    mine, other = crate_source("rustdemo"), crate_source("other")
+    rows = sources(mine) + [SourceFile("/venv/other/other.so", other)]
     with pytest.raises(UsageProblem) as error:
-        resolve(parse_location("src/lib.rs:3"), rows, cwd=tmp_path)
-    assert "--crate" in str(error.value) and "/home/u/other/src/lib.rs" in str(error.value)
-    picked = resolve(parse_location("src/lib.rs:3"), rows, crate="other", cwd=tmp_path)
-    assert picked.source == "/home/u/other/src/lib.rs"
+        resolve(parse_location("src/lib.rs:3"), rows, cwd=tmp_path / "work")
+    assert "--crate" in str(error.value) and other in str(error.value)
+    picked = resolve(parse_location("src/lib.rs:3"), rows, crate="other", cwd=tmp_path / "work")
+    assert picked.source == other
+
+
+def test_an_unknown_crate_lists_the_loaded_ones(tmp_path, crate_source):
+    with pytest.raises(UsageProblem) as error:
+        resolve(parse_location("src/lib.rs:3"), sources(crate_source("rustdemo")), crate="nosuch",
+                cwd=tmp_path / "work")
+    assert "no crate 'nosuch'" in str(error.value) and "are: rustdemo" in str(error.value)
 
 
 def test_not_loaded_yet_but_on_disk_is_pending(tmp_path):
@@ -52,9 +82,9 @@ def test_loaded_module_without_debug_info_says_how_to_build(tmp_path):
     assert "maturin develop" in str(error.value) and "debug = true" in str(error.value)
 
 
-def test_a_file_nowhere_lists_close_matches(tmp_path):
+def test_a_file_nowhere_lists_close_matches(tmp_path, crate_source):
     with pytest.raises(UsageProblem) as error:
-        resolve(parse_location("src/lbi.rs:1"), sources("/home/u/rustdemo/src/lib.rs"), cwd=tmp_path)
+        resolve(parse_location("src/lbi.rs:1"), sources(crate_source("rustdemo")), cwd=tmp_path / "work")
     assert "close matches: src/lib.rs" in str(error.value)
 
 

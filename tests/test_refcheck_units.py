@@ -94,3 +94,11 @@ def test_verdict_for_a_clean_report():
     clean = hand_built_report(objects=[BoundaryRow("data", "list", 2, 2, 0.0, Verdict.OK)],
                               counters=[CounterRow("Python allocations", "blocks", 0.0, Verdict.OK)])
     assert clean.ok and refcheck_verdict(clean).startswith("no leaks")
+
+
+def test_an_ok_counter_with_growth_says_it_was_not_on_every_call():
+    settling = CounterRow("native heap (malloc in use)", "bytes", 248.0, Verdict.OK,
+                          (576.0, 576.0, 576.0, 544.0, 496.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    report = RefcheckReport("f()", 3, 10, [], None, [settling])
+    assert ("native heap (malloc in use): +248 B/call -> OK (the median; it grew on 5 of 10 calls, "
+            "not on every one") in refcheck_table(report)

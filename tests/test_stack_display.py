@@ -75,6 +75,7 @@ def test_py_spy_names_the_users_sources_as_gdb_does(tmp_path):
     crate = tmp_path / "mycrate"
     (crate / "src").mkdir(parents=True)
     (crate / "Cargo.toml").write_text("[package]\n")
+    (crate / "src" / "lib.rs").write_text("fn work() {}\n")
     dumped = [{"os_thread_id": 7, "thread_name": "worker", "owns_gil": False, "active": True, "frames": [
         {"name": "mycrate::work", "filename": str(crate / "src" / "lib.rs"), "line": 12, "module": "mycrate.so"},
         {"name": "clock_gettime", "filename": "/usr/lib/x86_64-linux-gnu/libc.so.6", "module": "libc.so.6"}]}]

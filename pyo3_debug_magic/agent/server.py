@@ -471,6 +471,16 @@ class Agent:
                               "filename": source.get("filename")})
         return found
 
+    def op_functions(self, crate: str) -> list[str]:
+        """Names of the functions with debug info in ``crate`` (for "did you mean")."""
+        self._require_attached()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", crate):
+            raise UsageProblem(f"not a crate name: {crate!r}", "crate names are Rust identifiers")
+        payload = self._mi(f"-symbol-info-functions --name {mi_quote('^' + crate + '::')} --max-results 2000",
+                           30).payload
+        return sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
+                       for symbol in group.get("symbols", [])} - {""})
+
     def op_break_insert(self, kind: str, source: str | None = None, line: int | None = None,
                         function: str | None = None, condition: str | None = None, ignore: int = 0,
                         temporary: bool = False, expressions: list[str] | None = None,

@@ -51,6 +51,10 @@ def counter_lines(report) -> list[str]:
     for counter in report.counters:
         amount = _bytes(counter.per_call) if counter.unit == "bytes" else f"{_num(counter.per_call)} {counter.unit}"
         note = f" ({counter.note})" if counter.note else ""
+        if counter.verdict.name == "OK" and counter.per_call and not counter.note:
+            grew = sum(delta > 0 for delta in counter.deltas)
+            note = (f" (the median; it grew on {grew} of {len(counter.deltas)} calls, not on every one: "
+                    "a cache filling up or noise, not a leak)")
         lines.append(f"{counter.name}: {amount}/call -> {counter.verdict.value}{note}")
     if report.growing_types:
         grown = ", ".join(f"{name} {_num(rate)}/call" for name, rate in report.growing_types)
