@@ -56,14 +56,18 @@ class Resolved:
     note: str = ""
 
 
+def _outside_libraries(path: str | None) -> bool:
+    """An absolute path outside std, registry crates, vendored code, compiler and Python
+    headers and CPython's build tree (glibc's frames carry relative paths like ./nptl/...)."""
+    return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
+            and not SHARED_LIBRARY.search(path))
+
+
 @functools.lru_cache(maxsize=4096)
 def is_user_source(path: str | None) -> bool:
-    """An absolute path outside std, registry crates, vendored code, compiler and Python
-    headers and CPython's build tree (glibc's frames carry relative paths like
-    ./nptl/pthread_kill.c), that exists here: wheels from PyPI carry their build machine's
-    paths (/project/..., /opt/_internal/...), which are nobody's source on this machine."""
-    return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
-            and not SHARED_LIBRARY.search(path) and os.path.isfile(path))
+    """A source of the user's own code: outside the libraries, and present on this machine
+    (wheels from PyPI carry their build machine's paths, /project/..., /opt/_internal/...)."""
+    return _outside_libraries(path) and os.path.isfile(path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -160,6 +164,8 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
         return Resolved(location, None, location.function, pending=module is None, objfile=module, note=note)
     assert location.path is not None
     user = [s for s in sources if is_user_source(s.fullname) and _suffix_match(s.fullname, location.path)]
+    if not user:  # a module built elsewhere (e.g. in a manylinux container): its paths are not here
+        user = [s for s in sources if _outside_libraries(s.fullname) and _suffix_match(s.fullname, location.path)]
     if crate:
         user = [s for s in user if _crate_matches(s, crate)]
     by_file: dict[str, SourceFile] = {}

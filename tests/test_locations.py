@@ -105,3 +105,9 @@ def test_stale_build_rebuilt_module_and_edited_source(tmp_path):
     assert "changed after m.so was built" in stale_build(str(source), str(module), maps)
     rebuilt = f"7f00-7f01 r-xp 00000000 fd:01 {inode + 1} {module}\n"
     assert "rebuilt after this kernel imported it" in stale_build(str(source), str(module), rebuilt)
+
+
+def test_a_module_built_elsewhere_still_resolves_by_its_recorded_path(tmp_path):
+    # built in a container: DWARF names /io/src/lib.rs, which does not exist here
+    resolved = resolve(parse_location("src/lib.rs:7"), sources("/io/src/lib.rs"), cwd=tmp_path)
+    assert resolved.source == "/io/src/lib.rs" and not resolved.pending
