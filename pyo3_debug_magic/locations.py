@@ -114,8 +114,13 @@ def _module_name(objfile: str) -> str:
     return Path(objfile).name.split(".")[0]
 
 
+def _in_crate(path: str, crate: str) -> bool:
+    """``path`` lies in a folder named ``crate`` (``my-crate`` and ``my_crate`` are one name)."""
+    return f"{os.sep}{crate.replace('-', '_')}{os.sep}" in path.replace("-", "_")
+
+
 def _crate_matches(source: SourceFile, crate: str) -> bool:
-    return _module_name(source.objfile) == crate or f"{os.sep}{crate}{os.sep}" in source.fullname
+    return _module_name(source.objfile) == crate.replace("-", "_") or _in_crate(source.fullname, crate)
 
 
 def unresolved(location: Location, resolved: Resolved, functions: list[str]) -> UsageProblem:
@@ -180,7 +185,7 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
                            "add `--crate NAME`, or give a longer path")
     on_disk = _files_on_disk(location.path, cwd or Path.cwd())
     if crate:
-        on_disk = [p for p in on_disk if f"{os.sep}{crate}{os.sep}" in p]
+        on_disk = [p for p in on_disk if _in_crate(p, crate)]
         if not on_disk:
             loaded = sorted({_module_name(s.objfile) for s in sources if is_user_source(s.fullname)})
             raise UsageProblem(f"no crate {crate!r} has a file {location.path}",

@@ -111,3 +111,11 @@ def test_a_module_built_elsewhere_still_resolves_by_its_recorded_path(tmp_path):
     # built in a container: DWARF names /io/src/lib.rs, which does not exist here
     resolved = resolve(parse_location("src/lib.rs:7"), sources("/io/src/lib.rs"), cwd=tmp_path)
     assert resolved.source == "/io/src/lib.rs" and not resolved.pending
+
+
+def test_crate_names_match_with_dashes_or_underscores(tmp_path):
+    crate = tmp_path / "my-crate" / "src"
+    crate.mkdir(parents=True)
+    (crate / "lib.rs").write_text("fn f() {}\n")
+    resolved = resolve(parse_location("src/lib.rs:1"), sources(), crate="my_crate", cwd=tmp_path)
+    assert resolved.pending and resolved.source == str(crate / "lib.rs")
