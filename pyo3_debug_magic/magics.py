@@ -240,6 +240,8 @@ class NativeDebugMagics(Magics):
                              f"({'gdb thread numbers' if engine == 'gdb' else 'OS thread ids with py-spy'})")
         shown, hidden = stacks.for_display(threads, threading.get_native_id(), os.getpid(),
                                            show_all=options.all or options.thread is not None)
+        if engine == "py-spy" and not debugger.attached and stacks.may_lack_rust_frames(shown):
+            note = "(py-spy can drop Rust frames of a running thread; `%native_bt --engine gdb` shows every frame)"
         notes = [line for line in (note, text.hidden_threads(hidden)) if line]
         print(text.thread_stacks(shown, "\n".join(notes) or None, full=options.full))
 

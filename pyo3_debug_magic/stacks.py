@@ -209,6 +209,13 @@ def is_kernel_machinery(thread: ThreadStack, main_thread_id: int | None) -> bool
     return (thread.name or "").startswith("ZMQbg/")
 
 
+def may_lack_rust_frames(threads: list[ThreadStack]) -> bool:
+    """A running thread in native code with none of the user's frames: py-spy may have dropped
+    them (it loses middle Rust frames when unwinding without gdb)."""
+    return any(not t.idle and any(e.kind == "native" for e in t.entries) and not any(e.user for e in t.entries)
+               for t in threads)
+
+
 def cut_at_cell(thread: ThreadStack) -> ThreadStack:
     """The thread running the snapshot's own cell, from the cell's line to the outermost cell
     frame: the frames above are the tool waiting for its own answer, those below are IPython."""

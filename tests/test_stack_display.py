@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pyo3_debug_magic.render.text import thread_stacks
-from pyo3_debug_magic.stacks import StackEntry, ThreadStack, for_display, is_kernel_machinery
+from pyo3_debug_magic.stacks import StackEntry, ThreadStack, for_display, is_kernel_machinery, may_lack_rust_frames
 
 SITE = "/venv/lib/python3.11/site-packages"
 THREADING = "/usr/lib/python3.11/threading.py"
@@ -82,3 +82,8 @@ def test_py_spy_names_the_users_sources_as_gdb_does(tmp_path):
     entries = parse_dump(dumped)[0].entries
     assert (entries[0].file, entries[0].user) == ("src/lib.rs", True)
     assert (entries[1].file, entries[1].user) == ("/usr/lib/x86_64-linux-gnu/libc.so.6", False)
+
+
+def test_a_running_native_thread_without_user_frames_may_have_lost_some():
+    lost = thread(14, "worker", [native("core::cmp::Ordering::is_lt"), py("Thread.run", THREADING)])
+    assert may_lack_rust_frames([lost]) and not may_lack_rust_frames([RAYON, USER_PY_THREAD])
