@@ -68,6 +68,19 @@ def kernel(demo_crate):
         harness.shutdown()
 
 
+@pytest.fixture
+def loaded_kernel(demo_crate):
+    """A real kernel with the extension loaded and rustdemo imported; at the end nothing it
+    started (agent, gdb) may outlive it."""
+    harness = KernelHarness()
+    try:
+        loaded = harness.run("%load_ext pyo3_debug_magic\nimport rustdemo")
+        assert loaded.status == "ok", loaded.text
+        yield harness
+    finally:
+        assert harness.shutdown() == [], "the agent or gdb outlived the kernel"
+
+
 @pytest.fixture(autouse=True)
 def no_stray_processes():
     """Whatever a test started (agents, gdb, py-spy) is gone after it, killed if need be."""

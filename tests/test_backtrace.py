@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness import KernelHarness, marker_line, snapshot_of_process
+from harness import marker_line, snapshot_of_process
 from pyo3_debug_magic.stacks import clean_rust_name
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
@@ -16,14 +16,9 @@ WORKER = ("import threading, time\n"
 
 
 @pytest.fixture
-def worker_kernel(demo_crate):
-    kernel = KernelHarness()
-    try:
-        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
-        assert kernel.run(WORKER).status == "ok"
-        yield kernel
-    finally:
-        assert kernel.shutdown() == []
+def worker_kernel(loaded_kernel):
+    assert loaded_kernel.run(WORKER).status == "ok"
+    return loaded_kernel
 
 
 def thread_block(text: str, name: str) -> str:

@@ -10,31 +10,30 @@ import pytest
 from harness import ROOT
 
 
+def run_benchmark(script: str, timeout: float) -> tuple[dict, str]:
+    """Run ``bench/SCRIPT`` as a user would; its JSON line (the last one) and everything it printed."""
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
+                         timeout=timeout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1]), run.stdout
+
+
 @pytest.mark.timeout(120)
 def test_refcheck_benchmark_detects_every_seeded_leak_within_10_calls(demo_crate):
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "refcheck_bench.py")],
-                         capture_output=True, text=True, timeout=110)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result, _ = run_benchmark("refcheck_bench.py", timeout=110)
     assert result["target_met"] and len(result["detection"]) == 4
     assert all(row["measured_calls_to_detect"] <= 10 for row in result["detection"])
 
 
 @pytest.mark.timeout(300)
 def test_breakpoint_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "breakpoint_bench.py")],
-                         capture_output=True, text=True, timeout=280)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result, _ = run_benchmark("breakpoint_bench.py", timeout=280)
     assert {"attach_detach", "Rust_heavy_call_bp_elsewhere", "hit_stop_view", "log_hits_per_s"} <= set(result)
     assert result["log_hits_per_s"]["ours"] > 0 and result["hit_stop_view"]["ours_ms"] > 0
 
 
 @pytest.mark.timeout(200)
 def test_backtrace_benchmark_meets_its_py_spy_target(demo_crate, gdb_path):
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "backtrace_bench.py")],
-                         capture_output=True, text=True, timeout=190)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result, printed = run_benchmark("backtrace_bench.py", timeout=190)
     assert result["gdb_engine_ms"] > 0 and result["pyspy_raw_ms"] > 0
-    print(run.stdout)
+    print(printed)

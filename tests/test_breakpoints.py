@@ -17,15 +17,9 @@ pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
 
 
 @pytest.fixture
-def debug_kernel(demo_crate, gdb_path):
-    """A kernel with the extension loaded and rustdemo imported."""
-    kernel = KernelHarness()
-    try:
-        loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
-        assert loaded.status == "ok", loaded.text
-        yield kernel
-    finally:
-        assert kernel.shutdown() == [], "the agent or gdb outlived the kernel"
+def debug_kernel(loaded_kernel, gdb_path):
+    """A kernel with the extension loaded and rustdemo imported; gdb must be there."""
+    return loaded_kernel
 
 
 def shown(result) -> list[str]:

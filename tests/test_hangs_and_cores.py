@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import KernelHarness, marker_line
+from harness import marker_line
 
 pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
 
@@ -30,41 +30,33 @@ def displays_within(kernel, seconds: float) -> list[str]:
 
 
 @pytest.mark.kernel
-def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(demo_crate):
-    kernel = KernelHarness()
-    try:
-        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
-        assert "attached" in kernel.run("%native_attach").stdout
-        kernel.client.execute("rustdemo.spin_forever()")
-        time.sleep(1.0)
-        started = time.monotonic()
-        kernel.manager.interrupt_kernel()
-        shown = displays_within(kernel, 20)
-        elapsed = time.monotonic() - started
-        report = next(text for text in shown if "looks stuck" in text)
-        assert elapsed < 10, f"diagnosis took {elapsed:.1f} s"
-        assert "the Interrupt was not honoured" in report and "it holds the GIL" in report
-        # the interrupted PC is anywhere in the loop: its body, or the jump back on `loop {` / `}`
-        loop_lines = "|".join(str(marker_line("spin") + offset) for offset in (-1, 0, 1))
-        assert re.search(rf"rustdemo::spin_forever\s+at src/lib.rs:({loop_lines})\b", report), report
-        assert kernel.heartbeat_ok()  # the tool never kills the thread; the kernel is alive
-    finally:
-        kernel.shutdown()
+def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(loaded_kernel):
+    kernel = loaded_kernel
+    assert "attached" in kernel.run("%native_attach").stdout
+    kernel.client.execute("rustdemo.spin_forever()")
+    time.sleep(1.0)
+    started = time.monotonic()
+    kernel.manager.interrupt_kernel()
+    shown = displays_within(kernel, 20)
+    elapsed = time.monotonic() - started
+    report = next(text for text in shown if "looks stuck" in text)
+    assert elapsed < 10, f"diagnosis took {elapsed:.1f} s"
+    assert "the Interrupt was not honoured" in report and "it holds the GIL" in report
+    # the interrupted PC is anywhere in the loop: its body, or the jump back on `loop {` / `}`
+    loop_lines = "|".join(str(marker_line("spin") + offset) for offset in (-1, 0, 1))
+    assert re.search(rf"rustdemo::spin_forever\s+at src/lib.rs:({loop_lines})\b", report), report
+    assert kernel.heartbeat_ok()  # the tool never kills the thread; the kernel is alive
 
 
 @pytest.mark.kernel
-def test_native_watch_reports_a_long_cell_by_itself(demo_crate):
-    kernel = KernelHarness()
-    try:
-        kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
-        assert "longer than 1 s" in kernel.run("%native_watch --after 1").stdout
-        assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]  # short cells: nothing
-        kernel.client.execute("rustdemo.spin_forever()")
-        shown = displays_within(kernel, 15)
-        report = next(text for text in shown if "looks stuck" in text)
-        assert "longer than 1 s (%native_watch)" in report and "rustdemo::spin_forever" in report
-    finally:
-        kernel.shutdown()
+def test_native_watch_reports_a_long_cell_by_itself(loaded_kernel):
+    kernel = loaded_kernel
+    assert "longer than 1 s" in kernel.run("%native_watch --after 1").stdout
+    assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]  # short cells: nothing
+    kernel.client.execute("rustdemo.spin_forever()")
+    shown = displays_within(kernel, 15)
+    report = next(text for text in shown if "looks stuck" in text)
+    assert "longer than 1 s (%native_watch)" in report and "rustdemo::spin_forever" in report
 
 
 def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path, shell):
