@@ -158,25 +158,35 @@ def source_snippet(frame, context: int = 3) -> str:
                      for n in range(start, end + 1))
 
 
+def _fold_runs(items, shown):
+    """``items`` in order, each run of items not ``shown`` replaced by a list of them."""
+    run = []
+    for item in items:
+        if shown(item):
+            if run:
+                yield run
+                run = []
+            yield item
+        else:
+            run.append(item)
+    if run:
+        yield run
+
+
 def backtrace(merged, selected: int = 0) -> str:
     """User frames in full; runs of pyo3/std frames folded into one line (`bt` shows levels)."""
     from ..locations import is_user_source
 
-    rows, folded = [], []
+    def shown(frame):
+        return frame.level in (0, selected) or is_user_source(frame.fullname)
 
-    def flush():
-        if folded:
-            rows.append(f"      ... {len(folded)} frames in pyo3/std (#{folded[0]}-#{folded[-1]})")
-            folded.clear()
-
-    for frame in merged.native:
-        if frame.level not in (0, selected) and not is_user_source(frame.fullname):
-            folded.append(frame.level)
-            continue
-        flush()
-        marker = ">" if frame.level == selected else " "
-        rows.append(f"{marker}#{frame.level:<3} {frame.function}  at {frame.where}")
-    flush()
+    rows = []
+    for part in _fold_runs(merged.native, shown):
+        if isinstance(part, list):
+            rows.append(f"      ... {len(part)} frames in pyo3/std (#{part[0].level}-#{part[-1].level})")
+        else:
+            marker = ">" if part.level == selected else " "
+            rows.append(f"{marker}#{part.level:<3} {part.function}  at {part.where}")
     if merged.hidden_runtime_frames:
         rows.append(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")
     for frame in merged.python:
@@ -260,16 +270,15 @@ def thread_stacks(threads, note: str | None = None, full: bool = False) -> str:
         name = f' "{thread.name}"' if thread.name else ""
         lwp = f" (LWP {thread.os_thread_id})" if thread.os_thread_id else ""
         lines = [f"Thread {thread.label}{name}{lwp}: {', '.join(flags)}"]
-        folded = 0
-        for index, entry in enumerate([*thread.entries, None]):
-            if entry is not None and not full and index > 0 and entry.kind == "native" and not entry.user:
-                folded += 1
+        top = thread.entries[0] if thread.entries else None
+
+        def shown(entry, top=top):
+            return full or entry is top or entry.kind != "native" or entry.user
+
+        for entry in _fold_runs(thread.entries, shown):
+            if isinstance(entry, list):
+                lines.append(f"     ... {len(entry)} library frame{'s' if len(entry) > 1 else ''}")
                 continue
-            if folded:
-                lines.append(f"     ... {folded} library frame{'s' if folded > 1 else ''}")
-                folded = 0
-            if entry is None:
-                break
             where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
             prefix = "py" if entry.kind == "python" else "  "
             cell = "  <- cell" if entry.is_cell else ""
