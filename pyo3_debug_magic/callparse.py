@@ -37,20 +37,29 @@ def evaluate_call(source: str, namespace: dict) -> ParsedCall:
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as error:
-        raise UsageProblem(f"not a Python expression: {source.strip()!r} ({error.msg})",
+        raise UsageProblem(f"not a Python expression: {source.strip()[:200]!r} ({error.msg})",
                            "write one call, e.g. `%refcheck mymod.process(data, key=k)`") from None
+    except (RecursionError, MemoryError):
+        raise UsageProblem("the call is nested too deeply to parse",
+                           "assign parts of it to variables first") from None
     call = tree.body
     if not isinstance(call, ast.Call):
         raise UsageProblem(f"{source.strip()!r} is not a call",
                            "write one call, e.g. `%refcheck mymod.process(data)`, or use `%%refcheck` for statements")
 
     def value(node: ast.AST) -> Any:
-        return eval(compile(ast.Expression(node), "<refcheck>", "eval"), namespace)
+        try:
+            return eval(compile(ast.Expression(node), "<refcheck>", "eval"), namespace)
+        except Exception as error:  # the user's own error, shown as a cell shows it
+            raise error.with_traceback(_from_user_code(error.__traceback__)) from None
 
     def text(node: ast.AST) -> str:
         return ast.get_source_segment(source.strip(), node) or ast.unparse(node)
 
     parsed = ParsedCall(func=value(call.func))
+    if not callable(parsed.func):
+        raise UsageProblem(f"{text(call.func)[:80]!r} is a {type(parsed.func).__name__}, not something to call",
+                           "write one call, e.g. `%refcheck mymod.process(data)`")
     for node in call.args:
         if isinstance(node, ast.Starred):
             items = list(value(node.value))
@@ -68,3 +77,10 @@ def evaluate_call(source: str, namespace: dict) -> ParsedCall:
             parsed.kwargs[keyword.arg] = value(keyword.value)
             parsed.kwarg_names[keyword.arg] = f"{keyword.arg}={text(keyword.value)}"
     return parsed
+
+
+def _from_user_code(traceback):
+    """The traceback without this module's own frames (it starts at the user's expression)."""
+    while traceback is not None and traceback.tb_frame.f_code.co_filename == __file__:
+        traceback = traceback.tb_next
+    return traceback

@@ -91,12 +91,18 @@ class PauseConsole:
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
 
     def handle(self, event: dict) -> None:
-        if event.get("event") == "interrupted":
-            # Handled at once: the console thread may be waiting for input for this pause.
+        kind = event.get("event")
+        if kind in ("interrupted", "agent-exited", "gdb-died"):
+            # Handled at once: the console thread may be waiting for input for a pause that
+            # no longer exists.
             self.interrupted.set()
             self.reader.cancel()
-            self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
-                              "and the thread resumed")
+            if kind == "interrupted":
+                problems = event.get("problems") or []
+                self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
+                                  "and the thread resumed" + "".join(f"; {p}" for p in problems))
+            else:
+                show(f"native debugger: {event.get('message')}")
             return
         self._events.put(event)
         if self._thread is None or not self._thread.is_alive():
@@ -137,7 +143,8 @@ class PauseConsole:
         stack = stacks.from_gdb(row, stacks.python_frames_from_memory(memory.get("frames", [])),
                                 event.get("holds_gil"))
         try:
-            show(render_text.hang_report(event["reason"], stack))
+            report = render_text.hang_report(event["reason"], stack)
+            show(report + (f"\n({event['note']})" if event.get("note") else ""))
         finally:
             try:
                 self.debugger.hang_shown()

@@ -19,16 +19,20 @@ from .locations import first_user_level
 def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -> dict:
     """Everything a crash report holds, read from ``core`` (``executable`` defaults to this Python)."""
     core_path, exe_path = Path(core).expanduser(), Path(executable or sys.executable)
-    if not core_path.is_file():
-        raise UsageProblem(f"no core file at {core_path}", "give the path of a core dump")
-    if not exe_path.is_file():
-        raise UsageProblem(f"no executable at {exe_path}", "pass the Python that crashed with --exe")
     for path in (core_path, exe_path):
-        if any(ch in str(path) for ch in '"\n\r\0'):
-            raise UsageProblem(f"unsupported characters in {path!r}", "rename or link the file")
+        if any(ch in str(path) for ch in '"\\') or any(ord(ch) < 0x20 for ch in str(path)):
+            raise UsageProblem(f"unsupported characters in {str(path)[:200]!r}", "rename or link the file")
+    if not _is_file(core_path):
+        raise UsageProblem(f"no core file at {str(core_path)[:200]}", "give the path of a core dump")
+    if not _is_file(exe_path):
+        raise UsageProblem(f"no executable at {str(exe_path)[:200]}", "pass the Python that crashed with --exe")
     gdb = GdbMI(tools.find_gdb())
     try:
-        gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
+        try:
+            gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
+        except GdbCommandError as error:
+            raise UsageProblem(f"gdb cannot load {exe_path} as the executable: {error}",
+                               "pass the Python that crashed with --exe") from None
         try:
             gdb.console_command(f"core-file {core_path}", timeout)  # the rest of the line is the name
         except GdbCommandError as error:
@@ -70,6 +74,13 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         return report
     finally:
         gdb.close()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, a loop of links
+        return False
 
 
 def _value(gdb: GdbMI, expression: str) -> str | None:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import state_dir
+from .paths import private_subdir, state_dir
 
 ARM_HINT = ("crash capture is armed while the native debugger is attached: run `%native_attach` "
             "(or set any `%native_break`) before the cell that crashes")
@@ -31,10 +31,8 @@ def kernel_identity() -> str | None:
 
 
 def report_dir() -> Path:
-    path = state_dir() / "crashes"
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
+    """``crashes/`` in the state directory: ours alone (0700), never a link or another's."""
+    return private_subdir(state_dir(), "crashes")
 
 
 @dataclass
@@ -48,14 +46,19 @@ class CrashReport:
 
 
 def reports(identity: str | None, directory: Path | None = None) -> list[CrashReport]:
-    """This user's reports for ``identity`` (all of this user's with ``identity=None``), oldest first."""
+    """This user's reports for kernel ``identity``, oldest first. Outside a Jupyter kernel
+    (``identity=None``: terminal IPython) only this process's own: no process lists another's."""
     found = []
     for path in sorted((directory or report_dir()).glob("crash-*.json")):
+        if path.is_symlink():
+            continue
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if data.get("uid") != os.getuid():
+        if data.get("uid") != os.getuid() or path.stat().st_uid != os.getuid():
+            continue
+        if identity is None and (data.get("kernel_id") is not None or data.get("pid") != os.getpid()):
             continue
         if identity is not None and data.get("kernel_id") != identity:
             continue
@@ -74,8 +77,8 @@ def previous_crash(identity: str | None, directory: Path | None = None) -> Crash
 def announce_once(identity: str | None, directory: Path | None = None) -> str | None:
     """The one-line notice for ``%load_ext`` (shown once per report)."""
     report = previous_crash(identity, directory)
-    if report is None or report.data.get("announced_in") == os.getpid():
-        return None
+    if report is None or report.data.get("announced_in"):
+        return None  # announced once, by the first process after the crash
     report.data["announced_in"] = os.getpid()
     try:
         report.path.write_text(json.dumps(report.data, indent=1))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import locations
+from . import locations, userinput
 from .errors import NotAttachedError, UsageProblem
 from .session import AgentSession
 
@@ -129,6 +129,13 @@ class NativeDebugger:
 
     def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
         """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
+        userinput.check_text(request.location, "the location")
+        if request.condition is not None:
+            userinput.check_expression(request.condition, "the --if condition")
+        for expression in request.expressions:
+            userinput.check_expression(expression, "a --log expression")
+        if request.crate is not None:
+            userinput.check_text(request.crate, "--crate")
         parsed = locations.parse_location(request.location)
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
@@ -265,8 +272,7 @@ class NativeDebugger:
         return self._request("locals", thread=thread, frame=frame)
 
     def evaluate(self, thread: int, frame: int, expression: str) -> str:
-        if any(ch in expression for ch in "\n\r\0"):
-            raise UsageProblem("an expression must be one line", "type it on one line")
+        userinput.check_expression(expression)
         return self._request("evaluate", thread=thread, frame=frame, expression=expression)
 
     def resume(self, thread: int, how: str = "continue", frame: int = 0) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .errors import UsageProblem
 
-FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$")
-RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
+FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$", re.ASCII)
+RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$", re.ASCII)
 NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
                    "/python-build.", "/usr/include/", "/usr/src/", "/usr/lib/gcc/", "/usr/lib/llvm-",
                    "/usr/local/include/", "/include/python3")
@@ -94,6 +94,8 @@ def parse_location(text: str) -> Location:
                            "write FILE:LINE (src/lib.rs:42) or a Rust path (rustdemo::compute)")
     match = FILE_LINE.match(text)
     if match:
+        if len(match.group("line")) > 9:
+            raise UsageProblem(f"no such line: {match.group('line')[:12]}...", "write FILE:LINE, e.g. src/lib.rs:42")
         line = int(match.group("line"))
         if line < 1:
             raise UsageProblem(f"line numbers start at 1: {text!r}", "write FILE:LINE, e.g. src/lib.rs:42")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dis
 import functools
 import os
+import re
 import sys
 
 from IPython.display import display
@@ -12,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import callparse
+from . import callparse, userinput
 from .debugger import BreakpointRequest, get_debugger
 from .errors import DebugMagicError
 from .render import text
@@ -27,9 +28,21 @@ def user_errors_as_usage(method):
         try:
             return method(*args, **kwargs)
         except DebugMagicError as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(userinput.printable(str(error))) from None
+        except UsageError as error:  # argparse's messages may echo what was typed
+            raise UsageError(userinput.printable(str(error))) from None
 
     return wrapper
+
+
+def parse_args(magic, line: str):
+    """``parse_argstring`` for plain text: unbalanced quotes and non-text become UsageErrors."""
+    userinput.check_text(line, f"the arguments of %{magic.__name__}", one_line=False)
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as error:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"%{magic.__name__}: {str(error).lower()} in the arguments; "
+                         "close the quote, or escape it") from None
 
 
 REFCHECK_VALUE_OPTIONS = {"-n", "--number", "--warmup"}
@@ -76,7 +89,7 @@ def breakpoint_numbers(text: str, magic: str) -> list[int] | None:
     words = text.replace(",", " ").split()
     if words == ["all"]:
         return None
-    if not words or not all(word.isdigit() for word in words):
+    if not words or not all(re.fullmatch(r"[0-9]{1,9}", word) for word in words):
         raise UsageError(f"%{magic} takes breakpoint numbers or `all`, e.g. `%{magic} 2`")
     return [int(word) for word in words]
 
@@ -96,7 +109,7 @@ class NativeDebugMagics(Magics):
 
             %native_attach
         """
-        parse_argstring(self.native_attach, line)
+        parse_args(self.native_attach, line)
         print(text.attach_status(get_debugger().attach()))
 
     @magic_arguments()
@@ -109,7 +122,7 @@ class NativeDebugMagics(Magics):
 
             %native_detach
         """
-        parse_argstring(self.native_detach, line)
+        parse_args(self.native_detach, line)
         how = get_debugger().detach()
         print(text.detached(how))
 
@@ -128,7 +141,7 @@ class NativeDebugMagics(Magics):
         """
         from .core import open_core
 
-        options = parse_argstring(self.native_core, line)
+        options = parse_args(self.native_core, line)
         print(text.crash_report(open_core(unquote(options.path), unquote(options.exe))))
 
     @magic_arguments()
@@ -147,12 +160,13 @@ class NativeDebugMagics(Magics):
             %native_watch --after 10
             %native_watch --off
         """
-        options = parse_argstring(self.native_watch, line)
+        options = parse_args(self.native_watch, line)
         if options.off:
-            get_debugger().watch(None)
+            if get_debugger().attached:
+                get_debugger().watch(None)
             print("native watch off")
             return
-        if not options.after or options.after <= 0:
+        if not options.after or not 0 < options.after < 1e9:
             raise UsageError("%native_watch needs --after SECONDS (a positive number) or --off")
         get_debugger().watch(options.after)
         print(f"native watch: cells running longer than {options.after:g} s will show where they are")
@@ -174,7 +188,7 @@ class NativeDebugMagics(Magics):
         """
         from . import crashes
 
-        options = parse_argstring(self.native_crash, line)
+        options = parse_args(self.native_crash, line)
         identity = crashes.kernel_identity()
         if options.clear:
             print(f"removed {crashes.clear(identity)} crash report(s) of this kernel")
@@ -218,7 +232,7 @@ class NativeDebugMagics(Magics):
 
         from . import pyspy, stacks
 
-        options = parse_argstring(self.native_bt, line)
+        options = parse_args(self.native_bt, line)
         debugger = get_debugger()
         engine = options.engine or ("gdb" if debugger.attached or options.locals else "py-spy")
         if options.locals and engine != "gdb":
@@ -278,7 +292,7 @@ class NativeDebugMagics(Magics):
             %native_break src/lib.rs:20 --log "total, index"
             %native_break                      # list breakpoints
         """
-        options = parse_argstring(self.native_break, line)
+        options = parse_args(self.native_break, line)
         options.condition, options.log = unquote(options.condition), unquote(options.log)
         options.location = unquote(options.location)
         debugger = get_debugger()
@@ -287,6 +301,8 @@ class NativeDebugMagics(Magics):
         if options.location is None:
             print(text.breakpoint_table(debugger.breakpoints()))
             return
+        if not 0 <= options.ignore < 2**31:
+            raise UsageError("--ignore takes a count from 0 to 2147483647")
         if options.bt and options.log is None:
             raise UsageError("--bt goes with --log")
         created = debugger.set_breakpoint(BreakpointRequest(
@@ -370,7 +386,7 @@ class NativeDebugMagics(Magics):
 
         option_text, expression = (line, "") if cell is not None else callparse.split_options(
             line, REFCHECK_VALUE_OPTIONS)
-        options = parse_argstring(self.refcheck, option_text)
+        options = parse_args(self.refcheck, option_text)
         try:
             checker = RefChecker(number=options.number, warmup=options.warmup,
                                  native_heap=not options.no_native_heap,

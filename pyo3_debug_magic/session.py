@@ -7,6 +7,7 @@ safe to call twice.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,39 @@ from . import paths, tools
 from .errors import AgentError, AgentTimeoutError, error_from_payload
 from .protocol import LineReader, encode
 
-DEFAULT_REQUEST_TIMEOUT = 30.0
+# The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s); the kernel's
+# wait is longer, so an expired wait here means the agent itself is stuck (stopped, wedged).
+DEFAULT_REQUEST_TIMEOUT = 25.0
+AGENT_LOGS_KEPT = 10
+
+
+def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
+    """The agent's command line: ``python -I`` (no working directory, no user site, no
+    PYTHONPATH on its path: a ``pygdbmi.py`` in the notebook's folder is never imported), with
+    the directories this package and its dependencies were imported from put back explicitly."""
+    import pygdbmi
+
+    import pyo3_debug_magic
+
+    roots = []
+    for module in (pyo3_debug_magic, pygdbmi):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
+        if root not in roots:
+            roots.append(root)
+    bootstrap = ("import json, sys; sys.path[:0] = json.loads(sys.argv.pop(1)); "
+                 "from pyo3_debug_magic.agent.__main__ import main; main()")
+    return [sys.executable, "-I", "-c", bootstrap, json.dumps(roots), "--fd", str(fd),
+            "--target", str(target_pid), "--gdb", gdb_path]
+
+
+def prune_agent_logs(directory, keep: int = AGENT_LOGS_KEPT) -> None:
+    """Old agent logs go: keep the newest ``keep``."""
+    logs = sorted(directory.glob("agent-*.log"), key=lambda path: path.stat().st_mtime)
+    for old in logs[:-keep]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
 
 
 class AgentSession:
@@ -35,6 +68,8 @@ class AgentSession:
         self._reader: threading.Thread | None = None
         self.log_path = None
         self._stderr_saved: int | None = None
+        self._send_lock = threading.Lock()  # the console thread and the main thread both send
+        self._closing = False
 
     @property
     def alive(self) -> bool:
@@ -47,10 +82,12 @@ class AgentSession:
         gdb_path = tools.find_gdb()
         tools.check_ptrace_scope(tools.read_ptrace_scope(), is_root=os.geteuid() == 0)
         ours, theirs = socket.socketpair()
-        self.log_path = paths.state_dir() / f"agent-{self.target_pid}.log"
+        state = paths.state_dir()
+        prune_agent_logs(state)
+        self.log_path = state / f"agent-{self.target_pid}.log"
         log = open(self.log_path, "ab")
-        command = [sys.executable, "-m", "pyo3_debug_magic.agent", "--fd", str(theirs.fileno()),
-                   "--target", str(self.target_pid), "--gdb", gdb_path]
+        os.chmod(self.log_path, 0o600)
+        command = agent_command(theirs.fileno(), self.target_pid, gdb_path)
         pass_fds = [theirs.fileno()]
         tee = None
         if self.target_pid == os.getpid() and not os.environ.get("PYO3_DEBUG_MAGIC_NO_STDERR_TEE"):
@@ -75,7 +112,7 @@ class AgentSession:
             if tee is not None:
                 for descriptor in tee:
                     os.close(descriptor)
-        if tools.read_ptrace_scope() == 1:
+        if tools.read_ptrace_scope() == 1 and self.target_pid == os.getpid():
             tools.allow_tracer(self.process.pid)
         self._sock = ours
         self._reader = threading.Thread(target=self._read_loop, name="pyo3-debug-agent-reader",
@@ -94,14 +131,26 @@ class AgentSession:
         request_id = next(self._ids)
         with self._answered:
             self._pending[request_id] = {}
-        self._sock.sendall(encode({"id": request_id, "op": op, "args": args}))
+        try:
+            with self._send_lock:
+                self._sock.sendall(encode({"id": request_id, "op": op, "args": args}))
+        except OSError:
+            with self._answered:
+                self._pending.pop(request_id, None)
+            raise AgentError(f"the debugger helper went away before {op!r}",
+                             f"see its log {self.log_path}; `%native_attach` starts a new one") from None
         with self._answered:
             answered = self._answered.wait_for(
                 lambda: self._pending[request_id] or not self.alive, timeout)
             reply = self._pending.pop(request_id)
         if not answered:
-            raise AgentTimeoutError(f"the debugger helper did not answer {op!r} within {timeout:g} s",
-                                    f"see its log {self.log_path}; `%native_detach` resets it")
+            # A stuck agent must not act later on requests the user has given up on: it is
+            # stopped, and gdb, reading EOF, gives every paused thread its GIL back and detaches.
+            self._abandon()
+            raise AgentTimeoutError(
+                f"the debugger helper did not answer {op!r} within {timeout:g} s, so it was stopped; "
+                "gdb gave every paused thread its GIL back and detached",
+                f"see its log {self.log_path}; `%native_attach` starts a new one")
         if not reply:
             raise AgentError(f"the debugger helper exited during {op!r}",
                              f"see its log {self.log_path}; `%native_attach` starts a new one")
@@ -109,14 +158,30 @@ class AgentSession:
             raise error_from_payload(reply["error"])
         return reply["result"]
 
+    def _abandon(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+    def _notify(self, message: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(message)
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the others
+                import traceback
+
+                traceback.print_exc()
+
     def _read_loop(self) -> None:
         assert self._sock is not None
         reader = LineReader(self._sock)
         while not reader.closed:
             for message in reader.read_available():
                 if "event" in message:
-                    for listener in list(self._listeners):
-                        listener(message)
+                    self._notify(message)
                     continue
                 with self._answered:
                     if message.get("id") in self._pending:
@@ -125,6 +190,16 @@ class AgentSession:
         self._restore_stderr()  # the agent is gone: native stderr must not hit a closed pipe
         with self._answered:
             self._answered.notify_all()
+        if not self._closing:
+            process, code = self.process, None
+            try:
+                code = process.wait(5) if process is not None else None
+            except subprocess.TimeoutExpired:
+                pass
+            self._notify({"event": "agent-exited", "message": (
+                f"the debugger helper exited unexpectedly ({_describe_exit(code)}); gdb gave every "
+                f"paused thread its GIL back and detached. See {self.log_path}; `%native_attach` "
+                "starts a new one")})
 
     def _restore_stderr(self) -> None:
         saved, self._stderr_saved = self._stderr_saved, None
@@ -134,6 +209,7 @@ class AgentSession:
 
     def close(self, timeout: float = 10.0) -> str:
         """Stop the agent; returns how: 'exited', 'terminated', 'killed' or 'not running'."""
+        self._closing = True
         self._restore_stderr()
         process, self.process = self.process, None
         sock, self._sock = self._sock, None
@@ -143,7 +219,8 @@ class AgentSession:
         try:
             if sock is not None and process.poll() is None:
                 try:
-                    sock.sendall(encode({"id": 0, "op": "shutdown", "args": {}}))
+                    with self._send_lock:
+                        sock.sendall(encode({"id": 0, "op": "shutdown", "args": {}}))
                 except OSError:
                     pass
             try:
@@ -160,4 +237,12 @@ class AgentSession:
         finally:
             if sock is not None:
                 sock.close()
+            if self.target_pid == os.getpid() and tools.read_ptrace_scope() == 1:
+                tools.allow_tracer(0)  # revoke: no process may trace the kernel any more
         return how
+
+
+def _describe_exit(code) -> str:
+    if code is None:
+        return "still running"
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"

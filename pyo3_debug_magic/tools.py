@@ -15,12 +15,45 @@ PR_SET_PTRACER = 0x59616D61
 
 
 def find_gdb() -> str:
-    """Absolute path of gdb (``$PYO3_DEBUG_MAGIC_GDB`` or PATH), else GdbNotFoundError."""
-    wanted = os.environ.get("PYO3_DEBUG_MAGIC_GDB", "gdb")
-    found = shutil.which(wanted)
-    if not found:
-        raise GdbNotFoundError(wanted)
-    return found
+    """Absolute path of gdb: ``$PYO3_DEBUG_MAGIC_GDB``, else the one installed next to this
+    Python (the ``gdb-for-pwndbg`` dependency, gdb 18), else PATH; GdbNotFoundError if none."""
+    wanted = os.environ.get("PYO3_DEBUG_MAGIC_GDB")
+    candidates = [wanted] if wanted else [str(Path(sys.executable).with_name("gdb")), "gdb"]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise GdbNotFoundError(candidates[0])
+
+
+def gdb_major_version(version_line: str) -> int | None:
+    """``GNU gdb (Debian 13.1-3) 13.1`` -> 13."""
+    import re
+
+    match = re.search(r"(\d+)\.\d+(?:\.\d+)?\S*\s*$", version_line.strip())
+    return int(match.group(1)) if match else None
+
+
+def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        return " amx_tile" in cpuinfo.read_text()
+    except OSError:
+        return False
+
+
+def calls_unsafe_reason(version_line: str, has_amx: bool) -> str | None:
+    """Why gdb must not call functions in the kernel (None when it may).
+
+    gdb before 14 writes a fixed-size XSAVE area; on CPUs with AMX the kernel refuses it
+    ("Couldn't write extended state status: Bad address") after the call has run, leaving the
+    thread with corrupted registers (verified: the target died on its next system call)."""
+    major = gdb_major_version(version_line)
+    if has_amx and major is not None and major < 14:
+        return (f"{version_line.strip()} cannot call into the kernel on this CPU (AMX: gdb before 14 "
+                "corrupts the thread's registers), so breakpoints cannot pause and only log: "
+                "`pip install gdb-for-pwndbg` in the kernel's environment (gdb 18), or point "
+                "PYO3_DEBUG_MAGIC_GDB at gdb 14 or newer")
+    return None
 
 
 def find_py_spy() -> str:

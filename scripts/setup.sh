@@ -11,6 +11,10 @@ missing=()
 command -v gdb >/dev/null || missing+=(gdb)
 command -v c++filt >/dev/null || missing+=(binutils)
 command -v cc >/dev/null || missing+=(gcc)
+if [ -x /usr/bin/python3 ]; then  # Debian's Python, for the no-debug-info tests; gdb 18 embeds libpython
+  /usr/bin/python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
+  ls /usr/lib/x86_64-linux-gnu/libpython3*.so.1.0 >/dev/null 2>&1 || missing+=(libpython3-dev)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing system packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"; exit 1
@@ -64,4 +68,22 @@ if [ "$(cat $IPK6/.stamp 2>/dev/null)" != "$ipk6_stamp" ] || ! $IPK6/bin/python 
   echo "$ipk6_stamp" > $IPK6/.stamp
 else
   say "$IPK6 up to date"
+fi
+
+# A venv of Debian's own /usr/bin/python3, which has no libpython debug info (like conda's and
+# Docker's Pythons): the pause, backtraces and crash capture are tested there too.
+DEBVENV=.venv-debian
+if [ -x /usr/bin/python3 ]; then
+  deb_stamp=$(stamp_of pyproject.toml $CRATE/Cargo.toml $CRATE/Cargo.lock $(find $CRATE/src -type f | sort))
+  if [ "$(cat $DEBVENV/.stamp 2>/dev/null)" != "$deb_stamp" ] || ! $DEBVENV/bin/python -c "import rustdemo, ipykernel" 2>/dev/null; then
+    say "building $DEBVENV ($(/usr/bin/python3 --version), no libpython debug info) for the tests"
+    [ -x $DEBVENV/bin/python ] || /usr/bin/python3 -m venv $DEBVENV
+    $DEBVENV/bin/python -m pip install -q --upgrade pip
+    $DEBVENV/bin/python -m pip install -q -e .
+    (cd $CRATE && VIRTUAL_ENV="$ROOT/$DEBVENV" PATH="$ROOT/$DEBVENV/bin:$ROOT/.venv/bin:$PATH" maturin develop --quiet 2>&1 | grep -vE '^\s*$' | tail -2)
+    $DEBVENV/bin/python -c "import rustdemo; assert rustdemo.compute([1, 2, 3]) == 42"
+    echo "$deb_stamp" > $DEBVENV/.stamp
+  else
+    say "$DEBVENV up to date"
+  fi
 fi

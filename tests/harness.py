@@ -94,8 +94,13 @@ def agent_processes(parent: int) -> list[int]:
 
 
 def gdb_processes(parent: int) -> list[int]:
-    return [pid for pid in descendants_of(parent)
-            if os.path.basename(process_name(pid).split(" ")[0]) == "gdb"]
+    """gdb itself, or gdb started through the dynamic loader (the gdb-for-pwndbg wheel does)."""
+    found = []
+    for pid in descendants_of(parent):
+        words = [os.path.basename(word) for word in process_name(pid).split(" ")[:2]]
+        if words[:1] == ["gdb"] or (words[0].startswith("ld-linux") and words[1:] == ["gdb"]):
+            found.append(pid)
+    return found
 
 
 # ----- kernels ---------------------------------------------------------------------

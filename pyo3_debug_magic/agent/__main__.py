@@ -1,10 +1,11 @@
-"""Entry point: ``python -m pyo3_debug_magic.agent --fd FD --target PID``."""
+"""Entry point: ``python -I -m pyo3_debug_magic.agent --fd FD --target PID --gdb GDB``
+(the kernel starts it through ``session.agent_command``)."""
 from __future__ import annotations
 
 import argparse
 import socket
 
-from .server import Agent, StderrTee
+from pyo3_debug_magic.agent.server import Agent, StderrTee
 
 
 def main() -> None:

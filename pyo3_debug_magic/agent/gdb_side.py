@@ -119,3 +119,51 @@ def register_rust_pretty_printers(etc_dir):
         _emit("printers", {"loaded": True})
     except Exception as error:  # noqa: BLE001
         _emit("printers", {"loaded": False, "error": str(error)})
+
+
+# ----- the GIL hand-off, remembered inside gdb --------------------------------------------
+# The agent tells gdb which threads gave up their GIL (and their saved thread states). If the
+# agent dies (SIGKILL, a crash), gdb reads EOF on its stdin and exits; this hook then gives each
+# thread its GIL back before gdb detaches, so no thread runs on without the GIL it handed over.
+_handed_off = {}  # gdb thread number -> saved PyThreadState address
+
+
+def note_handoff(thread, tstate):
+    _handed_off[int(thread)] = int(tstate)
+
+
+def note_restored(thread):
+    _handed_off.pop(int(thread), None)
+
+
+def restore_expression(tstate):
+    """Typed, so it works on a Python without libpython debug info."""
+    return f"((void (*)(void *))PyEval_RestoreThread)((void *){int(tstate):#x})"
+
+
+def _on_gdb_exiting(event):
+    import os
+
+    try:  # nobody reads our output any more: a write must not kill gdb with SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+    try:
+        gdb.execute("delete", to_string=True)  # no int3 may outlive gdb
+    except gdb.error:
+        pass
+    for thread_number, tstate in list(_handed_off.items()):
+        try:
+            thread = next(t for t in gdb.selected_inferior().threads() if t.num == thread_number)
+            thread.switch()
+            gdb.parse_and_eval(restore_expression(tstate))
+            _handed_off.pop(thread_number, None)
+            # let it run, so the next thread's RestoreThread can take the GIL after it
+            gdb.execute("continue &", to_string=True)
+        except Exception:  # noqa: BLE001 - the next thread still deserves its GIL
+            pass
+
+
+gdb.events.gdb_exiting.connect(_on_gdb_exiting)

@@ -27,6 +27,8 @@ GDB_STARTUP_SETTINGS = (
     "set confirm off",
     "set width 0",
     "set print pretty off",
+    "set style enabled off",      # gdb 14+ colours messages, and they reach the user as text
+    "set debuginfod enabled off",  # never download symbols while the kernel waits
 )
 
 
@@ -57,8 +59,8 @@ class MIResult:
 
 def mi_quote(text: str) -> str:
     """Quote ``text`` as an MI c-string; refuse characters that could end the command."""
-    if any(ch in text for ch in "\n\r\0"):
-        raise ValueError("newlines and NUL characters are not allowed in a gdb argument")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        raise ValueError("control characters and lone surrogates are not allowed in a gdb argument")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -85,11 +87,21 @@ class GdbMI:
         self._partial: str | None = None
         self._next_token = 100
         self.stderr: list[str] = []
+        # commands that outlived their wait: token -> what to do when gdb answers after all
+        self._late: dict[int, Callable[[dict], None]] = {}
 
     @property
     def pid(self) -> int | None:
         process = self._controller and self._controller.gdb_process
         return process.pid if process else None
+
+    @property
+    def exit_status(self) -> str:
+        process = self._controller and self._controller.gdb_process
+        code = process.poll() if process else None
+        if code is None:
+            return "running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
     @property
     def alive(self) -> bool:
@@ -101,8 +113,13 @@ class GdbMI:
         assert self._controller is not None
         return self._controller.io_manager.stdout_fileno
 
-    def command(self, mi_command: str, timeout: float = 10.0) -> MIResult:
-        """Send one MI command and wait for its own result record (or raise)."""
+    def command(self, mi_command: str, timeout: float = 10.0,
+                on_late: Callable[[dict], None] | None = None) -> MIResult:
+        """Send one MI command and wait for its own result record (or raise).
+
+        When the wait times out, gdb may still run the command later (a stopped gdb answers
+        when it continues): ``on_late(record)`` is then called with its result record, so
+        the caller's state can follow what really happened."""
         if not self.alive:
             raise GdbExitedError("gdb has exited")
         token = self._next_token
@@ -116,6 +133,8 @@ class GdbMI:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if on_late is not None:
+                    self._late[token] = on_late
                 raise GdbTimeoutError(f"gdb did not answer {mi_command.split()[0]} within {timeout:g} s")
             for record in self.read(remaining):
                 if record["type"] == "result" and record.get("token") == token:
@@ -144,6 +163,9 @@ class GdbMI:
             if self.TRACE:
                 print(f"[gdb ->] {str(record)[:300]}", file=sys.stderr, flush=True)
             payload = record.get("payload")
+            late = self._late.pop(record.get("token"), None) if record["type"] == "result" else None
+            if late is not None:
+                late(record)
             if record.get("stream") == "stderr":
                 self.stderr.append(str(payload))
             elif record["type"] == "console" and isinstance(payload, str) and (
@@ -172,6 +194,15 @@ class GdbMI:
                 self.messages.remove(message)
                 return message
         return None
+
+    @property
+    def stopped_by_signal(self) -> bool:
+        """Is gdb itself stopped (SIGSTOP, a debugger on gdb)? It answers nothing until SIGCONT."""
+        try:
+            stat = open(f"/proc/{self.pid}/stat").read()
+        except (OSError, TypeError):
+            return False
+        return stat[stat.rindex(")") + 2] in "Tt"
 
     def interrupt(self) -> None:
         """SIGINT to gdb: abandons a hung inferior call (``set unwindonsignal on``)."""

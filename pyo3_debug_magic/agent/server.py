@@ -25,8 +25,11 @@ from pathlib import Path
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
 from ..locations import first_user_level, is_user_source
 from ..protocol import LineReader, encode
-from ..tools import RUST_PRINTERS_MISSING, explain_attach_failure, find_rust_pretty_printers
+from ..tools import (RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, explain_attach_failure,
+                     find_rust_pretty_printers)
+from . import handoff
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
+from .memory import remove_breakpoint_instructions
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
@@ -120,9 +123,22 @@ class Pause:
     """A kernel thread stopped for the user: its saved thread state if we took its GIL."""
 
     thread: int
-    tstate: str | None
+    tstate: int | None
     breakpoint: int | None
     where: tuple | None = None  # (function, file, line) at the stop
+
+
+@dataclass
+class HangInProgress:
+    """A hang being diagnosed: the main thread runs to a safe point before it hands off its GIL."""
+
+    reason: str
+    thread: int
+    frames: list
+    python: dict
+    ident: dict
+    deadline: float
+    interrupted: bool = False
 
 
 class Agent:
@@ -152,6 +168,12 @@ class Agent:
         self.watch_deadline: float | None = None
         self.hang_pause: Pause | None = None       # the main thread, stopped to show a hang
         self.hang_release_at: float | None = None
+        self.hang_in_progress: HangInProgress | None = None
+        self.safe_point_bound = float(os.environ.get("PYO3_DEBUG_MAGIC_SAFE_POINT_BOUND", "1"))
+        self.calls_unsafe: str | None = None  # why gdb may not call into the kernel, if it may not
+        self.steps_out: dict[int, int] = {}   # thread -> `finish`es made to leave C code after a step
+        self.breakpoint_addresses: set[int] = set()  # where gdb has put int3 instructions
+        self.refusals_shown: set[str] = set()
         self._running = True
 
     # ----- loop -----------------------------------------------------------------
@@ -172,6 +194,8 @@ class Agent:
                         self._process_gdb_events()
                     if reader.closed:
                         break  # the kernel went away
+                if self.attached and self.gdb is not None and not self.gdb.alive:
+                    self._on_gdb_died()
                 self._check_hang_timers()
         finally:
             self._cleanup()
@@ -198,6 +222,9 @@ class Agent:
         except GdbCommandError as error:
             reply.update(ok=False, error={"type": "UsageProblem", "message": f"gdb: {error}",
                                           "fix": "check the expression or location"})
+        except ValueError as error:  # text gdb must never see (control characters, surrogates)
+            reply.update(ok=False, error={"type": "UsageProblem", "message": str(error),
+                                          "fix": "type it on one line, as plain text"})
         except (GdbTimeoutError, GdbExitedError) as error:
             self._recover_from_stuck_gdb(str(error))
             reply.update(ok=False, error={"type": "AgentError", "message": str(error),
@@ -214,10 +241,13 @@ class Agent:
             raise NotAttachedError()
         return self.gdb.command(command, timeout or self.timeout)
 
-    def _evaluate_c(self, thread: int, expression: str, timeout: float | None = None) -> str:
+    def _evaluate_c(self, thread: int, expression: str, timeout: float | None = None,
+                    on_late=None) -> str:
         """An inferior call in ``thread``, parsed as C (Rust's parser rejects C casts)."""
-        result = self._mi(f"-data-evaluate-expression --thread {thread} --frame 0 --language c "
-                          f"{mi_quote(expression)}", timeout)
+        if self.gdb is None:
+            raise NotAttachedError()
+        result = self.gdb.command(f"-data-evaluate-expression --thread {thread} --frame 0 --language c "
+                                  f"{mi_quote(expression)}", timeout or self.timeout, on_late=on_late)
         return result.payload.get("value", "")
 
     # ----- gdb events -----------------------------------------------------------
@@ -258,6 +288,12 @@ class Agent:
         reason = stop.get("reason")
         if not thread:
             return
+        hang = self.hang_in_progress
+        if hang is not None and thread == hang.thread and reason != "breakpoint-hit":
+            self._hang_safe_point_reached(stop)
+            return
+        if hang is not None and thread == hang.thread:
+            self.hang_in_progress = None  # a breakpoint of the user's comes first: a pause
         if reason == "signal-received":
             signal_name = stop.get("signal-name")
             if signal_name == "SIGINT":
@@ -297,8 +333,21 @@ class Agent:
             return
         self._pause(thread, reason, number, where)
 
+    def _refresh_breakpoint_addresses(self) -> None:
+        """Remember where gdb's int3 instructions are, for the day gdb dies with them inserted."""
+        body = self._mi("-break-list").payload.get("BreakpointTable", {}).get("body", [])
+        addresses = set()
+        for bkpt in body:
+            for row in bkpt.get("locations") or [bkpt]:
+                try:
+                    addresses.add(int(row.get("addr", ""), 16))
+                except ValueError:
+                    pass  # <PENDING>, <MULTIPLE>
+        self.breakpoint_addresses = addresses
+
     def _on_breakpoint_modified(self, bkpt: dict) -> None:
         """A pending breakpoint resolved: disable locations outside the user's crates."""
+        self._refresh_breakpoint_addresses()
         number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
         spec = self.breakpoints.get(number)
         if not spec or spec.get("kind") != "pause" or not spec.get("user_only"):
@@ -310,16 +359,51 @@ class Agent:
     def _pause(self, thread: int, reason: str, number: int | None, where: tuple | None = None) -> None:
         # Everything that could go wrong in gdb happens before the hand-off.
         frames = self.op_frames(thread)
+        top = frames[0] if frames else {}
+        if reason in ("end-stepping-range", "function-finished") and not handoff.is_safe_point(top):
+            # a step ended in C code (the interpreter, libc): never call into it; finish out
+            # to the Rust code that called it
+            if self.steps_out.get(thread, 0) < 8:
+                self.steps_out[thread] = self.steps_out.get(thread, 0) + 1
+                self._mi(f"-exec-finish --thread {thread}")
+                return
+        self.steps_out.pop(thread, None)
+        if self.calls_unsafe:
+            self._refuse_pause(thread, number, top, self.calls_unsafe)
+            return
         details = {"frames": frames, "locals": self._locals(thread, 0, frames),
                    **self._thread_ident(thread)}
-        tstate = None
-        if self._evaluate_c(thread, "PyGILState_Check()") == "1":
-            # The GIL hand-off: an implicit allow_threads at this line, so the kernel's Python
-            # threads (and the console rendering this pause) can run while the thread waits.
-            tstate = self._evaluate_c(thread, "(long)PyEval_SaveThread()")
+        try:
+            tstate = self._hand_off(thread)
+        except (GdbCommandError, GdbTimeoutError, ValueError) as error:
+            self._refuse_pause(thread, number, top, f"the GIL hand-off failed ({error})")
+            return
         self.pauses[thread] = Pause(thread, tstate, number, where)
         self._send({"event": "paused", "thread": thread, "reason": reason, "breakpoint": number,
                     "handed_off": tstate is not None, **details})
+
+    def _hand_off(self, thread: int) -> int | None:
+        """If ``thread`` (stopped at a safe point) holds the GIL, release it (an implicit
+        allow_threads at this line) so the kernel's Python threads run while it waits; the saved
+        thread state, or None. gdb remembers it too, for its exit path."""
+        if self._evaluate_c(thread, handoff.CHECK_GIL) != "1":
+            return None
+        tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD))
+        self.gdb.console_command(f"python note_handoff({int(thread)}, {tstate})")
+        return tstate
+
+    def _refuse_pause(self, thread: int, number: int | None, top: dict, why: str) -> None:
+        """A pause that cannot be made safely: the thread runs on as it was, and the user is told."""
+        self._continue(thread)
+        where = f"{top.get('file') or top.get('func') or '?'}:{top.get('line') or '?'}"
+        self._record_log_hit({"number": number, "hit": 0, "thread": thread, "values": [],
+                              "error": f"not paused: {why}",
+                              "where": {"func": top.get("func"), "file": top.get("file"),
+                                        "fullname": top.get("fullname"), "line": top.get("line")}})
+        if why not in self.refusals_shown:  # once per cell, not once per hit
+            self.refusals_shown.add(why)
+            self._send({"event": "error", "message": f"thread {thread} was not paused at {where}: {why}; "
+                                                     "it runs on (later hits in this cell are logged)"})
 
     def _thread_ident(self, thread: int) -> dict:
         info = self._mi(f"-thread-info {thread}").payload.get("threads") or [{}]
@@ -347,37 +431,89 @@ class Agent:
             pass  # already running or gone
 
     def _give_back_gil(self, pause: Pause) -> None:
-        if pause.tstate is not None:
-            self._evaluate_c(pause.thread, f"PyEval_RestoreThread((PyThreadState*){pause.tstate})")
-            pause.tstate = None
+        """RestoreThread in the paused thread. It waits while a running thread holds the GIL
+        (bounded by gdb's call timeout); if gdb answers only after our wait (gdb was stopped),
+        the late answer still records that the thread has its GIL again."""
+        if pause.tstate is None:
+            return
+
+        def restored_late(record: dict) -> None:
+            if record.get("message") == "done":
+                pause.tstate = None
+                self._python_quiet(f"note_restored({int(pause.thread)})")
+
+        self._evaluate_c(pause.thread, handoff.restore_thread(pause.tstate), on_late=restored_late)
+        pause.tstate = None
+        self.gdb.console_command(f"python note_restored({int(pause.thread)})")
+
+    def _python_quiet(self, call: str) -> None:
+        try:
+            self.gdb.console_command(f"python {call}", timeout=2)
+        except (GdbCommandError, GdbTimeoutError, GdbExitedError):
+            pass
+
+    def _end_pauses(self) -> tuple[list[int], list[str]]:
+        """Give every paused thread its GIL back and let it run, one thread at a time (each
+        RestoreThread waits for the GIL the previous thread took); (resumed, problems)."""
+        resumed, problems = [], []
+        for pause in list(self.pauses.values()):
+            try:
+                self._give_back_gil(pause)
+            except (GdbCommandError, GdbTimeoutError) as error:
+                problems.append(f"thread {pause.thread} keeps waiting for its GIL ({error})")
+                continue
+            self._continue(pause.thread)
+            self.pauses.pop(pause.thread, None)
+            resumed.append(pause.thread)
+        return resumed, problems
 
     def _on_interrupt(self) -> None:
         """The kernel's Interrupt button: end every pause cleanly; Python raises KeyboardInterrupt."""
         if not self.pauses:
             return
         self.pausing_allowed = False  # the rest of this cell only logs; the next cell resets it
-        for pause in list(self.pauses.values()):
-            self._give_back_gil(pause)
-            self._continue(pause.thread)
-        self.pauses.clear()
-        self._send({"event": "interrupted"})
+        resumed, problems = self._end_pauses()
+        self._send({"event": "interrupted", "resumed": resumed, "problems": problems})
 
     def _recover_from_stuck_gdb(self, what: str) -> None:
-        """gdb did not answer: abandon the command, then end every pause as safely as we can."""
+        """gdb did not answer. A stopped gdb (SIGSTOP) answers later: paused threads stay paused
+        (their GIL is free, the kernel runs) and late answers are matched by token. A busy gdb
+        has its command abandoned (SIGINT; calls unwind), then every pause ends."""
+        if self.gdb and self.gdb.stopped_by_signal:
+            self._send({"event": "error", "message": (
+                f"{what}: gdb (pid {self.gdb.pid}) is stopped (SIGSTOP?). Paused threads stay paused "
+                "and the kernel keeps running; continue gdb (`kill -CONT "
+                f"{self.gdb.pid}`) or run `%native_detach`")})
+            return
         if self.gdb and self.gdb.alive:
             self.gdb.interrupt()
             self.gdb.wait_for(lambda r: r.get("type") == "result", 5)
-        resumed = []
-        for pause in list(self.pauses.values()):
-            try:
-                self._give_back_gil(pause)
-                self._continue(pause.thread)
-                resumed.append(pause.thread)
-            except Exception:  # noqa: BLE001 - keep going for the other threads
-                pass
+        resumed, problems = self._end_pauses()
+        self._send({"event": "error", "message": f"{what}; the command was abandoned"
+                    + (f"; {'; '.join(problems)}" if problems else ""), "resumed": resumed})
+
+    def _on_gdb_died(self) -> None:
+        """gdb is gone (killed). Its int3 instructions would kill the kernel with SIGTRAP at the
+        next hit: put the original bytes back. A thread that had handed off its GIL already runs
+        on without it; that kernel cannot be saved, and the report says why."""
+        status = self.gdb.exit_status if self.gdb else None
+        removed = remove_breakpoint_instructions(self.target_pid, self.breakpoint_addresses)
+        handed_off = [p for p in self.pauses.values() if p.tstate is not None]
+        message = (f"gdb exited unexpectedly ({status}); {removed} breakpoint instruction(s) were "
+                   "removed from the kernel's memory; breakpoints are gone. `%native_attach` starts again")
+        if handed_off:
+            where = handed_off[0].where or ("?", "?", "?")
+            why = (f"gdb died while thread {handed_off[0].thread} was paused at {where[1]}:{where[2]} "
+                   "without its GIL; it ran on without it, so the kernel cannot be saved")
+            self._write_report({"signal": "gdb died", "thread": handed_off[0].thread, "summary": why,
+                                "threads": [], "python": {}})
+            message += f". {why}"
+        self.attached = False
         self.pauses.clear()
-        self._send({"event": "error", "message": f"{what}; the command was abandoned",
-                    "resumed": resumed})
+        self.breakpoints.clear()
+        self.breakpoint_addresses.clear()
+        self.gdb = None
+        self._send({"event": "gdb-died", "message": message})
 
     # ----- requests: attach ------------------------------------------------------
     def _ensure_gdb(self) -> GdbMI:
@@ -385,6 +521,7 @@ class Agent:
             self.gdb = GdbMI(self.gdb_path)
             version = self.gdb.console_command("show version", timeout=10).console_text
             self.gdb_version = version.splitlines()[0] if version else ""
+            self.calls_unsafe = calls_unsafe_reason(self.gdb_version, cpu_has_amx())
             for setting in ("set unwindonsignal on", "set breakpoint pending on",
                             # an internal error must fail one command, not kill gdb (and with
                             # it, every paused thread's chance to get its GIL back)
@@ -397,6 +534,12 @@ class Agent:
                             f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
                             f"source {PYSTACK}", f"source {GDB_SIDE}"):
                 self.gdb.console_command(setting)
+            for setting in ("set direct-call-timeout 5", "set indirect-call-timeout 5",
+                            "set unwind-on-timeout on"):  # gdb 16+: a hung call ends by itself
+                try:
+                    self.gdb.console_command(setting)
+                except GdbCommandError:
+                    pass
             self._load_rust_printers()
         return self.gdb
 
@@ -449,7 +592,8 @@ class Agent:
         return {"attached": self.attached, "target_pid": self.target_pid,
                 "gdb_pid": self.gdb.pid if self.gdb else None, "gdb_version": self.gdb_version,
                 "attach_seconds": self.attach_seconds, "threads": threads,
-                "printers": self.printers, "paused_threads": sorted(self.pauses)}
+                "printers": self.printers, "paused_threads": sorted(self.pauses),
+                "calls_unsafe": self.calls_unsafe}
 
     def op_shutdown(self) -> dict:
         self._running = False
@@ -498,6 +642,7 @@ class Agent:
             number = int(created["number"])
             self.breakpoints[number] = {"kind": "log", "location": location, "condition": condition,
                                         "expressions": expressions or []}
+            self._refresh_breakpoint_addresses()
             return {"number": number, "pending": created.get("pending"),
                     "locations": created.get("locations", [])}
         command = ["-break-insert", "-f"]
@@ -565,6 +710,7 @@ class Agent:
         for number in numbers:
             if self.breakpoints.pop(number, {}).get("kind") == "log":
                 self.gdb.console_command(f"python forget_log_breakpoint({int(number)})")
+        self._refresh_breakpoint_addresses()
         return numbers
 
     def op_break_enable(self, numbers: list[int], enabled: bool) -> list[int]:
@@ -577,6 +723,7 @@ class Agent:
     def op_cell(self, pausing_allowed: bool) -> dict:
         """A cell starts: can it answer a pause (no stdin: breakpoints only log)? Arms %native_watch."""
         self.pausing_allowed = bool(pausing_allowed)
+        self.refusals_shown.clear()
         self.hang_check_at = None
         self.watch_deadline = time.monotonic() + self.watch_after if self.watch_after else None
         return {"pausing_allowed": self.pausing_allowed}
@@ -593,9 +740,16 @@ class Agent:
     # ----- hangs --------------------------------------------------------------------
     def _check_hang_timers(self) -> None:
         now = time.monotonic()
+        hang = self.hang_in_progress
+        if hang is not None and not hang.interrupted and now >= hang.deadline:
+            hang.interrupted = True  # its stop record ends the diagnosis without a hand-off
+            try:
+                self._mi(f"-exec-interrupt --thread {hang.thread}")
+            except GdbCommandError:
+                pass
         if self.hang_pause is not None and self.hang_release_at and now >= self.hang_release_at:
             self.op_hang_done()
-        if not self.attached or self.hang_pause is not None or self.pauses:
+        if not self.attached or self.hang_pause is not None or self.pauses or self.hang_in_progress:
             return
         reason = None
         if self.hang_check_at is not None and now >= self.hang_check_at:
@@ -613,7 +767,13 @@ class Agent:
                 self._send({"event": "error", "message": f"hang diagnosis failed: {error}"})
 
     def _report_hang(self, reason: str) -> None:
-        """Stop the main thread just long enough to show where it is; it is never killed."""
+        """Stop the main thread just long enough to show where it is; it is never killed.
+
+        Nothing is called in it where it was interrupted (it may be inside libc, the allocator
+        or the interpreter). Its stacks and whether it holds the GIL are read from memory. If it
+        holds the GIL, the kernel cannot show anything until it lets go: it runs on to a safe
+        point in the user's crate (the next line, or the return into the crate's frame) and
+        hands the GIL over there."""
         main = 1
         state = (self._mi(f"-thread-info {main}").payload.get("threads") or [{}])[0].get("state")
         if state == "running":
@@ -622,14 +782,63 @@ class Agent:
         frames = self.op_frames(main)
         self.gdb.console_command("python emit_python_stacks()")
         python = self.gdb.take_message("python-stacks") or {}
+        if python.get("error"):
+            python = self._python_stacks_from_py_spy(python["error"])
         ident = self._thread_ident(main)
+        holds = self._holds_gil(python, ident)
+        user_level = first_user_level(frames)
+        if holds is False or user_level is None or self.calls_unsafe:
+            self._continue(main)
+            note = None
+            if holds:
+                note = ("it holds the GIL outside your crate, so this was shown when it let go"
+                        if not self.calls_unsafe else self.calls_unsafe)
+            self._send_hang(reason, main, frames, python, ident, holds, note)
+            return
+        self.hang_in_progress = HangInProgress(reason, main, frames, python, ident,
+                                               time.monotonic() + self.safe_point_bound)
+        if user_level == 0:
+            self._mi(f"-exec-next --thread {main}")
+        else:
+            self._mi(f"-exec-finish --thread {main} --frame {user_level - 1}")
+
+    @staticmethod
+    def _holds_gil(python: dict, ident: dict) -> bool | None:
+        if not python.get("gil_known"):
+            return None
+        for row in python.get("threads", []):
+            if row.get("thread_id") == ident.get("ident") or (
+                    row.get("native_thread_id") and row.get("native_thread_id") == ident.get("lwp")):
+                return bool(row.get("holds_gil"))
+        return False
+
+    def _hang_safe_point_reached(self, stop: dict) -> None:
+        """The hung thread stopped again: at a safe point (hand off, then show), or because the
+        bound passed (show without a hand-off)."""
+        hang, self.hang_in_progress = self.hang_in_progress, None
+        frames = self.op_frames(hang.thread)
+        top = frames[0] if frames else {}
         tstate = None
-        if self._evaluate_c(main, "PyGILState_Check()") == "1":
-            tstate = self._evaluate_c(main, "(long)PyEval_SaveThread()")  # so the kernel can show it
-        self.hang_pause = Pause(main, tstate, None)
-        self.hang_release_at = time.monotonic() + 10
-        self._send({"event": "hang", "reason": reason, "thread": main, "frames": frames,
-                    "python": python, "holds_gil": tstate is not None, **ident})
+        note = None
+        if not hang.interrupted and handoff.is_safe_point(top):
+            try:
+                tstate = self._hand_off(hang.thread)
+                hang.frames = frames
+            except (GdbCommandError, GdbTimeoutError, ValueError) as error:
+                note = f"the GIL hand-off failed ({error}), so this was shown when it let go"
+        else:
+            note = (f"it holds the GIL and reached no line of your crate within {self.safe_point_bound:g} s, "
+                    "so this was shown when it let go")
+        if tstate is None:
+            self._continue(hang.thread)
+        else:
+            self.hang_pause = Pause(hang.thread, tstate, None)
+            self.hang_release_at = time.monotonic() + 10
+        self._send_hang(hang.reason, hang.thread, hang.frames, hang.python, hang.ident, True, note)
+
+    def _send_hang(self, reason, thread, frames, python, ident, holds, note) -> None:
+        self._send({"event": "hang", "reason": reason, "thread": thread, "frames": frames,
+                    "python": python, "holds_gil": holds, "note": note, **ident})
 
     def op_hang_done(self) -> dict:
         """The kernel has shown the hang: give the GIL back and let the thread run on."""
@@ -656,15 +865,28 @@ class Agent:
         if self.stderr_tee is not None:
             report["stderr_tail"] = self.stderr_tee.tail()
         report["summary"] = crash_summary(report)
+        self._write_report(report)
+        self._send({"event": "crash", "signal": signal_name, "thread": thread,
+                    "summary": report["summary"], "path": report.get("path")})
+
+    def _write_report(self, report: dict) -> None:
+        """A 0600 report in the kernel's report directory, tied to the process that died."""
+        report.setdefault("version", 1)
+        report.setdefault("uid", os.getuid())
+        report.setdefault("pid", self.target_pid)
+        report.setdefault("time", time.time())
+        report.setdefault("kernel_id", self.identity.get("kernel_id"))
         directory = self.identity.get("report_dir")
-        if directory:
-            path = Path(directory) / f"crash-{self.target_pid}-{int(report['time'])}.json"
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if not directory:
+            return
+        path = Path(directory) / f"crash-{self.target_pid}-{int(report['time'])}.json"
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(report, handle, indent=1)
             report["path"] = str(path)
-        self._send({"event": "crash", "signal": signal_name, "thread": thread,
-                    "summary": report["summary"], "path": report.get("path")})
+        except OSError as error:
+            print(f"pyo3_debug_magic agent: cannot write {path}: {error}", file=sys.stderr)
 
     def _crash_details(self, thread: int, signal_name: str) -> dict:
         def c_value(expression: str) -> str | None:
@@ -806,7 +1028,11 @@ class Agent:
         if how not in commands:
             raise UsageProblem(f"unknown resume mode {how!r}", "use next, step, finish or continue")
         pause = self._paused(thread)
-        self._give_back_gil(pause)
+        try:
+            self._give_back_gil(pause)
+        except GdbCommandError as error:
+            raise UsageProblem(f"thread {pause.thread} could not take its GIL back ({error})",
+                               "it stays paused; try again in a moment") from None
         del self.pauses[pause.thread]
         if how in ("next", "step") and pause.where:
             self.stepping_from[pause.thread] = (pause.where, False, commands[how])
@@ -818,12 +1044,9 @@ class Agent:
         """Delete every breakpoint and let every paused thread run."""
         self.op_hang_done()
         deleted = self.op_break_delete(None) if self.attached else []
-        resumed = []
-        for pause in list(self.pauses.values()):
-            self._give_back_gil(pause)
-            self._continue(pause.thread)
-            resumed.append(pause.thread)
-        self.pauses.clear()
+        resumed, problems = self._end_pauses()
+        if problems:
+            raise UsageProblem("; ".join(problems), "run `q` again in a moment")
         return {"deleted": deleted, "resumed": resumed}
 
     # ----- exit path --------------------------------------------------------------
@@ -831,10 +1054,19 @@ class Agent:
         if not (self.gdb and self.attached):
             return
         try:
-            try:
-                self.op_quit()  # no breakpoint may outlive us: the kernel would die of SIGTRAP
-            except Exception as error:  # noqa: BLE001 - detach anyway
-                print(f"pyo3_debug_magic agent: cleanup before detach failed: {error}", file=sys.stderr)
+            deadline = time.monotonic() + DETACH_TIMEOUT * 4
+            while True:
+                try:
+                    self.op_quit()  # no breakpoint may outlive us: the kernel would die of SIGTRAP
+                    break
+                except UsageProblem as problem:  # a thread still waits for its GIL: retry, bounded
+                    if time.monotonic() > deadline:
+                        print(f"pyo3_debug_magic agent: detaching anyway: {problem}", file=sys.stderr)
+                        break
+                    time.sleep(0.2)
+                except Exception as error:  # noqa: BLE001 - detach anyway
+                    print(f"pyo3_debug_magic agent: cleanup before detach failed: {error}", file=sys.stderr)
+                    break
             self.gdb.command("-target-detach", timeout=DETACH_TIMEOUT)
         finally:
             self.attached = False

@@ -1,0 +1,40 @@
+"""The GIL hand-off's rules, as pure functions: which calls, and where a call is safe.
+
+Every call into libpython carries its type, so gdb can make it on a Python without libpython
+debug info (Debian's, conda's, Docker's): gdb refuses an untyped call to a function it has no
+type for ("'PyGILState_Check' has unknown return type").
+
+A call is made only at a safe point: a stop on a line of Rust code (a breakpoint, the end of a
+step) or code of the user's crate. A thread interrupted at an arbitrary instruction may be
+inside libc, the allocator or the interpreter, where a call can corrupt or deadlock it.
+"""
+from __future__ import annotations
+
+from ..locations import is_user_source
+
+CHECK_GIL = "((int (*)(void))PyGILState_Check)()"
+SAVE_THREAD = "(long)((void *(*)(void))PyEval_SaveThread)()"
+
+
+def restore_thread(tstate: int) -> str:
+    """The call that gives a thread back the GIL it handed over (``tstate`` from SAVE_THREAD)."""
+    return f"((void (*)(void *))PyEval_RestoreThread)((void *){int(tstate):#x})"
+
+
+def parse_tstate(value: str) -> int:
+    """SAVE_THREAD's result; a thread state is never 0 (ValueError when it is not one)."""
+    tstate = int(value.split()[0], 0)
+    if tstate <= 0:
+        raise ValueError(f"PyEval_SaveThread returned {value!r}")
+    return tstate
+
+
+def is_rust_line(frame: dict) -> bool:
+    """A stop on a line of Rust source (a breakpoint, a step's end): not libc, not C."""
+    name = frame.get("fullname") or frame.get("file") or ""
+    return name.endswith(".rs") and bool(frame.get("line"))
+
+
+def is_safe_point(frame: dict) -> bool:
+    """May we call into the process from a thread whose innermost frame is ``frame``?"""
+    return is_rust_line(frame) or is_user_source(frame.get("fullname"))
