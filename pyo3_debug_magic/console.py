@@ -87,6 +87,8 @@ class PauseConsole:
         self._thread: threading.Thread | None = None
         self._stepping: set[int] = set()
         self.interrupted = threading.Event()
+        self._ended: set[tuple] = set()      # (session, pause id) the agent ended: never prompted
+        self._dead_sessions: set = set()     # the agent or gdb went away: all its pauses ended
         self.reader = CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
 
@@ -94,7 +96,11 @@ class PauseConsole:
         kind = event.get("event")
         if kind in ("interrupted", "agent-exited", "gdb-died"):
             # Handled at once: the console thread may be waiting for input for a pause that
-            # no longer exists.
+            # no longer exists, and pauses queued behind it have ended too.
+            if kind == "interrupted":
+                self._ended.update((event.get("session"), pause) for pause in event.get("ended") or [])
+            else:
+                self._dead_sessions.add(event.get("session"))
             self.interrupted.set()
             self.reader.cancel()
             if kind == "interrupted":
@@ -126,6 +132,9 @@ class PauseConsole:
 
     def _dispatch(self, event: dict) -> None:
         kind = event.get("event")
+        if kind == "paused" and (event.get("session") in self._dead_sessions
+                                 or (event.get("session"), event.get("pause_id")) in self._ended):
+            return  # ended before the user saw it
         if kind == "paused":
             self._pause(PauseState.from_event(event))
         elif kind == "hang":

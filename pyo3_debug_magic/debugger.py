@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import threading
 from dataclasses import dataclass
 
@@ -84,11 +85,16 @@ class NativeDebugger:
     def __init__(self, target_pid: int | None = None):
         self.target_pid = target_pid
         self._session: AgentSession | None = None
-        self._listeners: list[Callable[[dict], None]] = []
+        self._listeners: list[Callable[[dict], None]] = [self._on_event]
+        self._gdb_gone = False
 
     @property
     def attached(self) -> bool:
-        return self._session is not None and self._session.alive
+        return self._session is not None and self._session.alive and not self._gdb_gone
+
+    def _on_event(self, event: dict) -> None:
+        if event.get("event") == "gdb-died":
+            self._gdb_gone = True  # the agent lives on; the next attach starts a new gdb
 
     def add_listener(self, listener: Callable[[dict], None]) -> None:
         """Receive the agent's events (paused, interrupted, error, crash) from a reader thread."""
@@ -105,6 +111,7 @@ class NativeDebugger:
             self._session.start()
         from . import crashes
 
+        self._gdb_gone = False
         identity = {"kernel_id": crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None,
                     "report_dir": str(crashes.report_dir())}
         try:
@@ -134,8 +141,9 @@ class NativeDebugger:
             userinput.check_expression(request.condition, "the --if condition")
         for expression in request.expressions:
             userinput.check_expression(expression, "a --log expression")
-        if request.crate is not None:
-            userinput.check_text(request.crate, "--crate")
+        if request.crate is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", request.crate):
+            raise UsageProblem(f"not a crate name: {userinput.printable(request.crate)[:80]!r}",
+                               "--crate takes the crate's name, e.g. --crate my_crate")
         parsed = locations.parse_location(request.location)
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)

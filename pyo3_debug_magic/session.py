@@ -21,8 +21,9 @@ from .protocol import LineReader, encode
 
 # The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s); the kernel's
 # wait is longer, so an expired wait here means the agent itself is stuck (stopped, wedged).
-DEFAULT_REQUEST_TIMEOUT = 25.0
+DEFAULT_REQUEST_TIMEOUT = float(os.environ.get("PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT", "25"))
 AGENT_LOGS_KEPT = 10
+_session_serials = itertools.count(1)
 
 
 def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
@@ -69,6 +70,7 @@ class AgentSession:
         self.log_path = None
         self._stderr_saved: int | None = None
         self._send_lock = threading.Lock()  # the console thread and the main thread both send
+        self.serial = next(_session_serials)  # events carry it: a dead session's pauses are void
         self._closing = False
 
     @property
@@ -167,6 +169,7 @@ class AgentSession:
                 pass
 
     def _notify(self, message: dict) -> None:
+        message["session"] = self.serial
         for listener in list(self._listeners):
             try:
                 listener(message)

@@ -88,3 +88,61 @@ def no_stray_processes():
     yield
     stray = [pid for pid in descendants_of(os.getpid()) if pid not in before]
     kill_all(stray)
+
+
+class ReliabilityFigures:
+    """What the reliability tests did, printed at the end of the run (issue: never cost the kernel)."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.faults: list[tuple[str, str]] = []
+        self.cycle_rows: list[tuple[int, int, int]] = []
+        self.fuzz: dict[str, int] = {}
+        self.injection = [0, 0]
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
+    def fault(self, what: str, outcome: str) -> None:
+        self.faults.append((what, outcome))
+
+    def cycles(self, n: int, leaked_descriptors: int, leaked_threads: int) -> None:
+        self.cycle_rows.append((n, leaked_descriptors, leaked_threads))
+
+    def fuzzed(self, magic: str, n: int) -> None:
+        self.fuzz[magic] = self.fuzz.get(magic, 0) + n
+
+    def injections(self, attempted: int, blocked: int) -> None:
+        self.injection[0] += attempted
+        self.injection[1] += blocked
+
+    def lines(self) -> list[str]:
+        out = []
+        for n, fds, threads in self.cycle_rows:
+            out.append(f"attach/detach cycles completed: {n}; descriptors leaked: {max(fds, 0)}; "
+                       f"threads leaked: {max(threads, 0)}")
+        for what, outcome in self.faults:
+            out.append(f"fault injected: {what} -> {outcome}")
+        if self.fuzz:
+            out.append(f"fuzz cases run: {sum(self.fuzz.values())} "
+                       f"({', '.join(f'%{m} {n}' for m, n in sorted(self.fuzz.items()))})")
+        if self.injection[0]:
+            out.append(f"injections attempted: {self.injection[0]}, blocked: {self.injection[1]}")
+        out += [f"{what}: {n}" for what, n in self.counts.items()]
+        return out
+
+
+_FIGURES = ReliabilityFigures()
+
+
+@pytest.fixture
+def reliability() -> ReliabilityFigures:
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = _FIGURES.lines()
+    if lines:
+        terminalreporter.section("reliability")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -20,6 +20,7 @@ from run_notebook import IpcKernelManager  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 
 IPYKERNEL6_PYTHON = ROOT / ".venv-ipykernel6" / "bin" / "python"
+DEBIAN_PYTHON = ROOT / ".venv-debian" / "bin" / "python"  # Debian's python3: no libpython DWARF
 
 CRATE = ROOT / "examples" / "rustdemo"
 LIB_RS = CRATE / "src" / "lib.rs"

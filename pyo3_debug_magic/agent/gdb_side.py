@@ -152,6 +152,7 @@ def _on_gdb_exiting(event):
         pass
     try:
         gdb.execute("delete", to_string=True)  # no int3 may outlive gdb
+        gdb.execute("set language c", to_string=True)  # the calls are C (a Rust frame is selected)
     except gdb.error:
         pass
     for thread_number, tstate in list(_handed_off.items()):

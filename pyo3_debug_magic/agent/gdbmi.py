@@ -196,6 +196,11 @@ class GdbMI:
         return None
 
     @property
+    def answering(self) -> bool:
+        """gdb runs and owes no answer to a command that outlived its wait."""
+        return self.alive and not self._late and not self.stopped_by_signal
+
+    @property
     def stopped_by_signal(self) -> bool:
         """Is gdb itself stopped (SIGSTOP, a debugger on gdb)? It answers nothing until SIGCONT."""
         try:

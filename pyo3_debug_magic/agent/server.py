@@ -126,6 +126,7 @@ class Pause:
     tstate: int | None
     breakpoint: int | None
     where: tuple | None = None  # (function, file, line) at the stop
+    serial: int = 0             # names this pause to the kernel: an ended pause is never prompted
 
 
 @dataclass
@@ -174,6 +175,10 @@ class Agent:
         self.steps_out: dict[int, int] = {}   # thread -> `finish`es made to leave C code after a step
         self.breakpoint_addresses: set[int] = set()  # where gdb has put int3 instructions
         self.refusals_shown: set[str] = set()
+        self.pause_serial = 0
+        self.needs_handoff: set[int] = set()        # paused threads that hold the GIL again
+        self.stalled: dict[int, tuple] = {}         # hits whose hand-off gdb has not answered yet
+        self.late_tstates: dict[int, int] = {}      # SaveThread results that came after our wait
         self._running = True
 
     # ----- loop -----------------------------------------------------------------
@@ -184,7 +189,7 @@ class Agent:
         try:
             while self._running:
                 watched = [self.sock] + ([self.gdb.fileno()] if self.gdb and self.gdb.alive else [])
-                ready, _, _ = select.select(watched, [], [], 0.5)
+                ready, _, _ = select.select(watched, [], [], self._next_timer_in())
                 if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
                     self.gdb.read(0)
                 self._process_gdb_events()
@@ -196,9 +201,18 @@ class Agent:
                         break  # the kernel went away
                 if self.attached and self.gdb is not None and not self.gdb.alive:
                     self._on_gdb_died()
+                if (self.needs_handoff or self.stalled) and self.gdb is not None and self.gdb.answering:
+                    self._retry_handoffs()
                 self._check_hang_timers()
         finally:
             self._cleanup()
+
+    def _next_timer_in(self) -> float:
+        """How long the loop may wait for input: until the nearest hang timer, at most 0.5 s."""
+        now = time.monotonic()
+        timers = [t for t in (self.hang_check_at, self.watch_deadline, self.hang_release_at,
+                              self.hang_in_progress and self.hang_in_progress.deadline) if t]
+        return max(0.0, min([0.5] + [t - now for t in timers]))
 
     def _on_sigterm(self, signum, frame):
         raise SystemExit(0)
@@ -226,9 +240,8 @@ class Agent:
             reply.update(ok=False, error={"type": "UsageProblem", "message": str(error),
                                           "fix": "type it on one line, as plain text"})
         except (GdbTimeoutError, GdbExitedError) as error:
-            self._recover_from_stuck_gdb(str(error))
-            reply.update(ok=False, error={"type": "AgentError", "message": str(error),
-                                          "fix": "the command was abandoned; paused threads were resumed"})
+            what, fix = self._recover_from_stuck_gdb(str(error), notify=False)
+            reply.update(ok=False, error={"type": "AgentError", "message": what, "fix": fix})
         except Exception as error:  # noqa: BLE001 - reported with its traceback
             reply.update(ok=False, error={"type": "AgentError",
                                           "message": f"internal agent error: {error!r}",
@@ -375,22 +388,56 @@ class Agent:
                    **self._thread_ident(thread)}
         try:
             tstate = self._hand_off(thread)
-        except (GdbCommandError, GdbTimeoutError, ValueError) as error:
+        except GdbTimeoutError:
+            # gdb is stopped or stuck: queue nothing more for this thread (a queued continue
+            # could run after a late SaveThread); retry once gdb answers again
+            self.stalled[thread] = (reason, number, where)
+            raise
+        except (GdbCommandError, ValueError) as error:
             self._refuse_pause(thread, number, top, f"the GIL hand-off failed ({error})")
             return
-        self.pauses[thread] = Pause(thread, tstate, number, where)
+        self.pause_serial += 1
+        self.pauses[thread] = Pause(thread, tstate, number, where, self.pause_serial)
         self._send({"event": "paused", "thread": thread, "reason": reason, "breakpoint": number,
-                    "handed_off": tstate is not None, **details})
+                    "handed_off": tstate is not None, "pause_id": self.pause_serial, **details})
 
     def _hand_off(self, thread: int) -> int | None:
         """If ``thread`` (stopped at a safe point) holds the GIL, release it (an implicit
         allow_threads at this line) so the kernel's Python threads run while it waits; the saved
         thread state, or None. gdb remembers it too, for its exit path."""
+        if thread in self.late_tstates:  # an earlier SaveThread that gdb answered late
+            tstate = self.late_tstates.pop(thread)
+            self.gdb.console_command(f"python note_handoff({int(thread)}, {tstate})")
+            return tstate
         if self._evaluate_c(thread, handoff.CHECK_GIL) != "1":
             return None
-        tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD))
+
+        def saved_late(record: dict) -> None:
+            if record.get("message") == "done":
+                self.late_tstates[thread] = handoff.parse_tstate((record.get("payload") or {}).get("value", "0"))
+
+        tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD, on_late=saved_late))
         self.gdb.console_command(f"python note_handoff({int(thread)}, {tstate})")
         return tstate
+
+    def _retry_handoffs(self) -> None:
+        """gdb answers again after a stall: hand the GIL over where a late answer left a thread
+        holding it, and finish pauses whose hand-off was cut short."""
+        for thread in list(self.needs_handoff):
+            self.needs_handoff.discard(thread)
+            pause = self.pauses.get(thread)
+            if pause is not None and pause.tstate is None:
+                try:
+                    pause.tstate = self._hand_off(thread)
+                except (GdbCommandError, GdbTimeoutError, ValueError) as error:
+                    self._send({"event": "error", "message": f"thread {thread} could not hand its GIL "
+                                                             f"over again ({error}); the kernel waits for it"})
+        for thread, (reason, number, where) in list(self.stalled.items()):
+            del self.stalled[thread]
+            try:
+                self._pause(thread, reason, number, where)
+            except (GdbCommandError, GdbTimeoutError) as error:
+                self._send({"event": "error", "message": f"pausing thread {thread} failed: {error}"})
 
     def _refuse_pause(self, thread: int, number: int | None, top: dict, why: str) -> None:
         """A pause that cannot be made safely: the thread runs on as it was, and the user is told."""
@@ -439,12 +486,37 @@ class Agent:
 
         def restored_late(record: dict) -> None:
             if record.get("message") == "done":
+                # the thread holds its GIL again but is still stopped: the kernel is frozen
+                # until it hands the GIL over again (the main loop does, at once)
                 pause.tstate = None
-                self._python_quiet(f"note_restored({int(pause.thread)})")
+                self.needs_handoff.add(pause.thread)
 
-        self._evaluate_c(pause.thread, handoff.restore_thread(pause.tstate), on_late=restored_late)
+        try:
+            self._evaluate_c(pause.thread, handoff.restore_thread(pause.tstate), on_late=restored_late)
+        except GdbCommandError as error:
+            if "Invalid thread id" in str(error):
+                pass  # the thread is gone (the process is exiting): nothing to give back
+            elif "stopped while in a function called from GDB" in str(error):
+                # another thread stopped during the call, and gdb left this one inside
+                # RestoreThread: let it finish there (gdb stops it silently on return)
+                self._finish_suspended_call(pause.thread)
+            else:
+                raise
         pause.tstate = None
-        self.gdb.console_command(f"python note_restored({int(pause.thread)})")
+        self._python_quiet(f"note_restored({int(pause.thread)})")
+
+    def _finish_suspended_call(self, thread: int) -> None:
+        self._mi(f"-exec-continue --thread {thread}")
+        deadline = time.monotonic() + self.timeout
+        wanted = str(thread)
+        while time.monotonic() < deadline:
+            for record in list(self.gdb.events):
+                payload = record.get("payload") or {}
+                if record.get("message") == "stopped" and payload.get("thread-id") == wanted:
+                    self.gdb.events.remove(record)
+                    return
+            self.gdb.read(0.05)
+        raise GdbTimeoutError(f"thread {thread} did not return from PyEval_RestoreThread")
 
     def _python_quiet(self, call: str) -> None:
         try:
@@ -454,7 +526,32 @@ class Agent:
 
     def _end_pauses(self) -> tuple[list[int], list[str]]:
         """Give every paused thread its GIL back and let it run, one thread at a time (each
-        RestoreThread waits for the GIL the previous thread took); (resumed, problems)."""
+        RestoreThread waits for the GIL the previous thread took); (ended pause ids, problems)."""
+        resumed, problems = [], []
+        if not self.pauses:
+            return resumed, problems
+        # No thread may stop at a breakpoint while another's RestoreThread runs: gdb would
+        # abandon that call halfway. Pausing breakpoints are off until every pause has ended.
+        disabled = self._disable_pausing_breakpoints()
+        try:
+            resumed, problems = self._end_pauses_one_by_one()
+        finally:
+            if disabled and self.gdb is not None and self.gdb.alive:
+                try:
+                    self._mi("-break-enable " + " ".join(map(str, disabled)))
+                except GdbCommandError:
+                    pass  # deleted meanwhile (q)
+        return resumed, problems
+
+    def _disable_pausing_breakpoints(self) -> list[int]:
+        body = self._mi("-break-list").payload.get("BreakpointTable", {}).get("body", [])
+        enabled = [int(b["number"]) for b in body if b.get("enabled") == "y"
+                   and self.breakpoints.get(int(b["number"]), {}).get("kind") == "pause"]
+        if enabled:
+            self._mi("-break-disable " + " ".join(map(str, enabled)))
+        return enabled
+
+    def _end_pauses_one_by_one(self) -> tuple[list[int], list[str]]:
         resumed, problems = [], []
         for pause in list(self.pauses.values()):
             try:
@@ -464,7 +561,7 @@ class Agent:
                 continue
             self._continue(pause.thread)
             self.pauses.pop(pause.thread, None)
-            resumed.append(pause.thread)
+            resumed.append(pause.serial)
         return resumed, problems
 
     def _on_interrupt(self) -> None:
@@ -472,25 +569,30 @@ class Agent:
         if not self.pauses:
             return
         self.pausing_allowed = False  # the rest of this cell only logs; the next cell resets it
-        resumed, problems = self._end_pauses()
-        self._send({"event": "interrupted", "resumed": resumed, "problems": problems})
+        ended, problems = self._end_pauses()
+        self._send({"event": "interrupted", "ended": ended, "problems": problems})
 
-    def _recover_from_stuck_gdb(self, what: str) -> None:
-        """gdb did not answer. A stopped gdb (SIGSTOP) answers later: paused threads stay paused
-        (their GIL is free, the kernel runs) and late answers are matched by token. A busy gdb
-        has its command abandoned (SIGINT; calls unwind), then every pause ends."""
+    def _recover_from_stuck_gdb(self, what: str, notify: bool = True) -> tuple[str, str]:
+        """gdb did not answer; (what happened, what to do), also sent as an event if ``notify``.
+
+        A stopped gdb (SIGSTOP) answers later: paused threads stay paused (their GIL is free,
+        the kernel runs) and late answers are matched by token. A busy gdb has its command
+        abandoned (SIGINT; calls unwind), then every pause ends."""
         if self.gdb and self.gdb.stopped_by_signal:
-            self._send({"event": "error", "message": (
-                f"{what}: gdb (pid {self.gdb.pid}) is stopped (SIGSTOP?). Paused threads stay paused "
-                "and the kernel keeps running; continue gdb (`kill -CONT "
-                f"{self.gdb.pid}`) or run `%native_detach`")})
-            return
-        if self.gdb and self.gdb.alive:
-            self.gdb.interrupt()
-            self.gdb.wait_for(lambda r: r.get("type") == "result", 5)
-        resumed, problems = self._end_pauses()
-        self._send({"event": "error", "message": f"{what}; the command was abandoned"
-                    + (f"; {'; '.join(problems)}" if problems else ""), "resumed": resumed})
+            message = (f"{what}: gdb (pid {self.gdb.pid}) is stopped (SIGSTOP?); paused threads stay "
+                       "paused and the kernel keeps running")
+            fix = f"continue gdb (`kill -CONT {self.gdb.pid}`) and try again, or run `%native_detach`"
+        else:
+            if self.gdb and self.gdb.alive:
+                self.gdb.interrupt()
+                self.gdb.wait_for(lambda r: r.get("type") == "result", 5)
+            _, problems = self._end_pauses()
+            message = f"{what}; the command was abandoned and paused threads were resumed" + (
+                f" ({'; '.join(problems)})" if problems else "")
+            fix = "try again; `%native_detach` resets the debugger"
+        if notify:
+            self._send({"event": "error", "message": f"{message}: {fix}"})
+        return message, fix
 
     def _on_gdb_died(self) -> None:
         """gdb is gone (killed). Its int3 instructions would kill the kernel with SIGTRAP at the

@@ -1,0 +1,347 @@
+"""Never cost the user their kernel: every Python, faults of gdb and the agent, Interrupts with
+several threads paused, hang diagnosis over many cells, injection attempts, a soak.
+
+Each test records what it did in the ``reliability`` figures printed at the end of the run.
+``PYO3_DEBUG_MAGIC_FULL=1`` runs the long versions (200 cycles, 200 watched cells).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import (DEBIAN_PYTHON, KernelHarness, agent_processes, gdb_processes, is_alive,
+                     marker_line)
+
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability, pytest.mark.timeout(300)]
+
+FULL = bool(os.environ.get("PYO3_DEBUG_MAGIC_FULL"))
+PYTHONS = {"pyenv-3.11": None, "debian-python3": DEBIAN_PYTHON}
+
+
+def shown(result) -> list[str]:
+    return [d.get("text/plain", "") for d in result.displays]
+
+
+def start_kernel(python=None, env=None) -> KernelHarness:
+    kernel = KernelHarness(python=python, env=env)
+    loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\nkeep = {'set': 'before'}")
+    assert loaded.status == "ok", loaded.text
+    return kernel
+
+
+def break_at(kernel, marker: str, options: str = "") -> None:
+    result = kernel.run(f"%native_break src/lib.rs:{marker_line(marker)} {options}", timeout=60)
+    assert result.status == "ok", result.text
+
+
+def still_intact(kernel) -> None:
+    """The kernel answers and the state set before the fault is there."""
+    answer = kernel.run("keep['set'], 6 * 7", timeout=30)
+    assert answer.results == ["('before', 42)"], answer.text
+
+
+def wait_until(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture(params=list(PYTHONS))
+def any_python(request, demo_crate):
+    python = PYTHONS[request.param]
+    assert python is None or python.exists(), f"{python} is missing: run `bash scripts/setup.sh`"
+    kernel = start_kernel(python)
+    try:
+        yield kernel
+    finally:
+        assert kernel.shutdown() == [], "the agent or gdb outlived the kernel"
+
+
+# ----- every Python ---------------------------------------------------------------------
+def test_pause_step_and_continue_on_every_python(any_python, reliability):
+    kernel = any_python
+    break_at(kernel, "compute-loop")
+    result = kernel.run("rustdemo.compute([1, 2, 3])", answers=["p total", "n", "p term", "c"], timeout=90)
+    assert result.status == "ok" and result.results == ["42"], result.text
+    views = shown(result)
+    assert any(f"src/lib.rs:{marker_line('compute-loop')}" in v and "native breakpoint 1 hit" in v
+               for v in views), views
+    assert "total = 0" in views and "term = 3" in views, views
+    assert not any("not paused" in v for v in views), views
+    still_intact(kernel)
+    reliability.count("pauses on Pythons with and without libpython debug info")
+
+
+def test_backtrace_on_every_python(any_python):
+    kernel = any_python
+    assert "attached" in kernel.run("%native_attach").stdout
+    shown_bt = kernel.run("%native_bt --engine gdb", timeout=60)
+    assert shown_bt.status == "ok", shown_bt.text
+    assert "<- cell" in shown_bt.stdout, shown_bt.stdout
+
+
+@pytest.mark.parametrize("python", list(PYTHONS))
+def test_crash_report_on_every_python(demo_crate, tmp_path, python):
+    state = tmp_path / "state"
+    kernel = KernelHarness(python=PYTHONS[python], env={"PYO3_DEBUG_MAGIC_STATE": str(state)})
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+        assert "attached" in kernel.run("%native_attach").stdout
+        assert kernel.run("rustdemo.segfault()", timeout=30).status == "died"
+        kernel.manager.restart_kernel(now=True)
+        kernel.client.wait_for_ready(timeout=60)
+        loaded = kernel.run("%load_ext pyo3_debug_magic")
+        assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}" in loaded.stdout, loaded.text
+        again = kernel.run("%unload_ext pyo3_debug_magic\n%load_ext pyo3_debug_magic")
+        assert "previous kernel crashed" not in again.stdout  # announced once
+    finally:
+        kernel.shutdown()
+
+
+# ----- several threads --------------------------------------------------------------------
+TWO_THREADS = """
+import threading
+results = []
+workers = [threading.Thread(target=lambda: results.append(rustdemo.compute([1, 2, 3]))) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+sorted(results)
+"""
+
+
+def test_interrupt_with_two_threads_paused_ends_every_pause(demo_crate, reliability):
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "compute-loop")
+
+        def interrupt_when_both_paused(prompt):
+            # the first thread handed its GIL over, so the second reaches the line and pauses
+            # too while the first waits at this prompt
+            time.sleep(1.0)
+            kernel.manager.interrupt_kernel()
+            return None
+
+        result = kernel.run(TWO_THREADS, answers=interrupt_when_both_paused, timeout=90)
+        assert result.status == "error" and result.error["ename"] == "KeyboardInterrupt", result.text
+        assert len(result.prompts) == 1, result.prompts  # no prompt for a pause the Interrupt ended
+        done = kernel.run("import time\nfor w in workers: w.join(20)\nsorted(results)", timeout=60)
+        assert done.results == ["[42, 42]"], done.text
+        still_intact(kernel)
+        reliability.fault("Interrupt with two threads paused", "both resumed, kernel intact")
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_a_thread_hitting_a_breakpoint_while_another_is_paused(demo_crate, reliability):
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "compute-result")
+        result = kernel.run(TWO_THREADS, answers=["c", "c", "c", "c"], timeout=90)
+        assert result.status == "ok" and result.results == ["[42, 42]"], result.text
+        assert len(result.prompts) >= 2, result.prompts
+        still_intact(kernel)
+        reliability.fault("breakpoint hit by two threads in turn", "both paused and resumed")
+    finally:
+        assert kernel.shutdown() == []
+
+
+# ----- the agent and gdb dying or stopping ---------------------------------------------------
+def test_agent_killed_while_paused(demo_crate, reliability):
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "square")
+
+        def kill_agent(prompt):
+            for pid in agent_processes(kernel.pid):
+                os.kill(pid, signal.SIGKILL)
+            return None  # the prompt stays unanswered: the pause must end by itself
+
+        result = kernel.run("rustdemo.square(12)", answers=kill_agent, timeout=60)
+        assert result.status == "ok" and result.results == ["144"], result.text
+        assert any("exited unexpectedly" in v for v in shown(result)), shown(result)
+        assert wait_until(lambda: not gdb_processes(kernel.pid), 10), "gdb outlived its agent"
+        still_intact(kernel)
+        assert kernel.run("rustdemo.square(3)", answers=["c"], timeout=60).results == ["9"]
+        reliability.fault("agent SIGKILL while paused", "gdb gave the GIL back and detached")
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_agent_stopped_while_paused(demo_crate, reliability):
+    kernel = start_kernel(env={"PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT": "15"})
+    stopped = []
+    try:
+        break_at(kernel, "square")
+
+        def stop_agent_then_continue(prompt):
+            if not stopped:
+                stopped.extend(agent_processes(kernel.pid))
+                for pid in stopped:
+                    os.kill(pid, signal.SIGSTOP)
+            return "c"
+
+        started = time.monotonic()
+        result = kernel.run("rustdemo.square(12)", answers=stop_agent_then_continue, timeout=90)
+        assert result.status == "ok" and result.results == ["144"], result.text
+        assert time.monotonic() - started < 60
+        assert any("did not answer" in v for v in shown(result)), shown(result)
+        assert not any(is_alive(pid) for pid in stopped)
+        still_intact(kernel)
+        reliability.fault("agent SIGSTOP while paused", "agent stopped after its bound; pause ended")
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert kernel.shutdown() == []
+
+
+@pytest.mark.parametrize("kind", ["--log value", ""])
+def test_gdb_killed_with_breakpoints_inserted(demo_crate, reliability, kind):
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "square", kind)
+        assert kernel.run("rustdemo.square(2)", answers=["c"], timeout=60).results == ["4"]
+        for pid in gdb_processes(kernel.pid):
+            os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not gdb_processes(kernel.pid), 10)
+        time.sleep(1.0)  # the agent notices within its loop's half second
+        after = kernel.run("rustdemo.square(3)", timeout=30)
+        assert after.status == "ok" and after.results == ["9"], f"{after.status}: {after.text}"
+        still_intact(kernel)
+        listed = kernel.run("%native_break")
+        assert listed.status == "ok", listed.text
+        reliability.fault(f"gdb SIGKILL with a {'log' if kind else 'pausing'} breakpoint",
+                          "int3 removed, no SIGTRAP, kernel intact")
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_gdb_stopped_while_paused_then_continued(demo_crate, reliability):
+    kernel = start_kernel(env={"PYO3_DEBUG_MAGIC_GDB_TIMEOUT": "3"})
+    gdbs = []
+    try:
+        break_at(kernel, "square")
+        steps = []
+
+        def stop_gdb_then_continue(prompt):
+            steps.append(prompt)
+            if len(steps) == 1:
+                gdbs.extend(gdb_processes(kernel.pid))
+                for pid in gdbs:
+                    os.kill(pid, signal.SIGSTOP)
+                threading.Timer(8, lambda: [os.kill(pid, signal.SIGCONT) for pid in gdbs]).start()
+            elif len(steps) == 2:
+                time.sleep(9)  # gdb is back by now
+            return "c"
+
+        result = kernel.run("rustdemo.square(12)", answers=stop_gdb_then_continue, timeout=120)
+        assert result.status == "ok" and result.results == ["144"], result.text
+        assert any("is stopped" in v for v in shown(result)), shown(result)
+        still_intact(kernel)
+        reliability.fault("gdb SIGSTOP while paused, SIGCONT after 8 s", "pause kept, then continued")
+    finally:
+        for pid in gdbs:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert kernel.shutdown() == []
+
+
+# ----- hang diagnosis over many cells ------------------------------------------------------
+def test_native_watch_over_many_cells(demo_crate, reliability):
+    cells = 200 if FULL else 16
+    kernel = start_kernel()
+    try:
+        assert "native watch" in kernel.run("%native_watch --after 0.3", timeout=60).stdout
+        reports = 0
+        for number in range(cells):
+            # about 0.7 s each: Rust holding the GIL, then pure Python
+            code = "rustdemo.busy_work(90_000_000)" if number % 2 else "sum(range(40_000_000))"
+            result = kernel.run(code, timeout=60)
+            assert result.status == "ok" and result.results, f"cell {number}: {result.status} {result.text}"
+            reports += sum("looks stuck" in v for v in shown(result))
+        still_intact(kernel)
+        assert reports == cells, f"{reports} of {cells} cells reported, although each runs over 0.3 s"
+        reliability.fault(f"%native_watch at 0.3 s over {cells} cells", f"{reports} reports, kernel intact")
+    finally:
+        assert kernel.shutdown() == []
+
+
+# ----- injection ---------------------------------------------------------------------------
+def test_nothing_typed_runs_a_gdb_command(demo_crate, tmp_path, reliability):
+    marker = tmp_path / "injected"
+    shell = f'$_shell("touch {marker}")'
+    kernel = start_kernel()
+    try:
+        line = marker_line("square")
+        attempts = [
+            f"%native_break src/lib.rs:{line} --if '{shell}'",
+            f"%native_break src/lib.rs:{line} --log '{shell}'",
+            f"%native_break src/lib.rs:{line} --log 'value, $_as_string({shell})'",
+            f"%native_break 'src/lib.rs:{line}\n-interpreter-exec console \"shell touch {marker}\"'",
+            f"%native_break src/lib.rs:{line} --if 'value == 1\" -gdb-exit'",
+            f"%native_break rustdemo::square --crate 'x; shell touch {marker}'",
+        ]
+        for attempt in attempts:
+            result = kernel.run(attempt, timeout=60)
+            assert result.status == "error" and "Traceback" not in result.text, result.text
+        break_at(kernel, "square")
+        prompt_attempts = [f"p {shell}", f"p $_as_string({shell})", f"p ($_shell)(\"touch {marker}\")",
+                           "p value\n-gdb-exit", f"p python import os; os.system('touch {marker}')"]
+        result = kernel.run("rustdemo.square(5)", answers=prompt_attempts + ["c"], timeout=60)
+        assert result.results == ["25"], result.text
+        refused = [v for v in shown(result) if "not allowed" in v or v.startswith("error:")]
+        assert len(refused) >= 3, shown(result)
+        assert not marker.exists(), "a typed gdb command ran"
+        reliability.injections(len(attempts) + len(prompt_attempts), blocked=len(attempts) + len(prompt_attempts))
+    finally:
+        assert kernel.shutdown() == []
+
+
+# ----- soak ----------------------------------------------------------------------------------
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_attach_detach_soak(demo_crate, reliability):
+    cycles = 200 if FULL else 20
+    kernel = start_kernel()
+    try:
+        line = marker_line("square")
+        # one whole cycle first, so lazily created threads (the pause console) and files are
+        # there before counting
+        kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square(1)", answers=["c"], timeout=60)
+        kernel.run("%native_delete all\n%native_detach", timeout=60)
+        descriptors, threads = open_descriptors(kernel.pid), thread_count(kernel.pid)
+        for cycle in range(cycles):
+            result = kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square({cycle})",
+                                answers=["c"], timeout=60)
+            assert result.status == "ok" and result.results == [str(cycle * cycle)], f"cycle {cycle}: {result.text}"
+            ended = kernel.run("%native_delete all\n%native_detach", timeout=60)
+            assert ended.status == "ok", f"cycle {cycle}: {ended.text}"
+            assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid), f"cycle {cycle}"
+        still_intact(kernel)
+        wait_until(lambda: thread_count(kernel.pid) <= threads, 5)
+        leaked_fds = open_descriptors(kernel.pid) - descriptors
+        leaked_threads = thread_count(kernel.pid) - threads
+        reliability.cycles(cycles, leaked_descriptors=leaked_fds, leaked_threads=leaked_threads)
+        assert leaked_fds <= 0 and leaked_threads <= 0, (leaked_fds, leaked_threads)
+    finally:
+        assert kernel.shutdown() == []
