@@ -18,7 +18,10 @@ from .locations import first_user_level
 
 def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -> dict:
     """Everything a crash report holds, read from ``core`` (``executable`` defaults to this Python)."""
-    core_path, exe_path = Path(core).expanduser(), Path(executable or sys.executable)
+    try:
+        core_path, exe_path = Path(core).expanduser(), Path(executable or sys.executable).expanduser()
+    except RuntimeError as error:  # ~someone who is not a user here
+        raise UsageProblem(f"cannot expand the path: {error}", "give an absolute path") from None
     for path in (core_path, exe_path):
         if any(ch in str(path) for ch in '"\\') or any(ord(ch) < 0x20 for ch in str(path)):
             raise UsageProblem(f"unsupported characters in {str(path)[:200]!r}", "rename or link the file")

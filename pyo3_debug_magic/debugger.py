@@ -75,6 +75,9 @@ class LogHit:
     error: str | None = None
 
 
+SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
+
+
 def _where(row: dict) -> str:
     return f"{row.get('fullname') or row.get('func') or '?'}:{row.get('line') or '?'}"
 
@@ -115,7 +118,9 @@ class NativeDebugger:
         identity = {"kernel_id": crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None,
                     "report_dir": str(crashes.report_dir())}
         try:
-            return AttachStatus.from_agent(self._session.request("attach", identity=identity))
+            # the agent bounds attaching at 2 x 20 s: the kernel waits longer
+            return AttachStatus.from_agent(self._session.request("attach", timeout=SLOW_REQUEST_TIMEOUT,
+                                                                 identity=identity))
         except Exception:
             self.close()
             raise
@@ -124,14 +129,16 @@ class NativeDebugger:
         """Attach if not attached yet; the new status then, else None."""
         return None if self.attached else self.attach()
 
-    def _request(self, op: str, **args):
+    def _request(self, op: str, timeout: float | None = None, **args):
         if not self.attached:
             raise NotAttachedError()
+        if timeout is not None:
+            return self._session.request(op, timeout=timeout, **args)
         return self._session.request(op, **args)
 
     # ----- breakpoints --------------------------------------------------------------
     def sources(self) -> list[locations.SourceFile]:
-        return [locations.SourceFile(s["objfile"], s["fullname"]) for s in self._request("sources")
+        return [locations.SourceFile(s["objfile"], s["fullname"]) for s in self._request("sources", timeout=SLOW_REQUEST_TIMEOUT)
                 if s.get("fullname")]
 
     def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
@@ -164,7 +171,7 @@ class NativeDebugger:
         if created.get("pending"):
             if not resolved.pending:  # the module is loaded, yet gdb found no code there
                 self.delete_breakpoints([created["number"]])
-                functions = self._request("functions", crate=parsed.function.split("::")[0]) if parsed.function else []
+                functions = self._request("functions", timeout=SLOW_REQUEST_TIMEOUT, crate=parsed.function.split("::")[0]) if parsed.function else []
                 raise locations.unresolved(parsed, resolved, functions)
             notes.insert(0, resolved.note)
         lines = sorted({loc["line"] for loc in created["locations"] if loc.get("line")})

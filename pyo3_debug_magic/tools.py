@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,22 +15,29 @@ YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 PR_SET_PTRACER = 0x59616D61
 
 
-def find_gdb() -> str:
-    """Absolute path of gdb: ``$PYO3_DEBUG_MAGIC_GDB``, else the one installed next to this
-    Python (the ``gdb-for-pwndbg`` dependency, gdb 18), else PATH; GdbNotFoundError if none."""
-    wanted = os.environ.get("PYO3_DEBUG_MAGIC_GDB")
-    candidates = [wanted] if wanted else [str(Path(sys.executable).with_name("gdb")), "gdb"]
+def _find_tool(name: str, override_variable: str) -> tuple[str | None, str]:
+    """(absolute path or None, what was looked for): ``$override_variable``, else ``name``
+    next to this Python (a pip-installed binary of the kernel's environment), else PATH."""
+    wanted = os.environ.get(override_variable)
+    candidates = [wanted] if wanted else [str(Path(sys.executable).with_name(name)), name]
     for candidate in candidates:
         found = shutil.which(candidate)
         if found:
-            return found
-    raise GdbNotFoundError(candidates[0])
+            return found, candidates[0]
+    return None, candidates[0]
+
+
+def find_gdb() -> str:
+    """Absolute path of gdb: ``$PYO3_DEBUG_MAGIC_GDB``, else the one installed next to this
+    Python (the ``gdb-for-pwndbg`` dependency, gdb 18), else PATH; GdbNotFoundError if none."""
+    found, searched = _find_tool("gdb", "PYO3_DEBUG_MAGIC_GDB")
+    if found is None:
+        raise GdbNotFoundError(searched)
+    return found
 
 
 def gdb_major_version(version_line: str) -> int | None:
     """``GNU gdb (Debian 13.1-3) 13.1`` -> 13."""
-    import re
-
     match = re.search(r"(\d+)\.\d+(?:\.\d+)?\S*\s*$", version_line.strip())
     return int(match.group(1)) if match else None
 
@@ -58,13 +66,10 @@ def calls_unsafe_reason(version_line: str, has_amx: bool) -> str | None:
 
 def find_py_spy() -> str:
     """Absolute path of py-spy (``$PYO3_DEBUG_MAGIC_PYSPY``, next to this Python, or PATH)."""
-    wanted = os.environ.get("PYO3_DEBUG_MAGIC_PYSPY")
-    candidates = [wanted] if wanted else [str(Path(sys.executable).with_name("py-spy")), "py-spy"]
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise PySpyNotFoundError(candidates[0])
+    found, searched = _find_tool("py-spy", "PYO3_DEBUG_MAGIC_PYSPY")
+    if found is None:
+        raise PySpyNotFoundError(searched)
+    return found
 
 
 RUST_PRINTERS_MISSING = ("Rust pretty-printers not found (no rustc on the kernel's PATH, in ~/.cargo/bin "

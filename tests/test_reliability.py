@@ -261,9 +261,10 @@ def test_gdb_stopped_while_paused_then_continued(demo_crate, reliability):
 
 
 # ----- hang diagnosis over many cells ------------------------------------------------------
-def test_native_watch_over_many_cells(demo_crate, reliability):
-    cells = 200 if FULL else 16
-    kernel = start_kernel()
+@pytest.mark.parametrize("python", list(PYTHONS))
+def test_native_watch_over_many_cells(demo_crate, reliability, python):
+    cells = 200 if FULL else 12
+    kernel = start_kernel(PYTHONS[python])
     try:
         assert "native watch" in kernel.run("%native_watch --after 0.3", timeout=60).stdout
         reports = 0
@@ -275,7 +276,7 @@ def test_native_watch_over_many_cells(demo_crate, reliability):
             reports += sum("looks stuck" in v for v in shown(result))
         still_intact(kernel)
         assert reports == cells, f"{reports} of {cells} cells reported, although each runs over 0.3 s"
-        reliability.fault(f"%native_watch at 0.3 s over {cells} cells", f"{reports} reports, kernel intact")
+        reliability.fault(f"%native_watch at 0.3 s over {cells} cells ({python})", f"{reports} reports, kernel intact")
     finally:
         assert kernel.shutdown() == []
 
@@ -343,5 +344,73 @@ def test_attach_detach_soak(demo_crate, reliability):
         leaked_threads = thread_count(kernel.pid) - threads
         reliability.cycles(cycles, leaked_descriptors=leaked_fds, leaked_threads=leaked_threads)
         assert leaked_fds <= 0 and leaked_threads <= 0, (leaked_fds, leaked_threads)
+    finally:
+        assert kernel.shutdown() == []
+
+
+# ----- the kernel going away while paused, and a flood of log hits -----------------------------
+@pytest.mark.parametrize("how", ["restart", "shutdown"])
+def test_kernel_restart_or_shutdown_while_paused_leaves_nothing_behind(demo_crate, reliability, how):
+    kernel = start_kernel()
+    left_behind = []
+    try:
+        break_at(kernel, "square")
+        helpers = []
+
+        def leave(prompt):
+            helpers.extend(agent_processes(kernel.pid) + gdb_processes(kernel.pid))
+            if how == "restart":
+                kernel.manager.restart_kernel(now=False)
+            else:
+                kernel.manager.shutdown_kernel(now=False)
+            return None
+
+        kernel.run("rustdemo.square(12)", answers=leave, timeout=60)
+        assert helpers, "no agent or gdb was running during the pause"
+        assert wait_until(lambda: not any(is_alive(pid) for pid in helpers), 20), \
+            [pid for pid in helpers if is_alive(pid)]
+        if how == "restart":
+            kernel.client.wait_for_ready(timeout=60)
+            assert kernel.run("1 + 1").results == ["2"]
+        reliability.fault(f"kernel {how} while paused", "agent and gdb gone")
+    finally:
+        if kernel.manager.has_kernel:
+            left_behind = kernel.shutdown()
+    assert left_behind == []
+
+
+def test_log_breakpoint_flood_in_a_hot_loop(demo_crate, reliability):
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "compute-loop", "--log total")
+        started = time.monotonic()
+        result = kernel.run("rustdemo.compute(list(range(20_000)))", timeout=240)
+        elapsed = time.monotonic() - started
+        assert result.status == "ok" and result.results, result.text
+        assert "log breakpoint 1" in result.text, result.text[:500]
+        listed = kernel.run("%native_break").stdout
+        assert "20000" in listed.replace(",", ""), listed  # every hit counted
+        still_intact(kernel)
+        reliability.fault(f"log breakpoint hit 20,000 times in a hot loop ({elapsed:.1f} s)",
+                          "every hit counted, kernel intact")
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_steps_never_stop_in_c_code(demo_crate, reliability):
+    """`s` into the interpreter (pyenv's libpython has line info) finishes back out to Rust: a
+    pause never hands the GIL over from inside C code."""
+    kernel = start_kernel()
+    try:
+        break_at(kernel, "call-python")
+        result = kernel.run("rustdemo.call_python(lambda v: v + 1, 41)", answers=["s"] * 12 + ["c"],
+                            timeout=180)
+        assert result.status == "ok" and result.results == ["42"], result.text
+        stops = [v for v in shown(result) if v.startswith(("native breakpoint", "thread 1 stopped"))]
+        assert len(stops) >= 12, stops
+        for stop in stops:
+            first = stop.splitlines()[0]
+            assert ".rs:" in first and ".c:" not in first, first
+        still_intact(kernel)
     finally:
         assert kernel.shutdown() == []

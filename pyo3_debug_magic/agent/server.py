@@ -176,6 +176,7 @@ class Agent:
         self.breakpoint_addresses: set[int] = set()  # where gdb has put int3 instructions
         self.refusals_shown: set[str] = set()
         self.pause_serial = 0
+        self.sources_cache: list[dict] | None = None
         self.needs_handoff: set[int] = set()        # paused threads that hold the GIL again
         self.stalled: dict[int, tuple] = {}         # hits whose hand-off gdb has not answered yet
         self.late_tstates: dict[int, int] = {}      # SaveThread results that came after our wait
@@ -280,7 +281,9 @@ class Agent:
         while self.gdb.events:
             record = self.gdb.events.popleft()
             try:
-                if record.get("message") == "stopped":
+                if record.get("message") in ("library-loaded", "library-unloaded"):
+                    self.sources_cache = None
+                elif record.get("message") == "stopped":
                     self._on_stopped(record.get("payload") or {})
                 elif record.get("message") == "breakpoint-modified":
                     self._on_breakpoint_modified((record.get("payload") or {}).get("bkpt") or {})
@@ -373,13 +376,18 @@ class Agent:
         # Everything that could go wrong in gdb happens before the hand-off.
         frames = self.op_frames(thread)
         top = frames[0] if frames else {}
-        if reason in ("end-stepping-range", "function-finished") and not handoff.is_safe_point(top):
-            # a step ended in C code (the interpreter, libc): never call into it; finish out
-            # to the Rust code that called it
-            if self.steps_out.get(thread, 0) < 8:
-                self.steps_out[thread] = self.steps_out.get(thread, 0) + 1
+        if not handoff.is_safe_point(top):
+            # stopped in C code (the interpreter, libc): never call into it. A step that ended
+            # there finishes out to the Rust code that called it.
+            steps_out = self.steps_out.get(thread, 0)
+            if reason in ("end-stepping-range", "function-finished") and steps_out < 8:
+                self.steps_out[thread] = steps_out + 1
                 self._mi(f"-exec-finish --thread {thread}")
                 return
+            self.steps_out.pop(thread, None)
+            self._refuse_pause(thread, number, top, "it stopped outside Rust code, where calling "
+                                                    "into the process is not safe")
+            return
         self.steps_out.pop(thread, None)
         if self.calls_unsafe:
             self._refuse_pause(thread, number, top, self.calls_unsafe)
@@ -664,6 +672,7 @@ class Agent:
         self.identity = identity or self.identity
         if self.attached:
             return self.op_status()
+        self.sources_cache = None
         gdb = self._ensure_gdb()
         started = time.monotonic()
         try:
@@ -707,8 +716,14 @@ class Agent:
             raise NotAttachedError()
 
     def op_sources(self) -> list[dict]:
-        """Every source file with line info in the loaded shared objects."""
+        """Every source file with line info in the loaded shared objects (read again only
+        after a library was loaded or unloaded: gdb takes 0.1 s or more to list them)."""
         self._require_attached()
+        if self.sources_cache is None:
+            self.sources_cache = self._read_sources()
+        return self.sources_cache
+
+    def _read_sources(self) -> list[dict]:
         payload = self._mi("-file-list-exec-source-files --group-by-objfile", 30).payload
         found = []
         for group in payload.get("files", []):

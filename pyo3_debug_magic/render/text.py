@@ -336,8 +336,15 @@ def crash_report(data: dict) -> str:
 
 def hang_report(reason: str, stack) -> str:
     """Where a stuck main thread is, and what the user can do (the tool never kills threads)."""
-    gil = ("it holds the GIL, so no Python code can run and the Interrupt cannot be honoured"
-           if stack.holds_gil else "it does not hold the GIL")
+    in_native_code = any(entry.kind == "native" and entry.user for entry in stack.entries)
+    if stack.holds_gil and in_native_code:
+        gil = "it holds the GIL, so no Python code can run and the Interrupt cannot be honoured"
+    elif stack.holds_gil:
+        gil = "it is running Python code (other threads get the GIL in turns)"
+    elif stack.holds_gil is None:
+        gil = "whether it holds the GIL could not be read"
+    else:
+        gil = "it does not hold the GIL"
     lines = [f"native debugger: the main thread looks stuck ({reason}); {gil}.", thread_stacks([stack]),
              "The thread keeps running. Wait, `%native_break` a line in the loop to inspect it, "
              "or restart the kernel; nothing is killed for you."]

@@ -1,0 +1,103 @@
+"""Pure rules of the safety work (which gdb may call, where, what text is refused) and the
+memory repair that runs when gdb dies, against a real process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pyo3_debug_magic.agent import handoff
+from pyo3_debug_magic.agent.memory import INT3, mapping_of, remove_breakpoint_instructions
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.tools import calls_unsafe_reason, gdb_major_version
+from pyo3_debug_magic.userinput import check_expression, check_text, printable
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("line, major", [("GNU gdb (Debian 13.1-3) 13.1", 13), ("GNU gdb (GDB) 18.1", 18),
+                                         ("GNU gdb (GDB) Fedora Linux 14.2-1.fc40", 14), ("nonsense", None)])
+def test_gdb_versions(line, major):
+    assert gdb_major_version(line) == major
+
+
+def test_old_gdb_may_not_call_on_amx_cpus_only():
+    reason = calls_unsafe_reason("GNU gdb (Debian 13.1-3) 13.1", has_amx=True)
+    assert reason and "gdb-for-pwndbg" in reason and "only log" in reason
+    assert calls_unsafe_reason("GNU gdb (Debian 13.1-3) 13.1", has_amx=False) is None
+    assert calls_unsafe_reason("GNU gdb (GDB) 18.1", has_amx=True) is None
+
+
+def test_calls_are_typed_for_pythons_without_debug_info():
+    for expression in (handoff.CHECK_GIL, handoff.SAVE_THREAD, handoff.restore_thread(0x7F00)):
+        assert "(*)" in expression  # a function-pointer cast: gdb needs no DWARF for the call
+    assert handoff.restore_thread(0x7F00).endswith("((void *)0x7f00)")
+    assert handoff.parse_tstate("140452916850424") == 140452916850424
+    for bad in ("0", "-1", "void"):
+        with pytest.raises(ValueError):
+            handoff.parse_tstate(bad)
+
+
+@pytest.mark.parametrize("frame, safe", [
+    ({"fullname": "/home/me/crate/src/lib.rs", "line": 20}, True),       # a breakpoint in Rust
+    ({"fullname": "/rustc/abc/library/core/src/iter.rs", "line": 3}, True),  # a step into std
+    ({"fullname": "/usr/src/python/Objects/call.c", "line": 9}, False),  # inside the interpreter
+    ({"fullname": None, "func": "__memcpy_avx512_unaligned_erms"}, False),
+    ({"fullname": "/home/me/crate/src/lib.rs", "line": None}, False),
+])
+def test_safe_points(frame, safe):
+    assert handoff.is_safe_point(frame) is safe
+
+
+@pytest.mark.parametrize("text", ['$_shell("id")', "$_as_string($_shell(\"id\"))", "($_shell)(\"id\")",
+                                  "value + $_strlen(\"x\")", "$_gdb_setting_str(\"x\")"])
+def test_gdb_convenience_functions_are_refused(text):
+    with pytest.raises(UsageProblem, match="not allowed"):
+        check_expression(text)
+
+
+@pytest.mark.parametrize("text", ["value > 1", "$pc", "self.items.len", "*value", "a[1] + b"])
+def test_ordinary_expressions_pass(text):
+    assert check_expression(text) == text
+
+
+@pytest.mark.parametrize("text, what", [("a\nb", "control character"), ("a\0b", "control character"),
+                                        ("\ud800", "lone surrogates"), ("x" * 10_001, "characters long")])
+def test_text_that_is_not_plain_is_refused(text, what):
+    with pytest.raises(UsageProblem, match=what):
+        check_text(text, "the input")
+
+
+def test_printable_never_keeps_a_lone_surrogate():
+    assert printable("a\ud800b").encode("utf-8") == b"a\\ud800b"
+
+
+def test_breakpoint_bytes_are_restored_in_a_real_process():
+    """gdb's int3 written into a live process's code is replaced by the byte from the file."""
+    target = subprocess.Popen([sys.executable, "-c", "import sys, time; print('ready', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        # an address inside the executable's mapped code
+        with open(f"/proc/{target.pid}/maps") as maps:
+            row = next(line for line in maps if " r-xp " in line and line.rstrip().endswith(
+                os.path.basename(os.path.realpath(sys.executable))) or " r-xp " in line and "libpython" in line)
+        address = int(row.split("-")[0], 16) + 0x40
+        path, offset = mapping_of(target.pid, address)
+        with open(path, "rb") as backing:
+            backing.seek(offset)
+            original = backing.read(1)
+        assert original != bytes([INT3])
+        memory = os.open(f"/proc/{target.pid}/mem", os.O_RDWR)
+        try:
+            os.pwrite(memory, bytes([INT3]), address)
+            assert remove_breakpoint_instructions(target.pid, {address, 0x10}) == 1
+            assert os.pread(memory, 1, address) == original
+            assert remove_breakpoint_instructions(target.pid, {address}) == 0  # nothing left to fix
+        finally:
+            os.close(memory)
+    finally:
+        target.kill()
+        target.wait()
