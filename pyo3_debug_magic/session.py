@@ -30,15 +30,16 @@ def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
     """The agent's command line: ``python -I`` (no working directory, no user site, no
     PYTHONPATH on its path: a ``pygdbmi.py`` in the notebook's folder is never imported), with
     the directories this package and its dependencies were imported from put back explicitly."""
-    import pygdbmi
+    from importlib import metadata
 
-    import pyo3_debug_magic
-
-    roots = []
-    for module in (pyo3_debug_magic, pygdbmi):
-        root = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
-        if root not in roots:
-            roots.append(root)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    roots = [package_root]
+    try:  # where pip installed pygdbmi (never imported here: the kernel's path starts at its cwd)
+        installed = str(metadata.distribution("pygdbmi").locate_file(""))
+        if installed not in roots:
+            roots.append(installed)
+    except metadata.PackageNotFoundError:
+        pass
     bootstrap = ("import json, sys; sys.path[:0] = json.loads(sys.argv.pop(1)); "
                  "from pyo3_debug_magic.agent.__main__ import main; main()")
     return [sys.executable, "-I", "-c", bootstrap, json.dumps(roots), "--fd", str(fd),
@@ -103,6 +104,7 @@ class AgentSession:
         try:
             self.process = subprocess.Popen(
                 command, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd="/",  # nothing of the notebook's folder is read by the agent or its gdb
                 start_new_session=True,  # the kernel's Ctrl-C/SIGINT must not reach it
             )
             if tee is not None:

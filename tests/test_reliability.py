@@ -266,11 +266,12 @@ def test_native_watch_over_many_cells(demo_crate, reliability, python):
     cells = 200 if FULL else 12
     kernel = start_kernel(PYTHONS[python])
     try:
-        assert "native watch" in kernel.run("%native_watch --after 0.3", timeout=60).stdout
+        assert "native watch" in kernel.run("%native_watch --after 0.3\nimport time", timeout=60).stdout
         reports = 0
         for number in range(cells):
             # about 0.7 s each: Rust holding the GIL, then pure Python
-            code = "rustdemo.busy_work(90_000_000)" if number % 2 else "sum(range(40_000_000))"
+            code = ("rustdemo.busy_work(90_000_000)" if number % 2 else
+                    "started = time.monotonic()\nwhile time.monotonic() - started < 0.7:\n    pass\n1")
             result = kernel.run(code, timeout=60)
             assert result.status == "ok" and result.results, f"cell {number}: {result.status} {result.text}"
             reports += sum("looks stuck" in v for v in shown(result))
@@ -412,5 +413,19 @@ def test_steps_never_stop_in_c_code(demo_crate, reliability):
             first = stop.splitlines()[0]
             assert ".rs:" in first and ".c:" not in first, first
         still_intact(kernel)
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_the_agent_never_imports_from_the_notebooks_folder(demo_crate, tmp_path):
+    planted = tmp_path / "notebooks"
+    planted.mkdir()
+    marker = tmp_path / "imported"
+    (planted / "pygdbmi.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    kernel = KernelHarness(cwd=planted)
+    try:
+        loaded = kernel.run("%load_ext pyo3_debug_magic\n%native_attach", timeout=60)
+        assert "attached" in loaded.stdout, loaded.text
+        assert not marker.exists(), "the agent imported a module from the working directory"
     finally:
         assert kernel.shutdown() == []

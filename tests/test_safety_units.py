@@ -101,3 +101,33 @@ def test_breakpoint_bytes_are_restored_in_a_real_process():
     finally:
         target.kill()
         target.wait()
+
+
+def test_a_state_directory_the_user_points_at_is_never_re_moded(tmp_path, monkeypatch):
+    from pyo3_debug_magic import crashes, paths
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setenv("PYO3_DEBUG_MAGIC_STATE", str(shared))
+    assert paths.state_dir() == shared
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+    assert crashes.report_dir().stat().st_mode & 0o777 == 0o700  # ours, inside it
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    monkeypatch.setenv("PYO3_DEBUG_MAGIC_STATE", str(link))
+    with pytest.raises(UsageProblem, match="symbolic link"):
+        paths.state_dir()
+
+
+def test_outside_a_kernel_only_this_process_reports_are_listed(tmp_path):
+    import json
+
+    from pyo3_debug_magic import crashes
+
+    for pid, kernel_id in ((os.getpid(), None), (1, None), (os.getpid() + 1, "kernel-a")):
+        (tmp_path / f"crash-{pid}-{kernel_id}.json").write_text(json.dumps(
+            {"uid": os.getuid(), "pid": pid, "kernel_id": kernel_id, "time": 1, "summary": "x"}))
+    assert [r.data["pid"] for r in crashes.reports(None, tmp_path)] == [os.getpid()]
+    assert crashes.clear(None, tmp_path) == 1
+    assert len(list(tmp_path.glob("crash-*.json"))) == 2  # the other processes' reports stay
