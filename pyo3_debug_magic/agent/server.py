@@ -37,6 +37,7 @@ PASS_THROUGH_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM", "
                         "SIGQUIT", "SIGPROF", "SIGVTALRM", "SIGWINCH", "SIGCHLD", "SIGIO", "SIGURG")
 PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
 ATTACH_TIMEOUT = 20.0
+INTERRUPT_GRACE = 0.1  # s for the thread that took a SIGINT to run its C handler
 DETACH_TIMEOUT = 5.0
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
@@ -313,9 +314,7 @@ class Agent:
         if reason == "signal-received":
             signal_name = stop.get("signal-name")
             if signal_name == "SIGINT":
-                # deliver the signal first, so Python's handler has set its flag before the
-                # paused thread runs on: the KeyboardInterrupt then lands in the cell
-                self._continue(thread)
+                self._deliver_interrupt(thread)
                 if not self.pauses and self.hang_check_at is None:
                     self.hang_check_at = time.monotonic() + self.hang_bound
                 self._on_interrupt()
@@ -571,6 +570,14 @@ class Agent:
             self.pauses.pop(pause.thread, None)
             resumed.append(pause.serial)
         return resumed, problems
+
+    def _deliver_interrupt(self, thread: int) -> None:
+        """Let the SIGINT that ``thread`` took become the cell's KeyboardInterrupt: deliver it
+        first, so its C handler (in that thread) flags the interrupt before a paused main
+        thread runs on; the short grace lets that thread be scheduled on a busy machine."""
+        self._continue(thread)
+        if self.pauses:
+            time.sleep(INTERRUPT_GRACE)
 
     def _on_interrupt(self) -> None:
         """The kernel's Interrupt button: end every pause cleanly; Python raises KeyboardInterrupt."""
