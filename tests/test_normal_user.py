@@ -93,3 +93,27 @@ def test_attach_pause_resume_and_crash_capture_as_a_normal_user(demo_crate, norm
         assert report.stat().st_uid == account.pw_uid and report.stat().st_mode & 0o777 == 0o600
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_another_users_process_is_refused_in_one_line(demo_crate, normal_user):
+    victim = subprocess.Popen(["sleep", "60"])  # ours; as a normal user, pid 1 is another user's
+    try:
+        script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+                  "from pyo3_debug_magic.debugger import NativeDebugger\n"
+                  "from pyo3_debug_magic.errors import DebugMagicError\n"
+                  "try:\n    NativeDebugger(int(sys.argv[2])).attach()\n"
+                  "except DebugMagicError as error:\n    print('REFUSED', error)\n")
+        home = Path(tempfile.mkdtemp(prefix="pdm-user-", dir="/tmp"))
+        os.chown(home, pwd.getpwnam(normal_user).pw_uid, -1)
+        command = [str(DEBIAN_PYTHON), "-c", script, str(ROOT), str(victim.pid if os.geteuid() == 0 else 1)]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", normal_user, "--"] + command
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.environ["PATH"], "HOME": str(home),
+                                  "PYO3_DEBUG_MAGIC_STATE": str(home / "state")}, cwd=home)
+        shutil.rmtree(home, ignore_errors=True)
+        assert run.stdout.startswith("REFUSED"), run.stdout + run.stderr
+        assert "not permitted" in run.stdout and run.stdout.count("\n") == 1, run.stdout
+    finally:
+        victim.kill()
+        victim.wait()

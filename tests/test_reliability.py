@@ -429,3 +429,24 @@ def test_the_agent_never_imports_from_the_notebooks_folder(demo_crate, tmp_path)
         assert not marker.exists(), "the agent imported a module from the working directory"
     finally:
         assert kernel.shutdown() == []
+
+
+@pytest.mark.parametrize("state", ["idle", "log breakpoint"])
+def test_agent_killed_while_idle_or_logging(demo_crate, reliability, state):
+    kernel = start_kernel()
+    try:
+        if state == "idle":
+            assert "attached" in kernel.run("%native_attach").stdout
+        else:
+            break_at(kernel, "compute-loop", "--log total")
+        for pid in agent_processes(kernel.pid):
+            os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not gdb_processes(kernel.pid), 10), "gdb outlived its agent"
+        # a breakpoint left in would kill the kernel with SIGTRAP here
+        assert kernel.run("rustdemo.compute(list(range(50)))", timeout=30).status == "ok"
+        still_intact(kernel)
+        again = kernel.run("%native_attach", timeout=60)
+        assert "attached" in again.stdout, again.text
+        reliability.fault(f"agent SIGKILL with gdb attached ({state})", "gdb deleted breakpoints and detached")
+    finally:
+        assert kernel.shutdown() == []
