@@ -28,7 +28,7 @@ from ..protocol import LineReader, encode
 from ..tools import (RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, explain_attach_failure,
                      find_rust_pretty_printers)
 from . import handoff
-from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, mi_quote
+from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 from .memory import remove_breakpoint_instructions
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
@@ -256,6 +256,12 @@ class Agent:
             raise NotAttachedError()
         return self.gdb.command(command, timeout or self.timeout)
 
+    def _console(self, command: str) -> "MIResult":
+        """A gdb CLI command (our own text only), bounded like every other command."""
+        if self.gdb is None:
+            raise NotAttachedError()
+        return self.gdb.console_command(command, self.timeout)
+
     def _evaluate_c(self, thread: int, expression: str, timeout: float | None = None,
                     on_late=None) -> str:
         """An inferior call in ``thread``, parsed as C (Rust's parser rejects C casts)."""
@@ -414,7 +420,7 @@ class Agent:
         thread state, or None. gdb remembers it too, for its exit path."""
         if thread in self.late_tstates:  # an earlier SaveThread that gdb answered late
             tstate = self.late_tstates.pop(thread)
-            self.gdb.console_command(f"python note_handoff({int(thread)}, {tstate})")
+            self._console(f"python note_handoff({int(thread)}, {tstate})")
             return tstate
         if self._evaluate_c(thread, handoff.CHECK_GIL) != "1":
             return None
@@ -424,7 +430,7 @@ class Agent:
                 self.late_tstates[thread] = handoff.parse_tstate((record.get("payload") or {}).get("value", "0"))
 
         tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD, on_late=saved_late))
-        self.gdb.console_command(f"python note_handoff({int(thread)}, {tstate})")
+        self._console(f"python note_handoff({int(thread)}, {tstate})")
         return tstate
 
     def _retry_handoffs(self) -> None:
@@ -490,6 +496,10 @@ class Agent:
         the late answer still records that the thread has its GIL again."""
         if pause.tstate is None:
             return
+        blocker = self._stopped_gil_holder(pause.thread)
+        if blocker is not None:  # RestoreThread would wait for a GIL that cannot come free
+            raise UsageProblem(f"thread {pause.thread} cannot take its GIL back: thread {blocker} holds "
+                               "it and is stopped", f"let thread {blocker} run on first")
 
         def restored_late(record: dict) -> None:
             if record.get("message") == "done":
@@ -524,6 +534,21 @@ class Agent:
                     return
             self.gdb.read(0.05)
         raise GdbTimeoutError(f"thread {thread} did not return from PyEval_RestoreThread")
+
+    def _stopped_gil_holder(self, thread: int) -> int | None:
+        """The gdb number of another thread that holds the GIL while stopped, read from memory
+        (None when the GIL is free, held by a running thread, or libpython has no debug info)."""
+        self._console("python emit_python_stacks()")
+        python = self.gdb.take_message("python-stacks") or {}
+        holder = next((t for t in python.get("threads", []) if t.get("holds_gil")), None)
+        if not python.get("gil_known") or holder is None or not holder.get("native_thread_id"):
+            return None
+        for row in self._mi("-thread-info").payload.get("threads", []):
+            match = THREAD_IDENT.search(row.get("target-id", ""))
+            if match and int(match.group(2)) == holder["native_thread_id"]:
+                number = int(row["id"])
+                return number if number != thread and row.get("state") == "stopped" else None
+        return None
 
     def _python_quiet(self, call: str) -> None:
         try:
@@ -563,7 +588,7 @@ class Agent:
         for pause in list(self.pauses.values()):
             try:
                 self._give_back_gil(pause)
-            except (GdbCommandError, GdbTimeoutError) as error:
+            except (GdbCommandError, GdbTimeoutError, UsageProblem) as error:
                 problems.append(f"thread {pause.thread} keeps waiting for its GIL ({error})")
                 continue
             self._continue(pause.thread)
@@ -673,7 +698,7 @@ class Agent:
     def _python(self, function: str, argument, raw: bool = False):
         """Call a gdb_side function with one argument, base64-encoded unless ``raw`` (trusted)."""
         encoded = argument if raw else base64.b64encode(json.dumps(argument).encode()).decode()
-        return self.gdb.console_command(f"python {function}({encoded!r})")
+        return self._console(f"python {function}({encoded!r})")
 
     def op_attach(self, identity: dict | None = None) -> dict:
         self.identity = identity or self.identity
@@ -833,7 +858,7 @@ class Agent:
             self._mi("-break-delete " + " ".join(str(int(n)) for n in numbers))
         for number in numbers:
             if self.breakpoints.pop(number, {}).get("kind") == "log":
-                self.gdb.console_command(f"python forget_log_breakpoint({int(number)})")
+                self._console(f"python forget_log_breakpoint({int(number)})")
         self._refresh_breakpoint_addresses()
         return numbers
 
@@ -904,7 +929,7 @@ class Agent:
             self._stop_threads([main])
             self._drop_stop_records([main])
         frames = self.op_frames(main)
-        self.gdb.console_command("python emit_python_stacks()")
+        self._console("python emit_python_stacks()")
         python = self.gdb.take_message("python-stacks") or {}
         if python.get("error"):
             python = self._python_stacks_from_py_spy(python["error"])
@@ -1089,7 +1114,7 @@ class Agent:
                     row["locals"] = self._locals(number, level, frames)
                     row["locals_of"] = f"#{level} {frames[level].get('func', '??')}"
                 rows.append(row)
-            self.gdb.console_command("python emit_python_stacks()")
+            self._console("python emit_python_stacks()")
             python = self.gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
         finally:
             for thread in stopped_here:
