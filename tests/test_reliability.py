@@ -261,6 +261,7 @@ def test_gdb_stopped_while_paused_then_continued(demo_crate, reliability):
 
 
 # ----- hang diagnosis over many cells ------------------------------------------------------
+@pytest.mark.timeout(1800 if FULL else 300)
 @pytest.mark.parametrize("python", list(PYTHONS))
 def test_native_watch_over_many_cells(demo_crate, reliability, python):
     cells = 200 if FULL else 12
@@ -322,6 +323,7 @@ def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+@pytest.mark.timeout(1800 if FULL else 300)
 def test_attach_detach_soak(demo_crate, reliability):
     cycles = 200 if FULL else 20
     kernel = start_kernel()
