@@ -57,7 +57,24 @@ print(json.dumps(result))
 
 
 @pytest.fixture(scope="module")
-def normal_user():
+def traversable_checkout():
+    """The other user must reach the checkout's venv: folders above it that it may not enter
+    (a checkout in a 0700 temporary folder) get the search bit for the test, then their mode back."""
+    changed = []
+    for folder in [ROOT, *ROOT.parents]:
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)
+            changed.append((folder, mode))
+    try:
+        yield
+    finally:
+        for folder, mode in changed:
+            folder.chmod(mode)
+
+
+@pytest.fixture(scope="module")
+def normal_user(traversable_checkout):
     if os.geteuid() != 0:
         return pwd.getpwuid(os.getuid()).pw_name  # already not root: run as ourselves
     try:

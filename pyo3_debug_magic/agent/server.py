@@ -37,7 +37,7 @@ PASS_THROUGH_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM", "
                         "SIGQUIT", "SIGPROF", "SIGVTALRM", "SIGWINCH", "SIGCHLD", "SIGIO", "SIGURG")
 PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
 ATTACH_TIMEOUT = 20.0
-INTERRUPT_GRACE = 0.1  # s for the thread that took a SIGINT to run its C handler
+INTERRUPT_GRACE = 0.3  # s for the thread that took a SIGINT to run its C handler
 DETACH_TIMEOUT = 5.0
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
