@@ -87,3 +87,9 @@ if [ -x /usr/bin/python3 ]; then
     say "$DEBVENV up to date"
   fi
 fi
+
+# gdb-for-pwndbg links the shared libpython into each venv the first time its gdb runs: do it
+# now, as the venv's owner (a later first run as another user could not write the link).
+for venv in .venv .venv-ipykernel6 $DEBVENV; do
+  if [ -x "$venv/bin/gdb" ]; then "$venv/bin/gdb" -nx -batch -ex "show version" >/dev/null; fi
+done

@@ -14,6 +14,7 @@ from ..locations import is_user_source
 
 CHECK_GIL = "((int (*)(void))PyGILState_Check)()"
 SAVE_THREAD = "(long)((void *(*)(void))PyEval_SaveThread)()"
+SET_INTERRUPT = "((int (*)(int))PyErr_SetInterruptEx)(2)"  # flags SIGINT as its handler would
 
 
 def restore_thread(tstate: int) -> str:

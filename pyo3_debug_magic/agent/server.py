@@ -604,11 +604,24 @@ class Agent:
         if self.pauses:
             time.sleep(INTERRUPT_GRACE)
 
+    def _is_main_thread(self, thread: int) -> bool:
+        return self._thread_ident(thread).get("lwp") == self.target_pid
+
     def _on_interrupt(self) -> None:
         """The kernel's Interrupt button: end every pause cleanly; Python raises KeyboardInterrupt."""
         if not self.pauses:
             return
         self.pausing_allowed = False  # the rest of this cell only logs; the next cell resets it
+        main = next((t for t in self.pauses if self._is_main_thread(t)), None)
+        if main is not None:
+            # Python raises KeyboardInterrupt in the main thread once some thread's C handler
+            # has flagged the signal; the thread that took it may run only after the resumed
+            # main thread has finished the cell (seen in full-suite runs). Flag it from the
+            # paused main thread too: signal-safe, no GIL needed, merged with the real one.
+            try:
+                self._evaluate_c(main, handoff.SET_INTERRUPT)
+            except (GdbCommandError, GdbTimeoutError):
+                pass  # the real signal still arrives
         ended, problems = self._end_pauses()
         self._send({"event": "interrupted", "ended": ended, "problems": problems})
 
