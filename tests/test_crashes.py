@@ -48,7 +48,9 @@ def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, fu
         line = marker_line(marker)
         expected = f"The previous kernel crashed: {signal} in rustdemo::"
         assert expected in loaded.stdout, loaded.text
-        assert re.search(rf"at src/lib.rs:{line}, called from cell line 2", loaded.stdout), loaded.text
+        # a stack overflow faults in the prologue's probe, which DWARF may put on the next line
+        lines = f"({line}|{line + 1})" if function == "stack_overflow" else str(line)
+        assert re.search(rf"at src/lib.rs:{lines}, called from cell line 2", loaded.stdout), loaded.text
         assert loaded.stdout.count("\n") == 1  # one line
         report = kernel.run("%native_crash")
         assert report.stdout.startswith(loaded.stdout.split("crashed: ")[1].split(" (`%native")[0])
