@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class PauseConsole:
         self._dead_sessions: set = set()     # the agent or gdb went away: all its pauses ended
         self.reader = CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
+        self._prompting = threading.Event()  # a pause is on screen, waiting for a command
 
     def handle(self, event: dict) -> None:
         kind = event.get("event")
@@ -99,16 +101,14 @@ class PauseConsole:
             # no longer exists, and pauses queued behind it have ended too.
             if kind == "interrupted":
                 self._ended.update((event.get("session"), pause) for pause in event.get("ended") or [])
-            else:
-                self._dead_sessions.add(event.get("session"))
-            self.interrupted.set()
-            self.reader.cancel()
-            if kind == "interrupted":
                 problems = event.get("problems") or []
                 self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
                                   "and the thread resumed" + "".join(f"; {p}" for p in problems))
             else:
+                self._dead_sessions.add(event.get("session"))
                 show(f"native debugger: {event.get('message')}")
+            self.interrupted.set()
+            self.reader.cancel()
             return
         self._events.put(event)
         if self._thread is None or not self._thread.is_alive():
@@ -167,7 +167,13 @@ class PauseConsole:
             pass
 
     # ----- one pause ----------------------------------------------------------------
-    def take_notes(self) -> list[str]:
+    def take_notes(self, settle: float = 2.0) -> list[str]:
+        """Notes for the cell that just ended. A cell can only end while its pause is on screen
+        if the agent ended that pause (Interrupt, agent gone); its event may still be on its
+        way, so wait up to ``settle`` seconds for the prompt to close before taking them."""
+        deadline = time.monotonic() + settle
+        while self._prompting.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
         notes, self.notes = self.notes, []
         return notes
 
@@ -181,6 +187,13 @@ class PauseConsole:
             show("no input available in this cell (unattended run): not pausing, continuing")
             self.debugger.resume(state.thread, "continue")
             return
+        self._prompting.set()
+        try:
+            self._prompt(state)
+        finally:
+            self._prompting.clear()
+
+    def _prompt(self, state: PauseState) -> None:
         while True:
             try:
                 line = self.reader.read("(native) ")

@@ -30,6 +30,7 @@ from ..tools import (RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, ex
 from . import handoff
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 from .memory import remove_breakpoint_instructions
+from .procfs import ignores_signal
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
@@ -623,6 +624,9 @@ class Agent:
             except (GdbCommandError, GdbTimeoutError):
                 pass  # the real signal still arrives
         ended, problems = self._end_pauses()
+        if main is not None and ignores_signal(self.target_pid):
+            problems.append("this process ignores SIGINT (it was started with SIGINT ignored, e.g. in "
+                            "the background), so no KeyboardInterrupt is raised: the cell runs to its end")
         self._send({"event": "interrupted", "ended": ended, "problems": problems})
 
     def _recover_from_stuck_gdb(self, what: str, notify: bool = True) -> tuple[str, str]:
