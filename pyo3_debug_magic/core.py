@@ -29,8 +29,11 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         raise UsageProblem(f"no core file at {str(core_path)[:200]}", "give the path of a core dump")
     if not _is_file(exe_path):
         raise UsageProblem(f"no executable at {str(exe_path)[:200]}", "pass the Python that crashed with --exe")
+    debug_dirs = tools.debug_file_directories()
     gdb = GdbMI(tools.find_gdb())
     try:
+        if debug_dirs:
+            gdb.console_command(f"set debug-file-directory {debug_dirs}")
         try:
             gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
         except GdbCommandError as error:

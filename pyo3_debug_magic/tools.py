@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError
+from .errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError, UsageProblem
 
 YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 PR_SET_PTRACER = 0x59616D61
@@ -25,6 +25,19 @@ def _find_tool(name: str, override_variable: str) -> tuple[str | None, str]:
         if found:
             return found, candidates[0]
     return None, candidates[0]
+
+
+def debug_file_directories() -> str | None:
+    """``$PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY`` (colon-separated) for gdb's
+    ``debug-file-directory``, where separate debug info is looked for (default ``/usr/lib/debug``,
+    where Debian's ``python3.X-dbg`` puts libpython's); None when unset."""
+    value = os.environ.get("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY")
+    if not value:
+        return None
+    if any(not c.isprintable() for c in value) or not all(Path(d).is_dir() for d in value.split(":")):
+        raise UsageProblem(f"PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY={value[:200]!r} is not a list of directories",
+                           "set it to directories separated by ':' (e.g. /usr/lib/debug), or unset it")
+    return value
 
 
 def find_gdb() -> str:

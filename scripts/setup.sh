@@ -14,6 +14,9 @@ command -v cc >/dev/null || missing+=(gcc)
 if [ -x /usr/bin/python3 ]; then  # Debian's Python, for the no-debug-info tests; gdb 18 embeds libpython
   /usr/bin/python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
   ls /usr/lib/x86_64-linux-gnu/libpython3*.so.1.0 >/dev/null 2>&1 || missing+=(libpython3-dev)
+  # its separate debug info (/usr/lib/debug), for the tests of a Debian Python with python3.X-dbg
+  debpy=$(/usr/bin/python3 -c 'import sys; print("python%d.%d-dbg" % sys.version_info[:2])')
+  dpkg -s "$debpy" >/dev/null 2>&1 || missing+=("$debpy")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -7,6 +7,7 @@ import queue
 import tempfile
 import re
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,35 @@ from run_notebook import IpcKernelManager  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 
 IPYKERNEL6_PYTHON = ROOT / ".venv-ipykernel6" / "bin" / "python"
-DEBIAN_PYTHON = ROOT / ".venv-debian" / "bin" / "python"  # Debian's python3: no libpython DWARF
+DEBIAN_PYTHON = ROOT / ".venv-debian" / "bin" / "python"  # Debian's /usr/bin/python3
+# Debian's python3.X-dbg (installed by setup) puts libpython's DWARF in /usr/lib/debug; pointing
+# gdb at an empty directory instead gives the Python most users have: no libpython debug info.
+NO_DEBUG_INFO_DIR = Path(tempfile.gettempdir()) / "pyo3-debug-magic-empty-debug-dir"
+PYTHONS = {  # name: (interpreter or None for the suite's own, kernel environment)
+    "pyenv-3.11": (None, {}),
+    "debian-python3": (DEBIAN_PYTHON, {"PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY": str(NO_DEBUG_INFO_DIR)}),
+    "debian-python3-dbg": (DEBIAN_PYTHON, {}),
+}
+
+
+def python_variant(name: str) -> tuple[Path | None, dict]:
+    """(interpreter, environment) of a PYTHONS entry, after checking what the name promises:
+    the interpreter exists and gdb does or does not find libpython's debug info for it."""
+    python, env = PYTHONS[name]
+    if python is None:
+        return python, dict(env)
+    assert python.exists(), f"{python} is missing: run `bash scripts/setup.sh`"
+    NO_DEBUG_INFO_DIR.mkdir(exist_ok=True)
+    gdb = Path(sys.executable).with_name("gdb")
+    directory = env.get("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY", "/usr/lib/debug")
+    found = subprocess.run([str(gdb), "-nx", "-batch", "-iex", f"set debug-file-directory {directory}",
+                            "-ex", "info functions ^PyGILState_Check$", str(python.resolve())],
+                           capture_output=True, text=True, timeout=120).stdout
+    has_dwarf = "pystate.c" in found
+    assert has_dwarf == name.endswith("-dbg"), (
+        f"{name}: gdb {'finds' if has_dwarf else 'does not find'} libpython debug info for {python}"
+        " (setup installs python3.X-dbg: run `bash scripts/setup.sh`)")
+    return python, dict(env)
 
 CRATE = ROOT / "examples" / "rustdemo"
 LIB_RS = CRATE / "src" / "lib.rs"

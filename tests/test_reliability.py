@@ -7,6 +7,7 @@ Each test records what it did in the ``reliability`` figures printed at the end 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -14,20 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from harness import (DEBIAN_PYTHON, KernelHarness, agent_processes, gdb_processes, is_alive,
-                     marker_line)
+from harness import (PYTHONS, KernelHarness, agent_processes, gdb_processes, is_alive, marker_line,
+                     python_variant)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability, pytest.mark.timeout(300)]
 
 FULL = bool(os.environ.get("PYO3_DEBUG_MAGIC_FULL"))
-PYTHONS = {"pyenv-3.11": None, "debian-python3": DEBIAN_PYTHON}
 
 
 def shown(result) -> list[str]:
     return [d.get("text/plain", "") for d in result.displays]
 
 
-def start_kernel(python=None, env=None) -> KernelHarness:
+def start_kernel(python=None, env=None, variant: str | None = None) -> KernelHarness:
+    """A kernel with the extension loaded; ``variant`` names a harness.PYTHONS entry."""
+    if variant is not None:
+        python, variant_env = python_variant(variant)
+        env = {**variant_env, **(env or {})}
     kernel = KernelHarness(python=python, env=env)
     loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\nkeep = {'set': 'before'}")
     assert loaded.status == "ok", loaded.text
@@ -56,9 +60,8 @@ def wait_until(predicate, seconds: float) -> bool:
 
 @pytest.fixture(params=list(PYTHONS))
 def any_python(request, demo_crate):
-    python = PYTHONS[request.param]
-    assert python is None or python.exists(), f"{python} is missing: run `bash scripts/setup.sh`"
-    kernel = start_kernel(python)
+    kernel = start_kernel(variant=request.param)
+    kernel.variant = request.param
     try:
         yield kernel
     finally:
@@ -69,15 +72,20 @@ def any_python(request, demo_crate):
 def test_pause_step_and_continue_on_every_python(any_python, reliability):
     kernel = any_python
     break_at(kernel, "compute-loop")
-    result = kernel.run("rustdemo.compute([1, 2, 3])", answers=["p total", "n", "p term", "c"], timeout=90)
+    result = kernel.run("rustdemo.compute([1, 2, 3])", answers=["p total", "n", "p term", "frame 25", "c"],
+                        timeout=90)
     assert result.status == "ok" and result.results == ["42"], result.text
     views = shown(result)
+    # what gdb inside the agent knows of libpython is what the variant promises
+    interpreter_frame = next((v for v in views if v.startswith("#25 ")), views)  # inside libpython
+    has_source = bool(re.search(r"\.[ch]:\d+$", str(interpreter_frame)))
+    assert has_source == (kernel.variant != "debian-python3"), interpreter_frame
     assert any(f"src/lib.rs:{marker_line('compute-loop')}" in v and "native breakpoint 1 hit" in v
                for v in views), views
     assert "total = 0" in views and "term = 3" in views, views
     assert not any("not paused" in v for v in views), views
     still_intact(kernel)
-    reliability.count("pauses on Pythons with and without libpython debug info")
+    reliability.count("pauses on Pythons with and without libpython debug info (pyenv, Debian, Debian + python3.X-dbg)")
 
 
 def test_backtrace_on_every_python(any_python):
@@ -90,8 +98,8 @@ def test_backtrace_on_every_python(any_python):
 
 @pytest.mark.parametrize("python", list(PYTHONS))
 def test_crash_report_on_every_python(demo_crate, tmp_path, python):
-    state = tmp_path / "state"
-    kernel = KernelHarness(python=PYTHONS[python], env={"PYO3_DEBUG_MAGIC_STATE": str(state)})
+    interpreter, env = python_variant(python)
+    kernel = KernelHarness(python=interpreter, env={**env, "PYO3_DEBUG_MAGIC_STATE": str(tmp_path / "state")})
     try:
         assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
         assert "attached" in kernel.run("%native_attach").stdout
@@ -265,7 +273,7 @@ def test_gdb_stopped_while_paused_then_continued(demo_crate, reliability):
 @pytest.mark.parametrize("python", list(PYTHONS))
 def test_native_watch_over_many_cells(demo_crate, reliability, python):
     cells = 200 if FULL else 12
-    kernel = start_kernel(PYTHONS[python])
+    kernel = start_kernel(variant=python)
     try:
         assert "native watch" in kernel.run("%native_watch --after 0.3\nimport time", timeout=60).stdout
         reports = 0
@@ -401,10 +409,11 @@ def test_log_breakpoint_flood_in_a_hot_loop(demo_crate, reliability):
         assert kernel.shutdown() == []
 
 
-def test_steps_never_stop_in_c_code(demo_crate, reliability):
-    """`s` into the interpreter (pyenv's libpython has line info) finishes back out to Rust: a
+@pytest.mark.parametrize("python", ["pyenv-3.11", "debian-python3-dbg"])
+def test_steps_never_stop_in_c_code(demo_crate, reliability, python):
+    """`s` into the interpreter (both have libpython line info) finishes back out to Rust: a
     pause never hands the GIL over from inside C code."""
-    kernel = start_kernel()
+    kernel = start_kernel(variant=python)
     try:
         break_at(kernel, "call-python")
         result = kernel.run("rustdemo.call_python(lambda v: v + 1, 41)", answers=["s"] * 12 + ["c"],

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
 from ..locations import first_user_level, is_user_source
 from ..protocol import LineReader, encode
-from ..tools import (RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, explain_attach_failure,
+from ..tools import (debug_file_directories, RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, explain_attach_failure,
                      find_rust_pretty_printers)
 from . import handoff
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
@@ -693,8 +693,12 @@ class Agent:
                             f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
                             f"source {PYSTACK}", f"source {GDB_SIDE}"):
                 self.gdb.console_command(setting)
+            debug_dirs = debug_file_directories()
+            if debug_dirs:
+                self.gdb.console_command(f"set debug-file-directory {debug_dirs}")
             for setting in ("set direct-call-timeout 5", "set indirect-call-timeout 5",
-                            "set unwind-on-timeout on"):  # gdb 16+: a hung call ends by itself
+                            "set unwind-on-timeout on",  # gdb 16+: a hung call ends by itself
+                            "set debuginfod enabled off"):  # never a download while a thread waits
                 try:
                     self.gdb.console_command(setting)
                 except GdbCommandError:
