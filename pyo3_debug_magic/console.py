@@ -89,7 +89,7 @@ class PauseConsole:
         self._stepping: set[int] = set()
         self.interrupted = threading.Event()
         self._ended: set[tuple] = set()      # (session, pause id) the agent ended: never prompted
-        self._dead_sessions: set = set()     # the agent or gdb went away: all its pauses ended
+        self._dead_sessions: set = set()     # the agent went away: all its pauses ended
         self.reader = CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
         self._prompting = threading.Event()  # a pause is on screen, waiting for a command
@@ -99,13 +99,15 @@ class PauseConsole:
         if kind in ("interrupted", "agent-exited", "gdb-died"):
             # Handled at once: the console thread may be waiting for input for a pause that
             # no longer exists, and pauses queued behind it have ended too.
+            # the agent lives on after gdb died (pause ids go on counting): only its pauses ended
+            self._ended.update((event.get("session"), pause) for pause in event.get("ended") or [])
             if kind == "interrupted":
-                self._ended.update((event.get("session"), pause) for pause in event.get("ended") or [])
                 problems = event.get("problems") or []
                 self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
                                   "and the thread resumed" + "".join(f"; {p}" for p in problems))
             else:
-                self._dead_sessions.add(event.get("session"))
+                if kind == "agent-exited":
+                    self._dead_sessions.add(event.get("session"))
                 show(f"native debugger: {event.get('message')}")
             self.interrupted.set()
             self.reader.cancel()

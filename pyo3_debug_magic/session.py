@@ -73,15 +73,18 @@ class AgentSession:
         self._send_lock = threading.Lock()  # the console thread and the main thread both send
         self.serial = next(_session_serials)  # events carry it: a dead session's pauses are void
         self._closing = False
+        self._disconnected = False  # the socket reached end-of-file: this session is over
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """The agent runs and its socket is open (it may outlive a broken connection briefly)."""
+        return self.process is not None and self.process.poll() is None and not self._disconnected
 
     def start(self) -> None:
         """Start the agent (finds gdb first, so a missing gdb fails here with its fix)."""
         if self.alive:
             return
+        self._disconnected = False
         gdb_path = tools.find_gdb()
         tools.check_ptrace_scope(tools.read_ptrace_scope(), is_root=os.geteuid() == 0)
         ours, theirs = socket.socketpair()
@@ -192,6 +195,7 @@ class AgentSession:
                     if message.get("id") in self._pending:
                         self._pending[message["id"]] = message
                     self._answered.notify_all()
+        self._disconnected = True
         self._restore_stderr()  # the agent is gone: native stderr must not hit a closed pipe
         with self._answered:
             self._answered.notify_all()
@@ -200,7 +204,10 @@ class AgentSession:
             try:
                 code = process.wait(5) if process is not None else None
             except subprocess.TimeoutExpired:
-                pass
+                # cut off from us, yet running: stop it (gdb's exit hook gives every paused
+                # thread its GIL back and detaches)
+                process.kill()
+                code = process.wait(5)
             self._notify({"event": "agent-exited", "message": (
                 f"the debugger helper exited unexpectedly ({_describe_exit(code)}); gdb gave every "
                 f"paused thread its GIL back and detached. See {self.log_path}; `%native_attach` "

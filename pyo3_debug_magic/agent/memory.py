@@ -57,3 +57,64 @@ def remove_breakpoint_instructions(pid: int, addresses) -> int:
     finally:
         os.close(memory)
     return fixed
+
+
+def executable_mappings(pid: int) -> list[tuple[int, int, str, int]]:
+    """(start, end, file, file offset) of every file-backed executable mapping of ``pid``."""
+    found = []
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return found
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            found.append((start, end, fields[5].strip(), int(fields[2], 16)))
+    return found
+
+
+def remove_every_breakpoint_instruction(pid: int, chunk: int = 1 << 20) -> int:
+    """Compare all executable code of ``pid`` with the files it was mapped from and put back
+    every byte that gdb replaced with an int3: its internal breakpoints too (the shared-library
+    event in ld.so, step-resume and longjmp breakpoints), which the agent never listed. Code
+    pages are not relocated, so any int3 that the file does not hold is a debugger's."""
+    fixed = 0
+    try:
+        memory = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+    except OSError:
+        return 0
+    try:
+        for start, end, path, offset in executable_mappings(pid):
+            try:
+                backing = open(path, "rb")
+            except OSError:
+                continue
+            with backing:
+                for at in range(start, end, chunk):
+                    size = min(chunk, end - at)
+                    try:
+                        live = os.pread(memory, size, at)
+                        backing.seek(offset + at - start)
+                        original = backing.read(size)
+                    except OSError:
+                        break
+                    if live == original[:len(live)]:
+                        continue
+                    for index in _int3_differences(live, original):
+                        try:
+                            os.pwrite(memory, original[index:index + 1], at + index)
+                            fixed += 1
+                        except OSError:
+                            pass
+    finally:
+        os.close(memory)
+    return fixed
+
+
+def _int3_differences(live: bytes, original: bytes):
+    position = live.find(INT3)
+    while position != -1:
+        if position < len(original) and original[position] != INT3:
+            yield position
+        position = live.find(INT3, position + 1)

@@ -29,8 +29,8 @@ from ..tools import (debug_file_directories, RUST_PRINTERS_MISSING, calls_unsafe
                      find_rust_pretty_printers)
 from . import handoff
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
-from .memory import remove_breakpoint_instructions
-from .procfs import ignores_signal
+from .memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
+from .procfs import ignores_signal, target_alive
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
@@ -40,6 +40,7 @@ PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "l
 ATTACH_TIMEOUT = 20.0
 INTERRUPT_GRACE = 0.3  # s for the thread that took a SIGINT to run its C handler
 DETACH_TIMEOUT = 5.0
+GDB_DEATH_GRACE = 1.0  # s to see whether the kernel dies of a SIGTRAP after gdb's death
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
@@ -129,6 +130,7 @@ class Pause:
     breakpoint: int | None
     where: tuple | None = None  # (function, file, line) at the stop
     serial: int = 0             # names this pause to the kernel: an ended pause is never prompted
+    row: dict | None = None     # its stack as a report's thread row (frames, ident, lwp)
 
 
 @dataclass
@@ -196,14 +198,14 @@ class Agent:
                 if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
                     self.gdb.read(0)
                 self._process_gdb_events()
+                if self.attached and self.gdb is not None and not self.gdb.alive:
+                    self._on_gdb_died()  # first: the kernel may have died of it (the report says why)
                 if self.sock in ready:
                     for request in reader.read_available():
                         self._handle(request)
                         self._process_gdb_events()
                     if reader.closed:
                         break  # the kernel went away
-                if self.attached and self.gdb is not None and not self.gdb.alive:
-                    self._on_gdb_died()
                 if (self.needs_handoff or self.stalled) and self.gdb is not None and self.gdb.answering:
                     self._retry_handoffs()
                 self._check_hang_timers()
@@ -411,7 +413,8 @@ class Agent:
             self._refuse_pause(thread, number, top, f"the GIL hand-off failed ({error})")
             return
         self.pause_serial += 1
-        self.pauses[thread] = Pause(thread, tstate, number, where, self.pause_serial)
+        row = {"thread": thread, "name": "", "frames": frames, **self._thread_ident(thread)}
+        self.pauses[thread] = Pause(thread, tstate, number, where, self.pause_serial, row)
         self._send({"event": "paused", "thread": thread, "reason": reason, "breakpoint": number,
                     "handed_off": tstate is not None, "pause_id": self.pause_serial, **details})
 
@@ -653,26 +656,50 @@ class Agent:
 
     def _on_gdb_died(self) -> None:
         """gdb is gone (killed). Its int3 instructions would kill the kernel with SIGTRAP at the
-        next hit: put the original bytes back. A thread that had handed off its GIL already runs
-        on without it; that kernel cannot be saved, and the report says why."""
+        next hit: put the original bytes back. A thread stopped at a breakpoint when gdb died
+        (paused, or in the instant of a log hit) gets that SIGTRAP at once: such a kernel cannot
+        be saved, and the crash report says why."""
         status = self.gdb.exit_status if self.gdb else None
+        gdb_pid = self.gdb.pid if self.gdb else None
+        # the user's breakpoints first (the next hit may be close), then whatever else gdb left
         removed = remove_breakpoint_instructions(self.target_pid, self.breakpoint_addresses)
-        handed_off = [p for p in self.pauses.values() if p.tstate is not None]
-        message = (f"gdb exited unexpectedly ({status}); {removed} breakpoint instruction(s) were "
+        removed += remove_every_breakpoint_instruction(self.target_pid)
+        message = (f"gdb exited unexpectedly ({status}); {removed} breakpoint instruction(s) it left were "
                    "removed from the kernel's memory; breakpoints are gone. `%native_attach` starts again")
-        if handed_off:
-            where = handed_off[0].where or ("?", "?", "?")
-            why = (f"gdb died while thread {handed_off[0].thread} was paused at {where[1]}:{where[2]} "
-                   "without its GIL; it ran on without it, so the kernel cannot be saved")
-            self._write_report({"signal": "gdb died", "thread": handed_off[0].thread, "summary": why,
-                                "threads": [], "python": {}})
-            message += f". {why}"
+        ended = [pause.serial for pause in self.pauses.values()]
+        if self._target_dies_within(GDB_DEATH_GRACE):
+            self._report_death_with_gdb(gdb_pid)
         self.attached = False
         self.pauses.clear()
         self.breakpoints.clear()
         self.breakpoint_addresses.clear()
         self.gdb = None
-        self._send({"event": "gdb-died", "message": message})
+        self._send({"event": "gdb-died", "message": message, "ended": ended})
+
+    def _target_dies_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not target_alive(self.target_pid):
+                return True
+            time.sleep(0.05)
+        return not target_alive(self.target_pid)
+
+    def _report_death_with_gdb(self, gdb_pid: int | None) -> None:
+        """The kernel died right after gdb: a thread was stopped at one of its breakpoints."""
+        pause = next(iter(self.pauses.values()), None)
+        if pause is not None:
+            function, file, line = pause.where or ("?", "?", "?")
+            stopped = f"thread {pause.thread} was paused at breakpoint {pause.breakpoint} in {function} at {file}:{line}"
+        elif self.breakpoints:
+            numbers = ", ".join(str(n) for n in sorted(self.breakpoints))
+            stopped = f"a thread was stopped for an instant at log breakpoint {numbers}"
+        else:
+            stopped = "a thread was stopped for an instant at one of gdb's own breakpoints"
+        summary = (f"SIGTRAP: gdb (pid {gdb_pid}) was killed while {stopped}; a thread stopped by a "
+                   "debugger gets its breakpoint's SIGTRAP when the debugger dies, so no kernel survives "
+                   "that (keep gdb alive while a thread is paused; `%native_detach` ends it cleanly)")
+        self._write_report({"signal": "SIGTRAP", "thread": pause.thread if pause else None, "summary": summary,
+                            "threads": [pause.row] if pause is not None and pause.row else [], "python": {}})
 
     # ----- requests: attach ------------------------------------------------------
     def _ensure_gdb(self) -> GdbMI:
@@ -1243,6 +1270,13 @@ class Agent:
             self.breakpoints.clear()
 
     def _cleanup(self) -> None:
+        if self.attached and self.gdb is not None and not target_alive(self.target_pid):
+            # the kernel died; if gdb died just before, that is why (its SIGTRAP): say so
+            deadline = time.monotonic() + 0.5
+            while self.gdb.alive and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not self.gdb.alive:
+                self._on_gdb_died()
         try:
             self._detach()
         except Exception as error:  # noqa: BLE001 - keep going: gdb must still exit

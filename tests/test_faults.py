@@ -1,0 +1,170 @@
+"""Faults of the debugger's own processes, each from three states of a kernel: paused at a
+breakpoint, running through a log breakpoint, and attached but idle.
+
+The faults: SIGKILL of gdb and of the agent, SIGSTOP of each (SIGCONT after 40 s), and the
+kernel-agent socket shut down. After each the cell that was running gives its right result,
+the kernel's state is intact, no gdb outlives its agent, and the debugger works again.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import agent_processes, gdb_processes, is_alive
+from test_reliability import break_at, shown, start_kernel, still_intact, wait_until
+
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability]
+
+STOP_SECONDS = 40
+FAULTS = ["gdb SIGKILL", "gdb SIGSTOP", "agent SIGKILL", "agent SIGSTOP", "socket shut down"]
+STATES = ["paused", "logging", "idle"]
+LOOP = "sum(rustdemo.square(i) for i in range({}))"  # square(i) is a log breakpoint's line
+
+
+def shut_down_agent_socket(agent: int) -> None:
+    """Shut the agent's end of its socketpair down from outside (pidfd_getfd): both sides read
+    end-of-file, as when either process's socket code fails."""
+    pidfd = os.pidfd_open(agent)
+    try:
+        for name in os.listdir(f"/proc/{agent}/fd"):
+            if os.readlink(f"/proc/{agent}/fd/{name}").startswith("socket:"):
+                libc = ctypes.CDLL(None, use_errno=True)
+                copy = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd
+                assert copy >= 0, os.strerror(ctypes.get_errno())
+                with socket.socket(fileno=copy) as ours:
+                    ours.shutdown(socket.SHUT_RDWR)
+                return
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"agent {agent} has no socket")
+
+
+class Fault:
+    """One fault, injected once; stopped processes get SIGCONT after STOP_SECONDS."""
+
+    def __init__(self, kernel, name: str):
+        self.kernel, self.name = kernel, name
+        self.victims: list[int] = []
+        self.resumed = threading.Event()
+        self.injected_at: float | None = None
+
+    def inject(self) -> None:
+        target, _, how = self.name.partition(" ")
+        finder = gdb_processes if target == "gdb" else agent_processes
+        self.victims = finder(self.kernel.pid)
+        assert self.victims, f"no {target} process to fault"
+        self.injected_at = time.monotonic()
+        if how == "shut down":
+            shut_down_agent_socket(self.victims[0])
+            self.resumed.set()
+            return
+        for pid in self.victims:
+            os.kill(pid, getattr(signal, how))
+        if how == "SIGSTOP":
+            threading.Timer(STOP_SECONDS, self.cont).start()
+        else:
+            self.resumed.set()
+
+    def cont(self) -> None:
+        for pid in self.victims:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.resumed.set()
+
+    def wait_resumed(self) -> None:
+        assert self.resumed.wait(STOP_SECONDS + 10)
+
+
+@pytest.mark.timeout(STOP_SECONDS + 200)
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("fault_name", FAULTS)
+def test_fault(demo_crate, tmp_path, reliability, fault_name, state):
+    kernel = start_kernel(env={"PYO3_DEBUG_MAGIC_STATE": str(tmp_path / "state")})
+    fault = Fault(kernel, fault_name)
+    try:
+        outcome = run_into(kernel, fault, state)
+        if outcome == "died":
+            outcome = died_with_a_report(kernel, fault, state)
+        fault.wait_resumed()
+        still_intact(kernel)
+        # no gdb outlives its agent; the debugger works again (attaching anew where needed)
+        assert wait_until(lambda: len(gdb_processes(kernel.pid)) <= len(agent_processes(kernel.pid)), 15)
+        kernel.run("%native_delete", timeout=60)
+        break_at(kernel, "square")
+        again = kernel.run("rustdemo.square(5)", answers=["c"], timeout=90)
+        assert again.status == "ok" and again.results == ["25"], again.text
+        assert any("native breakpoint" in v and "hit" in v for v in shown(again)), shown(again)
+        reliability.fault(f"{fault_name} ({state})", outcome)
+    finally:
+        fault.cont()
+        assert kernel.shutdown() == [], "the agent or gdb outlived the kernel"
+
+
+def died_with_a_report(kernel, fault: Fault, state: str) -> str:
+    """Only gdb's death can take a kernel with it (a thread stopped at its breakpoint gets the
+    SIGTRAP), and then the next kernel says so."""
+    assert fault.name == "gdb SIGKILL" and state in ("paused", "logging"), f"{fault.name} ({state}) killed the kernel"
+    kernel.manager.restart_kernel(now=True)
+    kernel.client.wait_for_ready(timeout=60)
+    loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\nkeep = {'set': 'before'}")
+    announced = loaded.stdout
+    assert "The previous kernel crashed: SIGTRAP: gdb (pid" in announced, loaded.text
+    assert ("was paused at breakpoint 1 in rustdemo::square" if state == "paused"
+            else "at log breakpoint 1") in announced, announced
+    return "kernel died of SIGTRAP; the next kernel's crash report says gdb was killed"
+
+
+def run_into(kernel, fault: Fault, state: str) -> str:
+    """Bring the kernel into ``state``, inject the fault there; what the user saw, in short
+    ("died" when the kernel died)."""
+    if state == "paused":
+        break_at(kernel, "square")
+        answers = []
+
+        def at_prompt(prompt):
+            answers.append(prompt)
+            if len(answers) == 1:
+                fault.inject()
+            elif fault.name.endswith("SIGSTOP") and not fault.resumed.is_set():
+                fault.wait_resumed()  # the user tries again once the process is back
+            return "c"
+
+        started = time.monotonic()
+        result = kernel.run("rustdemo.square(12)", answers=at_prompt, timeout=STOP_SECONDS + 100)
+        if result.status == "died":
+            return "died"
+        assert result.status == "ok" and result.results == ["144"], f"{result.status}: {result.text}"
+        messages = [v.splitlines()[0] for v in shown(result) if not v.startswith("native breakpoint")]
+        assert messages, "the fault went unexplained"
+        return f"cell done in {time.monotonic() - started:.0f} s; {messages[-1][:90]}"
+    if state == "logging":
+        break_at(kernel, "square", "--log value")
+        calls = 20_000
+        timer = threading.Timer(1.0, fault.inject)
+        timer.start()
+        started = time.monotonic()
+        result = kernel.run(LOOP.format(calls), timeout=STOP_SECONDS + 100)
+        timer.join()
+        if result.status == "died":
+            return "died"
+        expected = str(sum(i * i for i in range(calls)))
+        assert result.status == "ok" and result.results == [expected], f"{result.status}: {result.text}"
+        assert fault.injected_at is not None and fault.injected_at - started < time.monotonic() - started
+        return f"logging cell done in {time.monotonic() - started:.0f} s, right result"
+    assert "attached" in kernel.run("%native_attach", timeout=60).stdout
+    fault.inject()
+    still_intact(kernel)  # cells that do not use the debugger run through any fault
+    started = time.monotonic()
+    shown_bt = kernel.run("%native_bt", timeout=STOP_SECONDS + 60)
+    assert shown_bt.status in ("ok", "error"), shown_bt.text
+    if shown_bt.status == "error":
+        assert len(shown_bt.text.strip().splitlines()) <= 3, shown_bt.text  # a message, not a traceback
+    return f"%native_bt answered in {time.monotonic() - started:.0f} s ({shown_bt.status})"
