@@ -113,16 +113,18 @@ class PauseConsole:
             self.reader.cancel()
             return
         self._events.put(event)
+        self.start()
+
+    def start(self) -> None:
+        """Start the console thread now, while gdb is not yet attached or can answer: a thread
+        created while gdb is stopped waits in its clone event for gdb, holding the GIL."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="pyo3-native-console", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
         while True:
-            try:
-                event = self._events.get(timeout=30)
-            except queue.Empty:
-                return  # the thread ends when idle; the next event starts a new one
+            event = self._events.get()
             try:
                 self._dispatch(event)
             except KeyboardInterrupt:

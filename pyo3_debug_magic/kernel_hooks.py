@@ -25,6 +25,7 @@ def install(shell) -> None:
     if _console is None:
         _console = PauseConsole(debugger, can_prompt=lambda: stdin_allowed(shell))
         debugger.add_listener(_console.handle)
+        _console.start()
     else:
         _console.can_prompt = lambda: stdin_allowed(shell)
     shell.events.register("pre_run_cell", _pre_run_cell)

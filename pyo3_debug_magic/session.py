@@ -208,10 +208,11 @@ class AgentSession:
                 # thread its GIL back and detaches)
                 process.kill()
                 code = process.wait(5)
+            what = ("the connection to the debugger helper broke and it exited" if code == 0 else
+                    f"the debugger helper exited unexpectedly ({_describe_exit(code)})")
             self._notify({"event": "agent-exited", "message": (
-                f"the debugger helper exited unexpectedly ({_describe_exit(code)}); gdb gave every "
-                f"paused thread its GIL back and detached. See {self.log_path}; `%native_attach` "
-                "starts a new one")})
+                f"{what}; gdb gave every paused thread its GIL back and detached. See {self.log_path}; "
+                "the next native magic starts a new one")})
 
     def _restore_stderr(self) -> None:
         saved, self._stderr_saved = self._stderr_saved, None

@@ -131,3 +131,17 @@ def test_outside_a_kernel_only_this_process_reports_are_listed(tmp_path):
     assert [r.data["pid"] for r in crashes.reports(None, tmp_path)] == [os.getpid()]
     assert crashes.clear(None, tmp_path) == 1
     assert len(list(tmp_path.glob("crash-*.json"))) == 2  # the other processes' reports stay
+
+
+def test_a_stopped_agent_or_gdb_is_noticed_and_explained():
+    from pyo3_debug_magic.agent.stalls import StallWatch
+
+    assert StallWatch.agent_overslept(0.5, 0.5) is None
+    assert "stopped for 40 s" in StallWatch.agent_overslept(40.2, 0.5)
+    watch = StallWatch()
+    assert watch.gdb_state(False, 7, now=0.0) is None
+    assert "kill -CONT 7" in watch.gdb_state(True, 7, now=1.0)
+    assert watch.gdb_state(True, 7, now=20.0) is None            # said once
+    assert "was stopped for 40 s" in watch.gdb_state(False, 7, now=41.0)
+    assert watch.gdb_state(True, 7, now=50.0) is not None        # a second stop is new
+    assert watch.gdb_state(False, 7, now=50.5) is None           # too short to mention on return

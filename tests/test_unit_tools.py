@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyo3_debug_magic.errors import GdbNotFoundError, PtraceNotPermittedError
-from pyo3_debug_magic.tools import check_ptrace_scope, explain_attach_failure, find_gdb
+from pyo3_debug_magic import tools
+from pyo3_debug_magic.errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError
+from pyo3_debug_magic.tools import check_ptrace_scope, explain_attach_failure, find_gdb, find_py_spy
 
 
 @pytest.mark.parametrize("scope, root", [(None, False), (0, False), (1, False), (2, True)])
@@ -56,3 +57,24 @@ def test_locations_parse(text, path, line, function):
 
     parsed = parse_location(text)
     assert (parsed.path, parsed.line, parsed.function) == (path, line, function)
+
+
+def test_missing_py_spy_names_the_install_command(monkeypatch):
+    monkeypatch.setenv("PYO3_DEBUG_MAGIC_PYSPY", "/nonexistent/py-spy")
+    with pytest.raises(PySpyNotFoundError) as error:
+        find_py_spy()
+    assert "pip install py-spy" in str(error.value) and len(error.value.message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("scope, fix", [
+    (0, "--cap-add=SYS_PTRACE"),       # no Yama restriction: a container without CAP_SYS_PTRACE
+    (None, "--cap-add=SYS_PTRACE"),    # no Yama at all
+    (1, "sysctl kernel.yama.ptrace_scope=1"),
+    (2, "sysctl kernel.yama.ptrace_scope=1"),
+    (3, "sysctl kernel.yama.ptrace_scope=1"),
+])
+def test_a_refused_attach_names_the_fix_for_its_cause(monkeypatch, scope, fix):
+    monkeypatch.setattr(tools, "read_ptrace_scope", lambda: scope)
+    what, how = explain_attach_failure("ptrace: Operation not permitted.", 123)
+    assert "not permitted" in what and fix in how and "\n" not in what + how
+

@@ -31,6 +31,7 @@ from . import handoff
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 from .memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
 from .procfs import ignores_signal, target_alive
+from .stalls import StallWatch
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
@@ -184,6 +185,7 @@ class Agent:
         self.needs_handoff: set[int] = set()        # paused threads that hold the GIL again
         self.stalled: dict[int, tuple] = {}         # hits whose hand-off gdb has not answered yet
         self.late_tstates: dict[int, int] = {}      # SaveThread results that came after our wait
+        self.stalls = StallWatch()
         self._running = True
 
     # ----- loop -----------------------------------------------------------------
@@ -194,7 +196,9 @@ class Agent:
         try:
             while self._running:
                 watched = [self.sock] + ([self.gdb.fileno()] if self.gdb and self.gdb.alive else [])
-                ready, _, _ = select.select(watched, [], [], self._next_timer_in())
+                timeout, waiting_since = self._next_timer_in(), time.monotonic()
+                ready, _, _ = select.select(watched, [], [], timeout)
+                self._notice_stalls(time.monotonic() - waiting_since, timeout)
                 if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
                     self.gdb.read(0)
                 self._process_gdb_events()
@@ -211,6 +215,13 @@ class Agent:
                 self._check_hang_timers()
         finally:
             self._cleanup()
+
+    def _notice_stalls(self, waited: float, timeout: float) -> None:
+        messages = [self.stalls.agent_overslept(waited, timeout)]
+        if self.attached and self.gdb is not None and self.gdb.alive:
+            messages.append(self.stalls.gdb_state(self.gdb.stopped_by_signal, self.gdb.pid))
+        for message in filter(None, messages):
+            self._send({"event": "error", "message": message})
 
     def _next_timer_in(self) -> float:
         """How long the loop may wait for input: until the nearest hang timer, at most 0.5 s."""
