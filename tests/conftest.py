@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -88,6 +90,34 @@ def no_stray_processes():
     yield
     stray = [pid for pid in descendants_of(os.getpid()) if pid not in before]
     kill_all(stray)
+
+
+def pytest_configure(config):
+    # Kernels the tests crash on purpose run in the checkout: no core dumps from them (on a
+    # machine with `ulimit -c unlimited` and core_pattern "core" each would leave one there).
+    # %native_core's tests write their cores with gdb's generate-core-file, to tmp_path.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
+def core_files() -> set[Path]:
+    """Core dumps inside the checkout (outside its virtualenvs and build folders)."""
+    skip = {".venv", ".venv-debian", ".venv-ipykernel6", "target", ".git"}
+    found = set()
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if d not in skip]
+        found.update(Path(folder) / f for f in files if f == "core" or re.fullmatch(r"core\.\d+", f))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_core_files_left():
+    """A test that crashes a process must not leave its core dump in the checkout."""
+    before = core_files()
+    yield
+    left = core_files() - before
+    for path in left:
+        path.unlink()  # reported once, not again by every later test
+    assert not left, f"this test left core dumps in the checkout: {sorted(map(str, left))}"
 
 
 class ReliabilityFigures:

@@ -87,12 +87,22 @@ def test_rust_names_are_cleaned(raw, clean):
     assert clean_rust_name(raw) == clean
 
 
-def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate, gdb_path, tmp_path):
-    """Debian's /usr/bin/python3.11 has no DWARF: the gdb engine falls back to py-spy."""
-    import sys
+def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate, gdb_path, tmp_path, monkeypatch):
+    """Debian's /usr/bin/python3.11 without python3.11-dbg's DWARF (gdb pointed at an empty
+    debug directory): the gdb engine falls back to py-spy."""
     from pathlib import Path
 
     import rustdemo
+
+    from harness import NO_DEBUG_INFO_DIR
+    from pyo3_debug_magic.debugger import NativeDebugger
+
+    NO_DEBUG_INFO_DIR.mkdir(exist_ok=True)
+    monkeypatch.setenv("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY", str(NO_DEBUG_INFO_DIR))
+    fell_back = []
+    py_spy_frames = NativeDebugger._python_frames_from_py_spy
+    monkeypatch.setattr(NativeDebugger, "_python_frames_from_py_spy",
+                        lambda self, problem: fell_back.append(problem) or py_spy_frames(self, problem))
 
     system_python = Path("/usr/bin/python3.11")
     if not system_python.exists():
@@ -107,4 +117,4 @@ def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate,
     entries = [e for t in threads for e in t.entries]
     assert any(e.kind == "python" and e.function == "waiting_in_python" for e in entries)
     assert any(e.kind == "native" and e.function == "rustdemo::busy_until" for e in entries)
-    assert sys.version_info[:2] == (3, 11)
+    assert fell_back, "gdb read the Python frames itself: the target had libpython debug info after all"

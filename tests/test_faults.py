@@ -19,7 +19,7 @@ import pytest
 from harness import agent_processes, gdb_processes
 from test_reliability import break_at, shown, start_kernel, still_intact, wait_until
 
-pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability]
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability, pytest.mark.slow]
 
 STOP_SECONDS = 40
 FAULTS = ["gdb SIGKILL", "gdb SIGSTOP", "agent SIGKILL", "agent SIGSTOP", "socket shut down"]
@@ -100,7 +100,8 @@ def test_fault(demo_crate, tmp_path, reliability, fault_name, state):
         still_intact(kernel)
         # no gdb outlives its agent; the debugger works again (attaching anew where needed)
         assert wait_until(lambda: len(gdb_processes(kernel.pid)) <= len(agent_processes(kernel.pid)), 15)
-        kernel.run("%native_delete", timeout=60)
+        deleted = kernel.run("%native_delete all", timeout=60)
+        assert deleted.status == "ok", deleted.text
         break_at(kernel, "square")
         again = kernel.run("rustdemo.square(5)", answers=["c"], timeout=90)
         assert again.status == "ok" and again.results == ["25"], again.text
@@ -178,3 +179,41 @@ def run_into(kernel, fault: Fault, state: str) -> str:
     if shown_bt.status == "error":
         assert len(shown_bt.text.strip().splitlines()) <= 3, shown_bt.text  # a message, not a traceback
     return f"%native_bt answered in {time.monotonic() - started:.0f} s ({shown_bt.status})"
+
+
+@pytest.mark.timeout(180)
+def test_interrupt_while_a_hit_waits_for_its_hand_off(demo_crate, reliability):
+    """gdb is stopped when the breakpoint is hit, so the hit (and its GIL hand-off) waits; the
+    Interrupt arrives meanwhile; then gdb continues and finds both at once."""
+    kernel = start_kernel()
+    gdbs: list[int] = []
+    try:
+        break_at(kernel, "square")
+        gdbs = gdb_processes(kernel.pid)
+
+        def interrupt_then_continue_gdb():
+            time.sleep(1.5)  # the thread sits at the breakpoint, waiting for gdb
+            kernel.manager.interrupt_kernel()
+            time.sleep(1.5)
+            for pid in gdbs:
+                os.kill(pid, signal.SIGCONT)
+
+        for pid in gdbs:
+            os.kill(pid, signal.SIGSTOP)
+        helper = threading.Thread(target=interrupt_then_continue_gdb)
+        helper.start()
+        result = kernel.run("rustdemo.square(12)", answers=lambda prompt: "c", timeout=90)
+        helper.join()
+        assert result.status == "error" and result.error["ename"] == "KeyboardInterrupt", result.text
+        still_intact(kernel)
+        again = kernel.run("rustdemo.square(5)", answers=["c"], timeout=90)
+        assert again.status == "ok" and again.results == ["25"], again.text
+        reliability.fault("Interrupt while a hit waits for its hand-off (gdb stopped, then continued)",
+                          f"KeyboardInterrupt after {len(result.prompts)} prompt(s), kernel intact")
+    finally:
+        for pid in gdbs:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert kernel.shutdown() == []

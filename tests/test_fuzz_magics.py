@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
-pytestmark = [pytest.mark.gdb, pytest.mark.reliability, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.gdb, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 EXAMPLES = int(os.environ.get("PYO3_DEBUG_MAGIC_FUZZ_EXAMPLES", "2000"))
 PACKAGE = os.path.dirname(__import__("pyo3_debug_magic").__file__)

@@ -56,6 +56,109 @@ print(json.dumps(result))
 """
 
 
+KERNEL_SCRIPT = r"""
+import json, queue, sys, time
+from jupyter_client.manager import KernelManager
+
+lib_rs, line = sys.argv[1], int(sys.argv[2])
+manager = KernelManager(kernel_name="python3")  # ipykernel's own spec: this very Python
+manager.start_kernel()
+client = manager.client()
+client.start_channels()
+client.wait_for_ready(timeout=60)
+
+
+def run(code, answer=None, timeout=90):
+    # (status, texts shown) of one cell; answer replies to every input prompt
+    msg_id = client.execute(code, allow_stdin=answer is not None)
+    texts, status, deadline = [], None, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer is not None:
+            try:
+                client.get_stdin_msg(timeout=0.02)
+                client.input(answer)
+            except queue.Empty:
+                pass
+        try:
+            message = client.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            if not manager.is_alive():
+                return "died", texts
+            continue
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            texts.append(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            texts.append(content["data"].get("text/plain", ""))
+        elif kind == "error":
+            status = content["ename"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return status or "ok", texts
+    return "timeout", texts
+
+
+result = {}
+try:
+    result["load"] = run("%load_ext pyo3_debug_magic\nimport rustdemo")
+    result["break"] = run(f"%native_break {lib_rs}:{line}")
+    result["pause"] = run("rustdemo.square(12)", answer="c")
+    result["crash"] = run("%native_delete all\nrustdemo.segfault()", timeout=60)
+    manager.restart_kernel(now=True)
+    client.wait_for_ready(timeout=60)
+    result["after"] = run("%load_ext pyo3_debug_magic")
+finally:
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+print(json.dumps(result))
+"""
+
+
+def as_user(user: str, home: Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    """Run Debian's venv Python as ``user`` (as ourselves when not root) in ``home``."""
+    command = [str(DEBIAN_PYTHON), *args]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", user, "--"] + command
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYO3_DEBUG_MAGIC_STATE": str(home / "state")}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=home)
+
+
+@pytest.fixture
+def user_home(normal_user):
+    """A home of the normal user's own, with its 0700 state folder."""
+    account = pwd.getpwnam(normal_user)
+    home = Path(tempfile.mkdtemp(prefix="pdm-user-", dir="/tmp"))
+    (home / "state").mkdir(mode=0o700)
+    for path in (home, home / "state"):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.kernel
+def test_pause_and_crash_in_a_kernel_of_a_normal_user(demo_crate, normal_user, user_home):
+    assert DEBIAN_PYTHON.exists(), "run `bash scripts/setup.sh`: it builds .venv-debian"
+    script = user_home / "kernel_check.py"
+    script.write_text(KERNEL_SCRIPT)
+    os.chown(script, pwd.getpwnam(normal_user).pw_uid, -1)
+    run = as_user(normal_user, user_home, str(script), str(LIB_RS), str(marker_line("square")))
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["load"][0] == "ok", result
+    assert result["break"][0] == "ok" and "native breakpoint 1 at" in "".join(result["break"][1]), result
+    status, shown = result["pause"]
+    assert status == "ok" and "144" in shown, result  # paused, handed the GIL over, continued
+    assert any("native breakpoint 1 hit" in text for text in shown), result
+    assert result["crash"][0] == "died", result
+    announced = "".join(result["after"][1])
+    assert "The previous kernel crashed: SIGSEGV" in announced, result
+    reports = list((user_home / "state").rglob("crash-*.json"))
+    assert reports and all(r.stat().st_uid == pwd.getpwnam(normal_user).pw_uid for r in reports), reports
+
+
 @pytest.fixture(scope="module")
 def traversable_checkout():
     """The other user must reach the checkout's venv: folders above it that it may not enter

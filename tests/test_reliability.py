@@ -16,7 +16,7 @@ import pytest
 from harness import (PYTHONS, KernelHarness, agent_processes, gdb_processes, is_alive, marker_line,
                      python_variant)
 
-pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(300)]
 
 FULL = bool(os.environ.get("PYO3_DEBUG_MAGIC_FULL"))
 

@@ -3,13 +3,15 @@ memory repair that runs when gdb dies, against a real process."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from pyo3_debug_magic.agent import handoff
-from pyo3_debug_magic.agent.memory import INT3, mapping_of, remove_breakpoint_instructions
+from pyo3_debug_magic.agent.memory import (INT3, executable_mappings, mapping_of, remove_breakpoint_instructions,
+                                           remove_every_breakpoint_instruction)
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.tools import calls_unsafe_reason, gdb_major_version
 from pyo3_debug_magic.userinput import check_expression, check_text, printable
@@ -145,3 +147,37 @@ def test_a_stopped_agent_or_gdb_is_noticed_and_explained():
     assert "was stopped for 40 s" in watch.gdb_state(False, 7, now=41.0)
     assert watch.gdb_state(True, 7, now=50.0) is not None        # a second stop is new
     assert watch.gdb_state(False, 7, now=50.5) is None           # too short to mention on return
+
+
+def test_every_int3_a_debugger_left_is_found_and_a_rebuilt_library_is_never_written(tmp_path):
+    """The full scan puts back int3s the agent never listed (gdb's own breakpoints), and skips
+    code whose file was replaced since it was mapped (an extension rebuilt under the kernel)."""
+    library = tmp_path / "libcopy.so"
+    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libz.so.1"), library)  # zlib1g: always installed
+    code = ("import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); print('ready', flush=True); time.sleep(30)")
+    target = subprocess.Popen([sys.executable, "-c", code, str(library)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        start, end, path, offset = next(m for m in executable_mappings(target.pid) if m[2] == str(library))
+        with open(library, "rb") as backing:
+            backing.seek(offset)
+            text = backing.read(end - start)
+        spots = [i for i in range(0x100, len(text), 0x400) if text[i] != INT3][:3]
+        memory = os.open(f"/proc/{target.pid}/mem", os.O_RDWR)
+        try:
+            for spot in spots:
+                os.pwrite(memory, bytes([INT3]), start + spot)
+            assert remove_every_breakpoint_instruction(target.pid) == len(spots)
+            assert all(os.pread(memory, 1, start + s) == text[s:s + 1] for s in spots)
+            # the same library rebuilt: a new file (new inode) at the same path
+            os.pwrite(memory, bytes([INT3]), start + spots[0])
+            shutil.copy(library, tmp_path / "rebuilt.so")
+            library.unlink()
+            (tmp_path / "rebuilt.so").rename(library)
+            assert remove_every_breakpoint_instruction(target.pid) == 0
+            assert os.pread(memory, 1, start + spots[0]) == bytes([INT3])
+        finally:
+            os.close(memory)
+    finally:
+        target.kill()
+        target.wait()

@@ -25,8 +25,19 @@ def mapping_of(pid: int, address: int) -> tuple[str, int] | None:
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
         if start <= address < end:
+            if not _same_file(fields[5].strip(), int(fields[4])):
+                return None
             return fields[5].strip(), int(fields[2], 16) + address - start
     return None
+
+
+def _same_file(path: str, inode: int) -> bool:
+    """Is ``path`` still the file that was mapped? A rebuilt extension (``maturin develop``
+    under a running kernel) is a new file: its bytes must never be written into the old code."""
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
 
 
 def remove_breakpoint_instructions(pid: int, addresses) -> int:
@@ -69,6 +80,8 @@ def executable_mappings(pid: int) -> list[tuple[int, int, str, int]]:
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
+            if not _same_file(fields[5].strip(), int(fields[4])):
+                continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
             found.append((start, end, fields[5].strip(), int(fields[2], 16)))
     return found
