@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import marker_line
+from harness import LIB_RS, marker_line
 
 pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
 
@@ -74,6 +74,24 @@ def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path
     assert text.startswith(f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}"), text
     assert "core file" in text and "py <module>  at <string>:2" in text
     assert report["fault_address"] == "0x0"
+
+
+def test_native_core_prints_rust_values_as_a_live_pause_does(demo_crate, gdb_path, tmp_path, shell):
+    """A core written while compute() sat at its result line: its locals go through the same
+    gdb set-up as a live pause, Rust pretty-printers included."""
+    core = tmp_path / "compute.core"
+    subprocess.run([gdb_path, "-nx", "-batch", "-ex", "set breakpoint pending on",
+                    "-ex", f"break {LIB_RS}:{marker_line('compute-result')}", "-ex", "run",
+                    "-ex", f"generate-core-file {core}",
+                    "--args", sys.executable, "-c", "import rustdemo\nrustdemo.compute([1, 2, 3])"],
+                   capture_output=True, timeout=90)
+    assert core.is_file(), "gdb did not write the core file"
+    from pyo3_debug_magic.core import open_core
+
+    report = open_core(str(core))
+    values = {v["name"]: v["value"] for v in report["locals"]}
+    assert values.get("label") == '"total=21"', report["locals"]  # a String, not its raw struct
+    assert values.get("values", "").endswith("{1, 2, 3}") and "RawVec" not in values["values"], report["locals"]
 
 
 def test_native_core_refuses_a_missing_file(shell):

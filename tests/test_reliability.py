@@ -114,6 +114,7 @@ def test_crash_report_on_every_python(demo_crate, tmp_path, python):
 
 # ----- several threads --------------------------------------------------------------------
 TWO_THREADS = """
+import threading
 results = []
 workers = [threading.Thread(target=lambda: results.append(rustdemo.compute([1, 2, 3]))) for _ in range(2)]
 for worker in workers:

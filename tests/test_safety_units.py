@@ -136,11 +136,11 @@ def test_outside_a_kernel_only_this_process_reports_are_listed(tmp_path):
 
 
 def test_a_stopped_agent_or_gdb_is_noticed_and_explained():
-    from pyo3_debug_magic.agent.stalls import StallWatch
+    from pyo3_debug_magic.agent.stalls import StallWatch, describe_agent_stop
 
-    assert StallWatch.agent_overslept(0.5, 0.5) is None
-    assert "stopped for 40 s" in StallWatch.agent_overslept(40.2, 0.5)
+    assert "stopped for 40 s" in describe_agent_stop(40.2)
     watch = StallWatch()
+    assert watch.agent_stopped() is None
     assert watch.gdb_state(False, 7, now=0.0) is None
     assert "kill -CONT 7" in watch.gdb_state(True, 7, now=1.0)
     assert watch.gdb_state(True, 7, now=20.0) is None            # said once

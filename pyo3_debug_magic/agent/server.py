@@ -193,12 +193,12 @@ class Agent:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel's Ctrl-C is not for us
         reader = LineReader(self.sock)
+        self.stalls.start()
         try:
             while self._running:
                 watched = [self.sock] + ([self.gdb.fileno()] if self.gdb and self.gdb.alive else [])
-                timeout, waiting_since = self._next_timer_in(), time.monotonic()
-                ready, _, _ = select.select(watched, [], [], timeout)
-                self._notice_stalls(time.monotonic() - waiting_since, timeout)
+                ready, _, _ = select.select(watched, [], [], self._next_timer_in())
+                self._notice_stalls()
                 if self.gdb and self.gdb.alive and self.gdb.fileno() in ready:
                     self.gdb.read(0)
                 self._process_gdb_events()
@@ -216,8 +216,8 @@ class Agent:
         finally:
             self._cleanup()
 
-    def _notice_stalls(self, waited: float, timeout: float) -> None:
-        messages = [self.stalls.agent_overslept(waited, timeout)]
+    def _notice_stalls(self) -> None:
+        messages = [self.stalls.agent_stopped()]
         if self.attached and self.gdb is not None and self.gdb.alive:
             messages.append(self.stalls.gdb_state(self.gdb.stopped_by_signal, self.gdb.pid))
         for message in filter(None, messages):

@@ -3,25 +3,44 @@ that waited for them is told why afterwards: a thread at a breakpoint (a log hit
 cannot go on until gdb, and gdb's output until the agent, runs again."""
 from __future__ import annotations
 
+import threading
 import time
 
-OVERSLEPT = 3.0   # s beyond its timeout a wait of the agent's loop may take before it counts
+OVERSLEPT = 3.0   # s a tick may come late before the agent counts as having been stopped
 GDB_STALL = 2.0   # s gdb must have been stopped before its return is reported
+TICK = 0.5        # s between the ticker thread's looks at the clock
 
 
 class StallWatch:
-    """Fed once per turn of the agent's loop; returns the messages to send, if any."""
+    """Asked once per turn of the agent's loop; returns the messages to send, if any.
+
+    The agent's own stop is seen by a ticker thread: every thread of a stopped process stops,
+    so on SIGCONT the ticker finds a gap in its ticks (the main loop cannot tell a stop from a
+    long gdb command)."""
 
     def __init__(self) -> None:
         self.gdb_stopped_since: float | None = None
+        self._gap: float | None = None
+        self._ticker: threading.Thread | None = None
 
-    @staticmethod
-    def agent_overslept(waited: float, timeout: float) -> str | None:
-        """The loop's select() took far longer than asked: this process was stopped."""
-        if waited < timeout + OVERSLEPT:
-            return None
-        return (f"the debugger helper was stopped for {waited:.0f} s (SIGSTOP?); threads that reached a "
-                "breakpoint meanwhile waited for it, and run on now")
+    def start(self) -> None:
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="stall-ticker", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(TICK)
+            now = time.monotonic()
+            if now - last > TICK + OVERSLEPT:
+                self._gap = now - last
+            last = now
+
+    def agent_stopped(self) -> str | None:
+        """Once after this process was stopped: how long, and what waited for it."""
+        gap, self._gap = self._gap, None
+        return describe_agent_stop(gap) if gap else None
 
     def gdb_state(self, stopped: bool, gdb_pid: int | None, now: float | None = None) -> str | None:
         """Called each turn with whether gdb is stopped: a message when it stops and when it
@@ -37,3 +56,8 @@ class StallWatch:
                 return (f"gdb (pid {gdb_pid}) was stopped for {stopped_for:.0f} s; threads that reached a "
                         "breakpoint meanwhile waited for it, and run on now")
         return None
+
+
+def describe_agent_stop(seconds: float) -> str:
+    return (f"the debugger helper was stopped for {seconds:.0f} s (SIGSTOP?); threads that reached a "
+            "breakpoint meanwhile waited for it, and run on now")
