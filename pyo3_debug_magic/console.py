@@ -60,6 +60,7 @@ class PauseState:
     locals: list[dict]
     python: list[stacks.PythonFrame] = field(default_factory=list)
     selected: int = 0
+    key: tuple = (None, None)  # (agent session, pause id): names it in the agent's events
 
     @classmethod
     def from_event(cls, event: dict) -> "PauseState":
@@ -67,7 +68,8 @@ class PauseState:
         return cls(thread=event["thread"], ident=ident, reason=event.get("reason", ""),
                    breakpoint=event.get("breakpoint"), handed_off=bool(event.get("handed_off")),
                    native=stacks.native_frames(event.get("frames", [])),
-                   locals=event.get("locals", []), python=stacks.thread_python_frames(ident))
+                   locals=event.get("locals", []), python=stacks.thread_python_frames(ident),
+                   key=(event.get("session"), event.get("pause_id")))
 
     @property
     def merged(self) -> stacks.MergedStack:
@@ -215,7 +217,12 @@ class PauseConsole:
                 if self._command(state, line.strip()):
                     return
             except DebugMagicError as error:
+                if self._ended_meanwhile(state):
+                    return  # the Interrupt (or the agent's end) got there first: no stale prompt
                 show(f"error: {error}")
+
+    def _ended_meanwhile(self, state: PauseState) -> bool:
+        return state.key in self._ended or state.key[0] in self._dead_sessions
 
     def _command(self, state: PauseState, line: str) -> bool:
         """Run one command; True when the thread was resumed."""

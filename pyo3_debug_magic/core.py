@@ -11,7 +11,8 @@ from pathlib import Path
 
 from . import tools
 from .agent.gdbmi import GdbCommandError, GdbMI, mi_quote
-from .agent.server import PYSTACK, THREAD_IDENT, crash_summary, frames_from_mi, looks_like_stack_overflow
+from .agent.gdb_session import start_gdb
+from .agent.server import THREAD_IDENT, crash_summary, frames_from_mi, looks_like_stack_overflow
 from .errors import UsageProblem
 from .locations import first_user_level
 
@@ -29,11 +30,9 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         raise UsageProblem(f"no core file at {str(core_path)[:200]}", "give the path of a core dump")
     if not _is_file(exe_path):
         raise UsageProblem(f"no executable at {str(exe_path)[:200]}", "pass the Python that crashed with --exe")
-    debug_dirs = tools.debug_file_directories()
-    gdb = GdbMI(tools.find_gdb())
+    # the agent's own set-up: a core's Rust values pretty-print as a live pause's do
+    gdb = start_gdb(tools.find_gdb(), live=False).gdb
     try:
-        if debug_dirs:
-            gdb.console_command(f"set debug-file-directory {debug_dirs}")
         try:
             gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
         except GdbCommandError as error:
@@ -44,7 +43,6 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         except GdbCommandError as error:
             raise UsageProblem(f"gdb cannot read {core_path}: {error}",
                                "check that it is a core file of this executable (--exe)") from None
-        gdb.console_command(f"source {PYSTACK}")
         rows = []
         for thread in gdb.command("-thread-info", timeout).payload.get("threads", []):
             number = int(thread["id"])

@@ -203,6 +203,7 @@ def test_interrupt_while_a_hit_waits_for_its_hand_off(demo_crate, reliability):
         result = kernel.run("rustdemo.square(12)", answers=lambda prompt: "c", timeout=90)
         helper.join()
         assert result.status == "error" and result.error["ename"] == "KeyboardInterrupt", result.text
+        assert len(result.prompts) <= 1, result.prompts  # never a prompt for a pause already ended
         still_intact(kernel)
         again = kernel.run("rustdemo.square(5)", answers=["c"], timeout=90)
         assert again.status == "ok" and again.results == ["25"], again.text

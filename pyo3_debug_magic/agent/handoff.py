@@ -14,6 +14,9 @@ from ..locations import is_user_source
 
 CHECK_GIL = "((int (*)(void))PyGILState_Check)()"
 SAVE_THREAD = "(long)((void *(*)(void))PyEval_SaveThread)()"
+# what SaveThread will return, read first: if another thread stops during SaveThread, gdb
+# abandons the call and its return value is lost (never aborts, unlike PyThreadState_Get)
+THIS_THREAD_STATE = "(long)((void *(*)(void))PyGILState_GetThisThreadState)()"
 SET_INTERRUPT = "((int (*)(int))PyErr_SetInterruptEx)(2)"  # flags SIGINT as its handler would
 
 

@@ -25,25 +25,19 @@ from pathlib import Path
 from ..errors import AttachError, DebugMagicError, NotAttachedError, UsageProblem
 from ..locations import first_user_level, is_user_source
 from ..protocol import LineReader, encode
-from ..tools import (debug_file_directories, RUST_PRINTERS_MISSING, calls_unsafe_reason, cpu_has_amx, explain_attach_failure,
-                     find_rust_pretty_printers)
+from ..tools import calls_unsafe_reason, cpu_has_amx, explain_attach_failure
 from . import handoff
+from .gdb_session import CRASH_SIGNALS, PYSTACK, start_gdb
 from .gdbmi import GdbCommandError, GdbExitedError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 from .memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
 from .procfs import ignores_signal, target_alive
 from .stalls import StallWatch
 
-CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
-# Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
-PASS_THROUGH_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM", "SIGHUP",
-                        "SIGQUIT", "SIGPROF", "SIGVTALRM", "SIGWINCH", "SIGCHLD", "SIGIO", "SIGURG")
 PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
 ATTACH_TIMEOUT = 20.0
 INTERRUPT_GRACE = 0.3  # s for the thread that took a SIGINT to run its C handler
 DETACH_TIMEOUT = 5.0
 GDB_DEATH_GRACE = 1.0  # s to see whether the kernel dies of a SIGTRAP after gdb's death
-GDB_SIDE = Path(__file__).with_name("gdb_side.py")
-PYSTACK = Path(__file__).with_name("pystack.py")
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
 
 
@@ -444,7 +438,16 @@ class Agent:
             if record.get("message") == "done":
                 self.late_tstates[thread] = handoff.parse_tstate((record.get("payload") or {}).get("value", "0"))
 
-        tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD, on_late=saved_late))
+        expected = handoff.parse_tstate(self._evaluate_c(thread, handoff.THIS_THREAD_STATE))
+        try:
+            tstate = handoff.parse_tstate(self._evaluate_c(thread, handoff.SAVE_THREAD, on_late=saved_late))
+        except GdbCommandError as error:
+            if "stopped while in a function called from GDB" not in str(error) or not expected:
+                raise
+            # SaveThread let a thread waiting for the GIL run, and it reached a breakpoint
+            # before SaveThread returned: let SaveThread finish (its stop is handled next)
+            self._finish_suspended_call(thread)
+            tstate = expected
         self._console(f"python note_handoff({int(thread)}, {tstate})")
         return tstate
 
@@ -548,7 +551,7 @@ class Agent:
                     self.gdb.events.remove(record)
                     return
             self.gdb.read(0.05)
-        raise GdbTimeoutError(f"thread {thread} did not return from PyEval_RestoreThread")
+        raise GdbTimeoutError(f"thread {thread} did not return from the GIL call gdb left it in")
 
     def _stopped_gil_holder(self, thread: int) -> int | None:
         """The gdb number of another thread that holds the GIL while stopped, read from memory
@@ -715,44 +718,10 @@ class Agent:
     # ----- requests: attach ------------------------------------------------------
     def _ensure_gdb(self) -> GdbMI:
         if self.gdb is None or not self.gdb.alive:
-            self.gdb = GdbMI(self.gdb_path)
-            version = self.gdb.console_command("show version", timeout=10).console_text
-            self.gdb_version = version.splitlines()[0] if version else ""
+            started = start_gdb(self.gdb_path, live=True)
+            self.gdb, self.gdb_version, self.printers = started.gdb, started.version, started.printers
             self.calls_unsafe = calls_unsafe_reason(self.gdb_version, cpu_has_amx())
-            for setting in ("set unwindonsignal on", "set breakpoint pending on",
-                            # an internal error must fail one command, not kill gdb (and with
-                            # it, every paused thread's chance to get its GIL back)
-                            "maint set internal-error quit no", "maint set internal-error corefile no",
-                            "maint set internal-warning quit no",
-                            "set print elements 50", "set print repeats 20",
-                            f"handle {' '.join(PASS_THROUGH_SIGNALS)} nostop noprint pass",
-                            # SIGINT stops so an Interrupt during a pause can end it cleanly
-                            "handle SIGINT stop print pass",  # (noprint would imply nostop)
-                            f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
-                            f"source {PYSTACK}", f"source {GDB_SIDE}"):
-                self.gdb.console_command(setting)
-            debug_dirs = debug_file_directories()
-            if debug_dirs:
-                self.gdb.console_command(f"set debug-file-directory {debug_dirs}")
-            for setting in ("set direct-call-timeout 5", "set indirect-call-timeout 5",
-                            "set unwind-on-timeout on",  # gdb 16+: a hung call ends by itself
-                            "set debuginfod enabled off"):  # never a download while a thread waits
-                try:
-                    self.gdb.console_command(setting)
-                except GdbCommandError:
-                    pass
-            self._load_rust_printers()
         return self.gdb
-
-    def _load_rust_printers(self) -> None:
-        etc = find_rust_pretty_printers()
-        if etc is None:
-            self.printers = RUST_PRINTERS_MISSING
-            return
-        self._python("register_rust_pretty_printers", str(etc), raw=True)
-        message = self.gdb.take_message("printers") or {}
-        self.printers = ("loaded" if message.get("loaded") else
-                         f"Rust pretty-printers from {etc} failed to load ({message.get('error')}): Rust values print raw")
 
     def _python(self, function: str, argument, raw: bool = False):
         """Call a gdb_side function with one argument, base64-encoded unless ``raw`` (trusted)."""
