@@ -445,7 +445,8 @@ class Agent:
             if "stopped while in a function called from GDB" not in str(error) or not expected:
                 raise
             # SaveThread let a thread waiting for the GIL run, and it reached a breakpoint
-            # before SaveThread returned: let SaveThread finish (its stop is handled next)
+            # before gdb saw SaveThread return; gdb abandoned the call. SaveThread still ends:
+            # gdb stops the thread silently where the call began; its result is the state read first.
             self._finish_suspended_call(thread)
             tstate = expected
         self._console(f"python note_handoff({int(thread)}, {tstate})")
@@ -532,8 +533,8 @@ class Agent:
             if "Invalid thread id" in str(error):
                 pass  # the thread is gone (the process is exiting): nothing to give back
             elif "stopped while in a function called from GDB" in str(error):
-                # another thread stopped during the call, and gdb left this one inside
-                # RestoreThread: let it finish there (gdb stops it silently on return)
+                # another thread stopped during the call: RestoreThread still ends, and gdb
+                # stops this thread silently where the call began
                 self._finish_suspended_call(pause.thread)
             else:
                 raise
@@ -541,17 +542,25 @@ class Agent:
         self._python_quiet(f"note_restored({int(pause.thread)})")
 
     def _finish_suspended_call(self, thread: int) -> None:
-        self._mi(f"-exec-continue --thread {thread}")
+        """A call gdb abandoned (another thread stopped meanwhile) still runs to its end; gdb
+        then stops the thread silently where the call began, its registers restored (a
+        ``*stopped`` record without payload). Wait for that; never continue the thread, which
+        would run on from its breakpoint with the GIL given away."""
         deadline = time.monotonic() + self.timeout
         wanted = str(thread)
         while time.monotonic() < deadline:
-            for record in list(self.gdb.events):
-                payload = record.get("payload") or {}
-                if record.get("message") == "stopped" and payload.get("thread-id") == wanted:
-                    self.gdb.events.remove(record)
-                    return
-            self.gdb.read(0.05)
-        raise GdbTimeoutError(f"thread {thread} did not return from the GIL call gdb left it in")
+            self.gdb.read(0.02)
+            if self._thread_state(thread) == "stopped":
+                for record in list(self.gdb.events):  # its stop is ours, not a new one
+                    payload = record.get("payload") or {}
+                    if record.get("message") == "stopped" and payload.get("thread-id") == wanted:
+                        self.gdb.events.remove(record)
+                return
+        raise GdbTimeoutError(f"thread {thread} did not return from the call gdb abandoned")
+
+    def _thread_state(self, thread: int) -> str | None:
+        rows = self._mi(f"-thread-info {int(thread)}").payload.get("threads") or []
+        return rows[0].get("state") if rows else None
 
     def _stopped_gil_holder(self, thread: int) -> int | None:
         """The gdb number of another thread that holds the GIL while stopped, read from memory
@@ -586,12 +595,15 @@ class Agent:
         try:
             resumed, problems = self._end_pauses_one_by_one()
         finally:
-            if disabled and self.gdb is not None and self.gdb.alive:
-                try:
-                    self._mi("-break-enable " + " ".join(map(str, disabled)))
-                except GdbCommandError:
-                    pass  # deleted meanwhile (q)
+            self._enable_breakpoints(disabled)
         return resumed, problems
+
+    def _enable_breakpoints(self, numbers: list[int]) -> None:
+        if numbers and self.gdb is not None and self.gdb.alive:
+            try:
+                self._mi("-break-enable " + " ".join(map(str, numbers)))
+            except GdbCommandError:
+                pass  # deleted meanwhile (q)
 
     def _disable_pausing_breakpoints(self) -> list[int]:
         body = self._mi("-break-list").payload.get("BreakpointTable", {}).get("body", [])
