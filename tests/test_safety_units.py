@@ -141,12 +141,16 @@ def test_a_stopped_agent_or_gdb_is_noticed_and_explained():
     assert "stopped for 40 s" in describe_agent_stop(40.2)
     watch = StallWatch()
     assert watch.agent_stopped() is None
-    assert watch.gdb_state(False, 7, now=0.0) is None
-    assert "kill -CONT 7" in watch.gdb_state(True, 7, now=1.0)
-    assert watch.gdb_state(True, 7, now=20.0) is None            # said once
-    assert "was stopped for 40 s" in watch.gdb_state(False, 7, now=41.0)
-    assert watch.gdb_state(True, 7, now=50.0) is not None        # a second stop is new
-    assert watch.gdb_state(False, 7, now=50.5) is None           # too short to mention on return
+    running, stopped = (lambda: False), (lambda: True)
+    assert watch.gdb_state(running, 7, now=0.0) is None
+    assert "kill -CONT 7" in watch.gdb_state(stopped, 7, now=1.0)
+    assert watch.gdb_state(stopped, 7, now=20.0) is None            # said once
+    assert "was stopped for 40 s" in watch.gdb_state(running, 7, now=41.0)
+    assert watch.gdb_state(stopped, 7, now=50.0) is not None        # a second stop is new
+    assert watch.gdb_state(running, 7, now=50.5) is None            # too short to mention on return
+    looks = []
+    assert watch.gdb_state(lambda: looks.append(1) or False, 7, now=50.6) is None
+    assert looks == []                                              # at most one look a tick
 
 
 def test_every_int3_a_debugger_left_is_found_and_a_rebuilt_library_is_never_written(tmp_path):

@@ -20,6 +20,8 @@ from typing import Callable
 
 from pygdbmi.gdbcontroller import GdbController
 
+from .procfs import process_state
+
 GDB_STARTUP_SETTINGS = (
     "set non-stop on",
     "set mi-async on",
@@ -203,11 +205,7 @@ class GdbMI:
     @property
     def stopped_by_signal(self) -> bool:
         """Is gdb itself stopped (SIGSTOP, a debugger on gdb)? It answers nothing until SIGCONT."""
-        try:
-            stat = open(f"/proc/{self.pid}/stat").read()
-        except (OSError, TypeError):
-            return False
-        return stat[stat.rindex(")") + 2] in "Tt"
+        return self.pid is not None and process_state(self.pid) in ("T", "t")
 
     def interrupt(self) -> None:
         """SIGINT to gdb: abandons a hung inferior call (``set unwindonsignal on``)."""

@@ -13,21 +13,28 @@ from pathlib import Path
 INT3 = 0xCC
 
 
-def mapping_of(pid: int, address: int) -> tuple[str, int] | None:
-    """(file, offset in it) of ``address`` in ``pid``'s memory, None if not file-backed."""
+def file_mappings(pid: int):
+    """(start, end, permissions, file, file offset) of each mapping of ``pid`` backed by a file
+    that is still the one mapped (see ``_same_file``)."""
     try:
         maps = Path(f"/proc/{pid}/maps").read_text()
     except OSError:
-        return None
+        return
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or not fields[5].startswith("/"):
             continue
-        start, end = (int(x, 16) for x in fields[0].split("-"))
+        path = fields[5].strip()
+        if _same_file(path, int(fields[4])):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            yield start, end, fields[1], path, int(fields[2], 16)
+
+
+def mapping_of(pid: int, address: int) -> tuple[str, int] | None:
+    """(file, offset in it) of ``address`` in ``pid``'s memory, None if not file-backed."""
+    for start, end, _, path, offset in file_mappings(pid):
         if start <= address < end:
-            if not _same_file(fields[5].strip(), int(fields[4])):
-                return None
-            return fields[5].strip(), int(fields[2], 16) + address - start
+            return path, offset + address - start
     return None
 
 
@@ -72,19 +79,7 @@ def remove_breakpoint_instructions(pid: int, addresses) -> int:
 
 def executable_mappings(pid: int) -> list[tuple[int, int, str, int]]:
     """(start, end, file, file offset) of every file-backed executable mapping of ``pid``."""
-    found = []
-    try:
-        maps = Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return found
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
-            if not _same_file(fields[5].strip(), int(fields[4])):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            found.append((start, end, fields[5].strip(), int(fields[2], 16)))
-    return found
+    return [(start, end, path, offset) for start, end, perms, path, offset in file_mappings(pid) if "x" in perms]
 
 
 def remove_every_breakpoint_instruction(pid: int, chunk: int = 1 << 20) -> int:

@@ -20,10 +20,15 @@ def ignores_signal(pid: int, signum: int = signal.SIGINT) -> bool:
     return False
 
 
-def target_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, dead but not yet reaped by its parent, is not alive)."""
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` (R, S, T, t, Z, ...) from /proc/PID/stat; None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def target_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped by its parent, is not alive)."""
+    return process_state(pid) not in (None, "Z", "X")

@@ -41,6 +41,16 @@ GDB_DEATH_GRACE = 1.0  # s to see whether the kernel dies of a SIGTRAP after gdb
 THREAD_IDENT = re.compile(r"Thread (0x[0-9a-f]+) \(LWP (\d+)\)")
 
 
+def wait_until(condition, seconds: float, step: float = 0.02) -> bool:
+    """Poll ``condition`` for up to ``seconds``; whether it came true."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 def frames_from_mi(stack: list[dict]) -> list[dict]:
     """``-stack-list-frames`` rows as the plain dicts every consumer uses."""
     return [{"level": int(f.get("level", 0)), "func": f.get("func") or "??",
@@ -213,7 +223,8 @@ class Agent:
     def _notice_stalls(self) -> None:
         messages = [self.stalls.agent_stopped()]
         if self.attached and self.gdb is not None and self.gdb.alive:
-            messages.append(self.stalls.gdb_state(self.gdb.stopped_by_signal, self.gdb.pid))
+            gdb = self.gdb
+            messages.append(self.stalls.gdb_state(lambda: gdb.stopped_by_signal, gdb.pid))
         for message in filter(None, messages):
             self._send({"event": "error", "message": message})
 
@@ -703,12 +714,7 @@ class Agent:
         self._send({"event": "gdb-died", "message": message, "ended": ended})
 
     def _target_dies_within(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not target_alive(self.target_pid):
-                return True
-            time.sleep(0.05)
-        return not target_alive(self.target_pid)
+        return wait_until(lambda: not target_alive(self.target_pid), seconds)
 
     def _report_death_with_gdb(self, gdb_pid: int | None) -> None:
         """The kernel died right after gdb: a thread was stopped at one of its breakpoints."""
@@ -1264,10 +1270,8 @@ class Agent:
     def _cleanup(self) -> None:
         if self.attached and self.gdb is not None and not target_alive(self.target_pid):
             # the kernel died; if gdb died just before, that is why (its SIGTRAP): say so
-            deadline = time.monotonic() + 0.5
-            while self.gdb.alive and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not self.gdb.alive:
+            gdb = self.gdb
+            if wait_until(lambda: not gdb.alive, 0.5):
                 self._on_gdb_died()
         try:
             self._detach()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 OVERSLEPT = 3.0   # s a tick may come late before the agent counts as having been stopped
 GDB_STALL = 2.0   # s gdb must have been stopped before its return is reported
@@ -20,6 +21,7 @@ class StallWatch:
 
     def __init__(self) -> None:
         self.gdb_stopped_since: float | None = None
+        self._gdb_looked_at = float("-inf")
         self._gap: float | None = None
         self._ticker: threading.Thread | None = None
 
@@ -42,10 +44,15 @@ class StallWatch:
         gap, self._gap = self._gap, None
         return describe_agent_stop(gap) if gap else None
 
-    def gdb_state(self, stopped: bool, gdb_pid: int | None, now: float | None = None) -> str | None:
-        """Called each turn with whether gdb is stopped: a message when it stops and when it
-        comes back after a noticeable time."""
+    def gdb_state(self, is_stopped: Callable[[], bool], gdb_pid: int | None,
+                  now: float | None = None) -> str | None:
+        """Called each turn; looks whether gdb is stopped at most once a tick (the loop turns
+        for every log hit): a message when it stops and when it comes back after a noticeable time."""
         now = time.monotonic() if now is None else now
+        if now - self._gdb_looked_at < TICK:
+            return None
+        self._gdb_looked_at = now
+        stopped = is_stopped()
         if stopped and self.gdb_stopped_since is None:
             self.gdb_stopped_since = now
             return (f"gdb (pid {gdb_pid}) is stopped (SIGSTOP?): a thread that reaches a breakpoint, starts "
