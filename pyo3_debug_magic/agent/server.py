@@ -674,7 +674,11 @@ class Agent:
 
         A stopped gdb (SIGSTOP) answers later: paused threads stay paused (their GIL is free,
         the kernel runs) and late answers are matched by token. A busy gdb has its command
-        abandoned (SIGINT; calls unwind), then every pause ends."""
+        abandoned (SIGINT; calls unwind), then every pause ends. A gdb that exited meanwhile
+        can do neither: its death is handled (breakpoint bytes, crash report) instead."""
+        if self.attached and self.gdb is not None and not self.gdb.alive:
+            self._on_gdb_died()  # sends its own event
+            return f"{what}: gdb exited", "`%native_attach` starts it again"
         if self.gdb and self.gdb.stopped_by_signal:
             message = (f"{what}: gdb (pid {self.gdb.pid}) is stopped (SIGSTOP?); paused threads stay "
                        "paused and the kernel keeps running")
