@@ -12,6 +12,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
 from collections import deque
@@ -227,6 +228,18 @@ class GdbMI:
     def close(self) -> None:
         """Stop gdb (it detaches from anything still attached when it exits)."""
         controller, self._controller = self._controller, None
+        process = controller.gdb_process if controller is not None else None
+        if process is not None and process.poll() is None:
+            # a stopped gdb (SIGSTOP) would never act on pygdbmi's SIGTERM, whose wait has no
+            # bound: continue it first (its exit hook then detaches), and kill it if it lingers
+            try:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            except OSError:
+                pass
         if controller is not None:
             try:
                 controller.exit()
