@@ -48,7 +48,7 @@ def main(repeats: int = 7) -> int:
         debugger = NativeDebugger(pid)
         try:
             debugger.attach()
-            ours_gdb = timed(lambda: thread_stacks(debugger.snapshot()[0]), repeats)
+            ours_gdb = timed(lambda: thread_stacks(debugger.snapshot().threads), repeats)
         finally:
             debugger.close()
     finally:

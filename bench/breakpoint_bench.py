@@ -124,9 +124,9 @@ def bench_hit_to_view(repeats: int = 5) -> dict:
             started = time.perf_counter()
             target.send("square 3")
             arrived, event = events.get(timeout=30)
-            assert event["event"] == "paused" and event["frames"] and event["locals"] is not None
+            assert event.kind == "paused" and event.frames and event.locals is not None
             ours.append(arrived - started)
-            debugger.resume(event["thread"], "continue")
+            debugger.resume(event.thread, "continue")
             target.process.stdout.readline()
     finally:
         debugger.close()

@@ -14,10 +14,21 @@ __all__ = ["RefChecker", "RefcheckReport", "refcheck", "load_ipython_extension",
 
 
 def load_ipython_extension(ipython) -> None:
+    from traitlets import TraitError
+
     from . import kernel_hooks
     from .magics import NativeDebugMagics
 
+    from .debugger import get_debugger
+
     ipython.register_magics(NativeDebugMagics)
+    debugger = get_debugger()
+    try:
+        debugger.update_config(ipython.config)  # c.NativeDebugger.* from ipython_config.py
+    except TraitError as error:
+        print(f"pyo3_debug_magic: a NativeDebugger setting in the IPython config was ignored: {error}")
+    if debugger not in ipython.configurables:
+        ipython.configurables.append(debugger)  # %config NativeDebugger.hang_after = 5
     kernel_hooks.install(ipython)
     from . import crashes
 
@@ -33,7 +44,10 @@ def unload_ipython_extension(ipython) -> None:
     from .magics import NativeDebugMagics
 
     kernel_hooks.uninstall(ipython)
-    get_debugger().close()
+    debugger = get_debugger()
+    debugger.close()
+    if debugger in ipython.configurables:
+        ipython.configurables.remove(debugger)
     registered = ipython.magics_manager.magics
     for kind, names in NativeDebugMagics.magics.items():
         for name in names:

@@ -13,12 +13,15 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-from . import stacks
+from . import backtrace
 from .console_input import CommandReader, InputCancelled
 from .debugger import NativeDebugger
 from .errors import DebugMagicError
+from .output import show
+from .model import (AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupted, Notice, Paused,
+                    Stop)
 from .render import html as render_html
 from .render import text as render_text
 
@@ -37,49 +40,6 @@ HELP = """(native) commands:
   help             this text"""
 
 
-def show(plain: str, html: str | None = None) -> None:
-    """Display from any thread into the running cell (text in terminals, HTML in notebooks)."""
-    from IPython.display import display
-
-    bundle = {"text/plain": plain}
-    if html:
-        bundle["text/html"] = html
-    display(bundle, raw=True)
-
-
-@dataclass
-class PauseState:
-    """One stop of one thread, as the console sees it."""
-
-    thread: int
-    ident: int | None
-    reason: str
-    breakpoint: int | None
-    handed_off: bool
-    native: list[stacks.NativeFrame]
-    locals: list[dict]
-    python: list[stacks.PythonFrame] = field(default_factory=list)
-    selected: int = 0
-    key: tuple = (None, None)  # (agent session, pause id): names it in the agent's events
-
-    @classmethod
-    def from_event(cls, event: dict) -> "PauseState":
-        ident = event.get("ident")
-        return cls(thread=event["thread"], ident=ident, reason=event.get("reason", ""),
-                   breakpoint=event.get("breakpoint"), handed_off=bool(event.get("handed_off")),
-                   native=stacks.native_frames(event.get("frames", [])),
-                   locals=event.get("locals", []), python=stacks.thread_python_frames(ident),
-                   key=(event.get("session"), event.get("pause_id")))
-
-    @property
-    def merged(self) -> stacks.MergedStack:
-        return stacks.merge(self.native, self.python)
-
-    @property
-    def frame(self) -> stacks.NativeFrame | None:
-        return self.native[self.selected] if 0 <= self.selected < len(self.native) else None
-
-
 class PauseConsole:
     """Owns the console thread; ``handle(event)`` is the debugger's event listener."""
 
@@ -96,21 +56,19 @@ class PauseConsole:
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
         self._prompting = threading.Event()  # a pause is on screen, waiting for a command
 
-    def handle(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind in ("interrupted", "agent-exited", "gdb-died"):
+    def handle(self, event: Event) -> None:
+        if isinstance(event, (Interrupted, AgentExited, GdbDied)):
             # Handled at once: the console thread may be waiting for input for a pause that
             # no longer exists, and pauses queued behind it have ended too.
             # the agent lives on after gdb died (pause ids go on counting): only its pauses ended
-            self._ended.update((event.get("session"), pause) for pause in event.get("ended") or [])
-            if kind == "interrupted":
-                problems = event.get("problems") or []
+            self._ended.update((event.session, pause) for pause in getattr(event, "ended", ()))
+            if isinstance(event, Interrupted):
                 self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
-                                  "and the thread resumed" + "".join(f"; {p}" for p in problems))
+                                  "and the thread resumed" + "".join(f"; {p}" for p in event.problems))
             else:
-                if kind == "agent-exited":
-                    self._dead_sessions.add(event.get("session"))
-                show(f"native debugger: {event.get('message')}")
+                if isinstance(event, AgentExited):
+                    self._dead_sessions.add(event.session)
+                show(f"native debugger: {event.message}")
             self.interrupted.set()
             self.reader.cancel()
             return
@@ -133,33 +91,25 @@ class PauseConsole:
                 pass  # a late cancel() of an input that had already ended; nothing is waiting
             except Exception:  # noqa: BLE001 - a console bug must not leave the kernel stopped
                 show("pyo3_debug_magic: internal error in the pause console:\n" + traceback.format_exc())
-                if event.get("event") == "paused":
-                    self._resume_quietly(event["thread"])
+                if isinstance(event, Paused):
+                    self._resume_quietly(event.thread)
 
-    def _dispatch(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "paused" and (event.get("session") in self._dead_sessions
-                                 or (event.get("session"), event.get("pause_id")) in self._ended):
-            return  # ended before the user saw it
-        if kind == "paused":
-            self._pause(PauseState.from_event(event))
-        elif kind == "hang":
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Paused):
+            if event.session in self._dead_sessions or (event.session, event.pause_id) in self._ended:
+                return  # ended before the user saw it
+            self._pause(backtrace.stop(event), (event.session, event.pause_id), event.ident)
+        elif isinstance(event, HangSeen):
             self._hang(event)
-        elif kind == "error":
-            show(f"native debugger: {event.get('message')}")
-        elif kind == "crash":
-            show(f"native debugger: {event.get('signal')} in thread {event.get('thread')}; "
-                 "the kernel is going down")
+        elif isinstance(event, Notice):
+            show(f"native debugger: {event.message}")
+        elif isinstance(event, CrashSeen):
+            show(f"native debugger: {event.signal} in thread {event.thread}; the kernel is going down")
 
-    def _hang(self, event: dict) -> None:
-        row = {"thread": event["thread"], "name": "main", "ident": event.get("ident"),
-               "lwp": event.get("lwp"), "frames": event["frames"]}
-        memory = stacks.python_thread_for(row, event.get("python"))
-        stack = stacks.from_gdb(row, stacks.python_frames_from_memory(memory.get("frames", [])),
-                                event.get("holds_gil"))
+    def _hang(self, event: HangSeen) -> None:
         try:
-            report = render_text.hang_report(event["reason"], stack)
-            show(report + (f"\n({event['note']})" if event.get("note") else ""))
+            report = backtrace.hang_report(event)
+            show(render_text.hang_report(report), render_html.hang_report(report))
         finally:
             try:
                 self.debugger.hang_shown()
@@ -183,23 +133,23 @@ class PauseConsole:
         notes, self.notes = self.notes, []
         return notes
 
-    def _pause(self, state: PauseState) -> None:
+    def _pause(self, stop: Stop, key: tuple, ident: int | None) -> None:
         self.interrupted.clear()
-        compact = state.thread in self._stepping
-        self._stepping.discard(state.thread)
-        view = render_text.stop_view(state, compact=compact)
-        show(view, render_html.stop_view(state, compact=compact))
+        compact = stop.thread in self._stepping
+        self._stepping.discard(stop.thread)
+        view = render_text.stop_view(stop, compact=compact)
+        show(view, render_html.stop_view(stop, compact=compact))
         if not self.can_prompt():
             show("no input available in this cell (unattended run): not pausing, continuing")
-            self.debugger.resume(state.thread, "continue")
+            self.debugger.resume(stop.thread, "continue")
             return
         self._prompting.set()
         try:
-            self._prompt(state)
+            self._prompt(PauseState(stop, key, ident))
         finally:
             self._prompting.clear()
 
-    def _prompt(self, state: PauseState) -> None:
+    def _prompt(self, state: "PauseState") -> None:
         while True:
             try:
                 line = self.reader.read("(native) ")
@@ -208,7 +158,7 @@ class PauseConsole:
                     self.interrupted.clear()
                 else:
                     show(f"no input ({type(error).__name__}): continuing")
-                    self._resume_quietly(state.thread)
+                    self._resume_quietly(state.stop.thread)
                 return
             if self.interrupted.is_set():
                 self.interrupted.clear()
@@ -221,41 +171,42 @@ class PauseConsole:
                     return  # the Interrupt (or the agent's end) got there first: no stale prompt
                 show(f"error: {error}")
 
-    def _ended_meanwhile(self, state: PauseState) -> bool:
+    def _ended_meanwhile(self, state: "PauseState") -> bool:
         return state.key in self._ended or state.key[0] in self._dead_sessions
 
-    def _command(self, state: PauseState, line: str) -> bool:
+    def _command(self, state: "PauseState", line: str) -> bool:
         """Run one command; True when the thread was resumed."""
         name, _, argument = line.partition(" ")
         argument = argument.strip()
         if name in ("n", "next", "s", "step", "finish"):
             how = {"n": "next", "s": "step"}.get(name, name)
-            self._stepping.add(state.thread)
-            self.debugger.resume(state.thread, how, frame=state.selected if how == "finish" else 0)
+            self._stepping.add(state.stop.thread)
+            self.debugger.resume(state.stop.thread, how, frame=state.stop.selected if how == "finish" else 0)
             return True
         if name in ("c", "continue", "cont"):
-            self.debugger.resume(state.thread, "continue")
+            self.debugger.resume(state.stop.thread, "continue")
             show("continuing")
             return True
         if name in ("q", "quit"):
             result = self.debugger.quit()
-            show(f"deleted native breakpoints {result['deleted']}; continuing")
+            show(f"deleted native breakpoints {list(result.deleted)}; continuing")
             return True
         if name in ("bt", "backtrace", "where"):
-            show(render_text.backtrace(state.merged, state.selected))
+            show(render_text.backtrace(state.stop.stack, state.stop.selected))
         elif name in ("up", "down", "frame", "f"):
-            state.selected = self._select(state, name, argument)
-            frame = state.frame
-            show(f"#{state.selected} {frame.function} at {frame.where}" if frame else "no frame")
+            state.stop = replace(state.stop, selected=self._select(state.stop, name, argument))
+            frame = state.stop.frame
+            show(f"#{state.stop.selected} {frame.function} at {frame.where}" if frame else "no frame")
         elif name in ("list", "l"):
-            show(render_text.source_snippet(state.frame, context=5))
+            show(render_text.source_snippet(state.stop.frame, context=5))
         elif name == "locals":
-            show(render_text.locals_table(self.debugger.locals(state.thread, state.selected)))
+            show(render_text.locals_table(self.debugger.locals(state.stop.thread, state.stop.selected)))
         elif name in ("p", "print"):
             if not argument:
                 show("usage: p EXPR")
             else:
-                show(f"{argument} = {self.debugger.evaluate(state.thread, state.selected, argument)}")
+                value = self.debugger.evaluate(state.stop.thread, state.stop.selected, argument)
+                show(f"{argument} = {value}")
         elif name == "py":
             show(self._python_eval(state, argument))
         elif name in ("help", "h", "?", ""):
@@ -265,7 +216,7 @@ class PauseConsole:
         return False
 
     @staticmethod
-    def _select(state: PauseState, name: str, argument: str) -> int:
+    def _select(state: Stop, name: str, argument: str) -> int:
         if name == "up":
             return min(state.selected + 1, len(state.native) - 1)
         if name == "down":
@@ -275,7 +226,7 @@ class PauseConsole:
         return int(argument)
 
     @staticmethod
-    def _python_eval(state: PauseState, expression: str) -> str:
+    def _python_eval(state: "PauseState", expression: str) -> str:
         """Evaluate in the innermost Python frame of the paused thread (the one that called Rust)."""
         if not expression:
             return "usage: py EXPR"
@@ -286,3 +237,13 @@ class PauseConsole:
             return repr(eval(expression, frame.f_globals, frame.f_locals))  # noqa: S307 - the user's own kernel
         except Exception as error:  # noqa: BLE001 - shown to the user
             return f"{type(error).__name__}: {error}"
+
+
+class PauseState:
+    """The console's state for one pause: what is shown (``stop``, its frame selection) and
+    the names the agent's events use for it."""
+
+    def __init__(self, stop: Stop, key: tuple, ident: int | None):
+        self.stop = stop
+        self.key = key        # (agent session, pause id)
+        self.ident = ident    # the paused thread's Python ident (for `py`)

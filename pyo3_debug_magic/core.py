@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import tools
-from .agent.gdbmi import GdbCommandError, GdbMI, mi_quote
-from .agent.gdb_session import start_gdb
-from .agent.server import THREAD_IDENT, crash_summary, frames_from_mi, looks_like_stack_overflow
+from .agent.crash import crash_summary, hex_or_none, looks_like_stack_overflow
+from .agent.gdb_session import GdbSession, start_gdb
+from .agent.gdbmi import GdbCommandError, mi_quote
 from .errors import UsageProblem
 from .locations import first_user_level
+from .model import CrashRecord
 
 
-def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -> dict:
+def open_core(core: str, executable: str | None = None, timeout: float = 60.0,
+              settings=None) -> CrashRecord:
     """Everything a crash report holds, read from ``core`` (``executable`` defaults to this Python)."""
     try:
         core_path, exe_path = Path(core).expanduser(), Path(executable or sys.executable).expanduser()
@@ -31,7 +34,10 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
     if not _is_file(exe_path):
         raise UsageProblem(f"no executable at {str(exe_path)[:200]}", "pass the Python that crashed with --exe")
     # the agent's own set-up: a core's Rust values pretty-print as a live pause's do
-    gdb = start_gdb(tools.find_gdb(), live=False).gdb
+    gdb_path = tools.find_gdb(getattr(settings, "gdb", None) or None)
+    started = start_gdb(gdb_path, live=False, debug_file_directory=getattr(settings, "debug_file_directory", ""),
+                        rustc=getattr(settings, "rustc", ""))
+    session, gdb = GdbSession(started, timeout), started.gdb
     try:
         try:
             gdb.command(f"-file-exec-and-symbols {mi_quote(str(exe_path))}", timeout)
@@ -43,39 +49,21 @@ def open_core(core: str, executable: str | None = None, timeout: float = 60.0) -
         except GdbCommandError as error:
             raise UsageProblem(f"gdb cannot read {core_path}: {error}",
                                "check that it is a core file of this executable (--exe)") from None
-        rows = []
-        for thread in gdb.command("-thread-info", timeout).payload.get("threads", []):
-            number = int(thread["id"])
-            match = THREAD_IDENT.search(thread.get("target-id", ""))
-            stack = gdb.command(f"-stack-list-frames --thread {number} 0 63", timeout).payload.get("stack", [])
-            rows.append({"thread": number, "name": thread.get("name"),
-                         "ident": int(match.group(1), 16) if match else None,
-                         "lwp": int(match.group(2)) if match else None,
-                         "frames": frames_from_mi(stack)})
-        gdb.console_command("python emit_python_stacks()")
-        python = gdb.take_message("python-stacks") or {"error": "no answer from gdb"}
-        number = _value(gdb, "$_siginfo.si_signo")
-        fault = _value(gdb, "(long)$_siginfo._sifields._sigfault.si_addr")
-        sp = _value(gdb, "(long)$sp")
-        faulting = rows[0] if rows else {"frames": []}
-        user = first_user_level(faulting["frames"])
-        local_values = []
-        if user is not None:
-            try:
-                local_values = [{"name": v.get("name"), "value": v.get("value", "")} for v in gdb.command(
-                    f"-stack-list-variables --thread 1 --frame {user} --all-values", timeout
-                ).payload.get("variables", [])]
-            except GdbCommandError:
-                pass
+        rows = tuple(session.thread_row(thread) for thread in session.threads())
+        python = session.python_stacks()
+        number = _value(session, "$_siginfo.si_signo")
+        fault = _value(session, "(long)$_siginfo._sifields._sigfault.si_addr")
+        sp = _value(session, "(long)$sp")
+        faulting = rows[0] if rows else None
+        frames = faulting.frames if faulting else ()
+        user = first_user_level(frames)
+        variables = session.locals(faulting.thread, user, frames) if user is not None else ()
         name = signal.Signals(int(number)).name if number and number.isdigit() else "unknown signal"
-        report = {"signal": name, "thread": faulting.get("thread", 1), "pid": None, "threads": rows,
-                  "python": python, "locals": local_values, "faulting_user_frame": user,
-                  "fault_address": hex(int(fault)) if fault and fault.lstrip("-").isdigit() else None,
-                  "stack_pointer": hex(int(sp)) if sp and sp.lstrip("-").isdigit() else None,
-                  "stack_overflow": looks_like_stack_overflow(name, fault, sp, faulting["frames"]),
-                  "core": str(core_path)}
-        report["summary"] = crash_summary(report)
-        return report
+        record = CrashRecord(signal=name, thread=faulting.thread if faulting else 1, core=str(core_path),
+                             threads=rows, python=python, locals=variables, faulting_user_frame=user,
+                             fault_address=hex_or_none(fault), stack_pointer=hex_or_none(sp),
+                             stack_overflow=looks_like_stack_overflow(name, fault, sp, frames))
+        return replace(record, summary=crash_summary(record))
     finally:
         gdb.close()
 
@@ -87,8 +75,9 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _value(gdb: GdbMI, expression: str) -> str | None:
+def _value(session: GdbSession, expression: str) -> str | None:
     try:
-        return gdb.command(f"-data-evaluate-expression --language c {mi_quote(expression)}", 20).payload.get("value")
+        return session.command(f"-data-evaluate-expression --language c {mi_quote(expression)}",
+                               20).payload.get("value")
     except GdbCommandError:
         return None

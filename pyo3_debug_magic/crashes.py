@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model import CrashRecord
 from .paths import private_subdir, state_dir
+from .protocol import from_wire
 
 ARM_HINT = ("crash capture is armed while the native debugger is attached: run `%native_attach` "
             "(or set any `%native_break`) before the cell that crashes")
@@ -36,7 +38,9 @@ def report_dir() -> Path:
 
 
 @dataclass
-class CrashReport:
+class CrashFile:
+    """A report file: its path and content (``record`` as the model)."""
+
     path: Path
     data: dict
 
@@ -44,8 +48,12 @@ class CrashReport:
     def summary(self) -> str:
         return self.data.get("summary", "crash")
 
+    @property
+    def record(self) -> CrashRecord:
+        return from_wire(CrashRecord, self.data)
 
-def reports(identity: str | None, directory: Path | None = None) -> list[CrashReport]:
+
+def reports(identity: str | None, directory: Path | None = None) -> list[CrashFile]:
     """This user's reports for kernel ``identity``, oldest first. Outside a Jupyter kernel
     (``identity=None``: terminal IPython) only this process's own: no process lists another's."""
     found = []
@@ -62,11 +70,11 @@ def reports(identity: str | None, directory: Path | None = None) -> list[CrashRe
             continue
         if identity is not None and data.get("kernel_id") != identity:
             continue
-        found.append(CrashReport(path, data))
+        found.append(CrashFile(path, data))
     return sorted(found, key=lambda r: r.data.get("time", 0))
 
 
-def previous_crash(identity: str | None, directory: Path | None = None) -> CrashReport | None:
+def previous_crash(identity: str | None, directory: Path | None = None) -> CrashFile | None:
     """The latest report of an earlier process of this same kernel, if any."""
     if identity is None:
         return None

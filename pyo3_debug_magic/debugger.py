@@ -6,31 +6,14 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-
-from pathlib import Path
 from typing import Callable
 
 from . import locations, userinput
+from . import protocol as p
+from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
+from .model import AttachStatus, BreakpointInfo, Event, GdbDied, LogHit, RawSnapshot, Snapshot
 from .session import AgentSession
-
-
-@dataclass(frozen=True)
-class AttachStatus:
-    """What the agent reports about its gdb and the kernel it debugs."""
-
-    attached: bool
-    target_pid: int
-    gdb_version: str
-    attach_seconds: float | None
-    thread_count: int
-    printers: str = "loaded"  # Rust pretty-printers: "loaded", or why Rust values print raw
-
-    @classmethod
-    def from_agent(cls, result: dict) -> "AttachStatus":
-        return cls(attached=result["attached"], target_pid=result["target_pid"],
-                   gdb_version=result["gdb_version"], attach_seconds=result["attach_seconds"],
-                   thread_count=len(result["threads"]), printers=result.get("printers") or "loaded")
 
 
 @dataclass(frozen=True)
@@ -48,58 +31,39 @@ class BreakpointRequest:
     force: bool = False
 
 
-@dataclass(frozen=True)
-class BreakpointInfo:
-    number: int
-    kind: str               # "pause" or "log"
-    location: str
-    enabled: bool
-    hits: int
-    condition: str | None
-    pending: bool
-    resolved: tuple[str, ...]   # "file:line" of each active location
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class LogHit:
-    number: int
-    hit: int
-    location: str
-    function: str | None
-    file: str | None
-    line: int | None
-    values: tuple[tuple[str, str], ...]
-    backtrace: tuple[str, ...] = ()
-    unattended: bool = False
-    error: str | None = None
-
-
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
 
 
-def _where(row: dict) -> str:
-    return f"{row.get('fullname') or row.get('func') or '?'}:{row.get('line') or '?'}"
+def _where(location) -> str:
+    return f"{location.fullname or location.func or '?'}:{location.line or '?'}"
 
 
-class NativeDebugger:
-    """Attaches gdb (through the agent) to ``target_pid``, by default this process."""
+class NativeDebugger(DebuggerSettings):
+    """Attaches gdb (through the agent) to ``target_pid``, by default this process. Its
+    settings are traitlets (``%config NativeDebugger``); a change reaches a running agent."""
 
-    def __init__(self, target_pid: int | None = None):
+    def __init__(self, target_pid: int | None = None, **settings):
+        super().__init__(**settings)
         self.target_pid = target_pid
         self._session: AgentSession | None = None
-        self._listeners: list[Callable[[dict], None]] = [self._on_event]
+        self._listeners: list[Callable[[Event], None]] = [self._on_event]
         self._gdb_gone = False
+        self.observe(self._settings_changed)
 
     @property
     def attached(self) -> bool:
         return self._session is not None and self._session.alive and not self._gdb_gone
 
-    def _on_event(self, event: dict) -> None:
-        if event.get("event") == "gdb-died":
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, GdbDied):
             self._gdb_gone = True  # the agent lives on; the next attach starts a new gdb
 
-    def add_listener(self, listener: Callable[[dict], None]) -> None:
+    def _settings_changed(self, change) -> None:
+        if self._session is not None and self._session.alive:
+            self._session.request(p.Configure(self.agent_settings()), timeout=self.request_wait)
+            self._session.request_timeout = self.request_wait
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Receive the agent's events (paused, interrupted, error, crash) from a reader thread."""
         self._listeners.append(listener)
         if self._session is not None:
@@ -107,20 +71,20 @@ class NativeDebugger:
 
     def attach(self) -> AttachStatus:
         """Start the agent if needed and attach in non-stop mode (threads keep running)."""
-        if self._session is None or not self._session.alive:
-            self._session = AgentSession(self.target_pid)
-            for listener in self._listeners:
-                self._session.add_listener(listener)
-            self._session.start()
         from . import crashes
 
-        self._gdb_gone = False
-        identity = {"kernel_id": crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None,
-                    "report_dir": str(crashes.report_dir())}
         try:
+            if self._session is None or not self._session.alive:
+                self._session = AgentSession(self.target_pid, self.gdb or None, self.request_wait)
+                for listener in self._listeners:
+                    self._session.add_listener(listener)
+                self._session.start()
+                self._session.request(p.Configure(self.agent_settings()))
+            self._gdb_gone = False
+            kernel_id = crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None
             # the agent bounds attaching at 2 x 20 s: the kernel waits longer
-            return AttachStatus.from_agent(self._session.request("attach", timeout=SLOW_REQUEST_TIMEOUT,
-                                                                 identity=identity))
+            return AttachStatus.from_agent(self._session.request(
+                p.Attach(kernel_id, str(crashes.report_dir())), timeout=SLOW_REQUEST_TIMEOUT))
         except Exception:
             self.close()
             raise
@@ -129,17 +93,15 @@ class NativeDebugger:
         """Attach if not attached yet; the new status then, else None."""
         return None if self.attached else self.attach()
 
-    def _request(self, op: str, timeout: float | None = None, **args):
+    def _request(self, request: p.Request, timeout: float | None = None):
         if not self.attached:
             raise NotAttachedError()
-        if timeout is not None:
-            return self._session.request(op, timeout=timeout, **args)
-        return self._session.request(op, **args)
+        return self._session.request(request, timeout=timeout)
 
     # ----- breakpoints --------------------------------------------------------------
     def sources(self) -> list[locations.SourceFile]:
-        return [locations.SourceFile(s["objfile"], s["fullname"]) for s in self._request("sources", timeout=SLOW_REQUEST_TIMEOUT)
-                if s.get("fullname")]
+        return [locations.SourceFile(s.objfile, s.fullname)
+                for s in self._request(p.Sources(), timeout=SLOW_REQUEST_TIMEOUT) if s.fullname]
 
     def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
         """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
@@ -162,146 +124,106 @@ class NativeDebugger:
             if stale:
                 raise UsageProblem(f"{stale}",
                                    "restart the kernel to load the current build (or pass --force)")
-        created = self._request(
-            "break_insert", kind="log" if request.log else "pause", source=resolved.source,
-            line=parsed.line, function=resolved.function, condition=request.condition,
-            ignore=request.ignore, temporary=request.temporary,
-            expressions=list(request.expressions), backtrace=request.backtrace,
-            user_only=True, location=request.location)
-        if created.get("pending"):
+        created = self._request(p.BreakInsert(
+            kind="log" if request.log else "pause", source=resolved.source, line=parsed.line,
+            function=resolved.function, condition=request.condition, ignore=request.ignore,
+            temporary=request.temporary, expressions=tuple(request.expressions),
+            backtrace=request.backtrace, user_only=True, location=request.location))
+        if created.pending:
             if not resolved.pending:  # the module is loaded, yet gdb found no code there
-                self.delete_breakpoints([created["number"]])
-                functions = self._request("functions", timeout=SLOW_REQUEST_TIMEOUT, crate=parsed.function.split("::")[0]) if parsed.function else []
-                raise locations.unresolved(parsed, resolved, functions)
+                self.delete_breakpoints([created.number])
+                functions = self._request(p.Functions(parsed.function.split("::")[0]),
+                                          timeout=SLOW_REQUEST_TIMEOUT) if parsed.function else ()
+                raise locations.unresolved(parsed, resolved, list(functions))
             notes.insert(0, resolved.note)
-        lines = sorted({loc["line"] for loc in created["locations"] if loc.get("line")})
+        lines = sorted({loc.line for loc in created.locations if loc.line})
         if parsed.line and lines and parsed.line not in lines:
             notes.append(f"line {parsed.line} has no code; the breakpoint is on line {lines[0]}")
-        return BreakpointInfo(created["number"], "log" if request.log else "pause", request.location,
-                              True, 0, request.condition, bool(created.get("pending")),
-                              tuple(_where(loc) for loc in created["locations"]), "; ".join(notes))
+        return BreakpointInfo(created.number, "log" if request.log else "pause", request.location,
+                              True, 0, request.condition, created.pending,
+                              tuple(_where(loc) for loc in created.locations), "; ".join(notes))
 
     def breakpoints(self) -> list[BreakpointInfo]:
         if not self.attached:
             return []
-        return [BreakpointInfo(r["number"], r["kind"], r["location"], r["enabled"], r["hits"],
-                               r["condition"], r["pending"], tuple(_where(l) for l in r["locations"]))
-                for r in self._request("break_list")]
+        return [BreakpointInfo(r.number, r.kind, r.location, r.enabled, r.hits, r.condition, r.pending,
+                               tuple(_where(loc) for loc in r.locations))
+                for r in self._request(p.BreakList())]
 
     def delete_breakpoints(self, numbers: list[int] | None = None) -> list[int]:
         """Delete the given breakpoints, or all of them."""
-        return self._request("break_delete", numbers=numbers)
+        return list(self._request(p.BreakDelete(None if numbers is None else tuple(numbers))))
 
     def enable_breakpoints(self, numbers: list[int], enabled: bool = True) -> list[int]:
-        return self._request("break_enable", numbers=numbers, enabled=enabled)
+        return list(self._request(p.BreakEnable(tuple(numbers), enabled)))
 
     def take_log_hits(self) -> list[LogHit]:
         """Log-breakpoint hits recorded since the last call (and unattended pauses)."""
         if not self.attached:
             return []
         hits = []
-        for raw in self._request("logs"):
-            where = raw.get("where") or {}
-            hits.append(LogHit(int(raw.get("number") or 0), int(raw.get("hit") or 0),
-                               raw.get("location", ""), where.get("func"), where.get("file"),
-                               where.get("line"), tuple(tuple(v) for v in raw.get("values", [])),
-                               tuple(_where({"fullname": f.get("file"), "func": f.get("func"),
-                                             "line": f.get("line")}) + f" {f.get('func')}"
-                                     for f in raw.get("backtrace") or []),
-                               bool(raw.get("unattended")), raw.get("error")))
+        for record in self._request(p.TakeLogs()):
+            where = record.where
+            hits.append(LogHit(int(record.number or 0), record.hit, record.location,
+                               where.func if where else None, where.file if where else None,
+                               where.line if where else None, record.values,
+                               tuple(f"{f.file or f.func or '?'}:{f.line or '?'} {f.func}" for f in record.backtrace),
+                               record.unattended, record.error))
         return hits
 
     def set_pausing_allowed(self, allowed: bool) -> None:
         """A cell starts: tell the agent whether it can answer a pause (no stdin: log only)."""
         if self.attached:
-            self._request("cell", pausing_allowed=allowed)
+            self._request(p.CellStarts(allowed))
 
     def cell_done(self) -> None:
         if self.attached:
-            self._request("cell_done")
+            self._request(p.CellDone())
 
     def watch(self, seconds: float | None) -> None:
         """Report where the main thread is when a cell runs longer than ``seconds`` (None: off)."""
         self.ensure_attached()
-        self._request("watch", seconds=seconds)
+        self._request(p.Watch(seconds))
 
     def hang_shown(self) -> None:
         if self.attached:
-            self._request("hang_done")
+            self._request(p.HangShown())
 
     # ----- snapshots ------------------------------------------------------------------
-    def snapshot(self, threads: list[int] | None = None, with_locals: bool = False):
-        """Every thread's merged stack through gdb (threads stopped for ~0.3 s, then resumed)."""
-        from . import stacks
+    def raw_snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> RawSnapshot:
+        """Every thread's native frames and Python frames through gdb (threads stopped for
+        ~0.3 s, then resumed); ``backtrace.capture`` merges them."""
+        return self._request(p.TakeSnapshot(tuple(threads) if threads else None, with_locals))
 
-        import os
-        import threading
+    def snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> Snapshot:
+        """Every thread's merged Rust + Python stack through gdb (the one stack pipeline)."""
+        from . import backtrace
 
-        result = self._request("snapshot", threads=threads, with_locals=with_locals)
-        python = result.get("python") or {}
-        if self.target_pid in (None, os.getpid()):
-            # gdb only knows OS thread names, which Python 3.11 does not set
-            names = {thread.ident: thread.name for thread in threading.enumerate()}
-            for row in result["threads"]:
-                row["name"] = names.get(row.get("ident"), row.get("name"))
-        by_ident = {t["thread_id"]: t for t in python.get("threads", [])}
-        problem = python.get("error")
-        fallback: dict = {}
-        if problem:
-            fallback, problem = self._python_frames_from_py_spy(problem)
-        snapshot = []
-        for row in result["threads"]:
-            memory = by_ident.get(row.get("ident"), {})
-            frames = stacks.python_frames_from_memory(memory.get("frames", []))
-            holds = memory.get("holds_gil") if python.get("gil_known") else None
-            if row.get("lwp") in fallback:
-                frames, holds = fallback[row["lwp"]]
-            snapshot.append(stacks.from_gdb(row, frames, holds))
-        return snapshot, problem
-
-    def _python_frames_from_py_spy(self, problem: str):
-        """libpython without debug info: Python frames from `py-spy dump --nonblocking`
-        (it reads memory without ptrace, which gdb holds). Returns ({lwp: (frames, gil)}, note)."""
-        from . import pyspy, stacks
-        from .errors import DebugMagicError
-
-        try:
-            threads = pyspy.dump(self.target_pid or os.getpid(), nonblocking=True)
-        except DebugMagicError as error:
-            return {}, f"{problem}; the py-spy fallback failed too: {error}"
-        frames = {}
-        for thread in threads:
-            if thread.os_thread_id is None:
-                continue  # cannot be matched to a gdb thread
-            frames[thread.os_thread_id] = ([stacks.PythonFrame(e.file or "?", e.line or 0, e.function, e.is_cell)
-                                            for e in thread.entries if e.kind == "python"], thread.holds_gil)
-        if threads and not frames:
-            return {}, f"{problem}; py-spy did not say which OS thread runs which Python thread"
-        return frames, None
+        return backtrace.capture("gdb", self, threads, with_locals, pid=self.target_pid)
 
     # ----- a paused thread ------------------------------------------------------------
-    def frames(self, thread: int) -> list[dict]:
-        return self._request("frames", thread=thread)
+    def frames(self, thread: int):
+        return self._request(p.Frames(thread))
 
-    def locals(self, thread: int, frame: int = 0) -> list[dict]:
-        return self._request("locals", thread=thread, frame=frame)
+    def locals(self, thread: int, frame: int = 0):
+        return self._request(p.Locals(thread, frame))
 
     def evaluate(self, thread: int, frame: int, expression: str) -> str:
         userinput.check_expression(expression)
-        return self._request("evaluate", thread=thread, frame=frame, expression=expression)
+        return self._request(p.Evaluate(thread, frame, expression))
 
     def resume(self, thread: int, how: str = "continue", frame: int = 0) -> None:
         """next, step, finish or continue; the agent gives the thread its GIL back first."""
-        self._request("resume", thread=thread, how=how, frame=frame)
+        self._request(p.Resume(thread, how, frame))
 
-    def quit(self) -> dict:
-        """Delete every breakpoint and resume every paused thread."""
-        return self._request("quit")
+    def quit(self):
+        """Delete every breakpoint and resume every paused thread (``model.QuitResult``)."""
+        return self._request(p.Quit())
 
     def status(self) -> AttachStatus:
         if not self.attached:
             raise NotAttachedError()
-        return AttachStatus.from_agent(self._session.request("status"))
+        return AttachStatus.from_agent(self._session.request(p.Status()))
 
     def detach(self) -> str:
         """Detach gdb and stop the agent; returns how the agent ended."""

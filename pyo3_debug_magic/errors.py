@@ -6,10 +6,20 @@ traceback so bugs stay visible.
 from __future__ import annotations
 
 
+WIRE_KINDS: dict[str, type["DebugMagicError"]] = {}
+
+
 class DebugMagicError(Exception):
-    """Base class: ``message`` says what went wrong, ``fix`` what to do next."""
+    """Base class: ``message`` says what went wrong, ``fix`` what to do next. A class that may
+    cross from the agent to the kernel names itself with ``wire_kind``."""
 
     fix: str = ""
+    wire_kind: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("wire_kind"):
+            WIRE_KINDS[cls.wire_kind] = cls
 
     def __init__(self, message: str, fix: str | None = None):
         super().__init__(message)
@@ -49,9 +59,19 @@ class PtraceNotPermittedError(DebugMagicError):
 class AttachError(DebugMagicError):
     """gdb could not attach to the kernel process."""
 
+    wire_kind = "attach"
+
 
 class AgentError(DebugMagicError):
     """The helper process (which drives gdb) failed or went away."""
+
+    wire_kind = "agent"
+
+
+class ProtocolMismatchError(AgentError):
+    """The agent runs another version of this package than the kernel imported."""
+
+    wire_kind = "protocol"
 
 
 class AgentTimeoutError(AgentError):
@@ -59,6 +79,8 @@ class AgentTimeoutError(AgentError):
 
 
 class NotAttachedError(DebugMagicError):
+    wire_kind = "not-attached"
+
     def __init__(self):
         super().__init__(
             "the native debugger is not attached to this kernel",
@@ -69,11 +91,18 @@ class NotAttachedError(DebugMagicError):
 class UsageProblem(DebugMagicError):
     """Bad input from the user (a location, a condition, an option)."""
 
+    wire_kind = "usage"
 
-def error_from_payload(payload: dict) -> DebugMagicError:
-    """Rebuild an error sent by the agent as ``{"type", "message", "fix"}``."""
-    known = {cls.__name__: cls for cls in (AttachError, AgentError, UsageProblem, NotAttachedError)}
-    cls = known.get(payload.get("type", ""), AgentError)
+
+class GdbStuckError(AgentError):
+    """gdb did not answer within its bound (stopped or busy); what was done about it."""
+
+    wire_kind = "gdb-stuck"
+
+
+def error_from_wire(kind: str, message: str, fix: str = "") -> DebugMagicError:
+    """The kernel-side error for one the agent sent (an unknown kind is an AgentError)."""
+    cls = WIRE_KINDS.get(kind, AgentError)
     if cls is NotAttachedError:
         return NotAttachedError()
-    return cls(payload.get("message", "unknown agent error"), payload.get("fix") or "")
+    return cls(message or "unknown agent error", fix or "")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from .console import PauseConsole, show
+from .console import PauseConsole
 from .debugger import get_debugger
 from .errors import DebugMagicError
+from .output import show
+from .render import html as render_html
 from .render import text as render_text
 
 _console: PauseConsole | None = None
@@ -64,4 +66,4 @@ def _post_run_cell(result=None) -> None:
         show(f"native debugger: {error}")
         return
     if hits:
-        show(render_text.log_hits(hits))
+        show(render_text.log_hits(hits), render_html.log_hits(hits))

@@ -81,9 +81,9 @@ def crate_relative(path: str) -> str:
     return path
 
 
-def first_user_level(frames: list[dict]) -> int | None:
-    """The level of the innermost frame (gdb MI frame dicts) in the user's own crate, if any."""
-    return next((f.get("level", i) for i, f in enumerate(frames) if is_user_source(f.get("fullname"))), None)
+def first_user_level(frames) -> int | None:
+    """The level of the innermost frame (``model.GdbFrame``) in the user's own crate, if any."""
+    return next((f.level for f in frames if is_user_source(f.fullname)), None)
 
 
 def parse_location(text: str) -> Location:

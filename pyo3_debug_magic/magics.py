@@ -16,7 +16,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import callparse, userinput
 from .debugger import BreakpointRequest, get_debugger
 from .errors import DebugMagicError
-from .render import text
+from .output import show
+from .render import html, text
 from .stacks import is_cell_file
 
 
@@ -110,7 +111,8 @@ class NativeDebugMagics(Magics):
             %native_attach
         """
         parse_args(self.native_attach, line)
-        print(text.attach_status(get_debugger().attach()))
+        status = get_debugger().attach()
+        show(text.attach_status(status), html.attach_status(status))
 
     @magic_arguments()
     @line_magic
@@ -139,10 +141,13 @@ class NativeDebugMagics(Magics):
             %native_core /tmp/core.12345
             %native_core core.12345 --exe /usr/bin/python3.11
         """
+        from .backtrace import crash_report
         from .core import open_core
 
         options = parse_args(self.native_core, line)
-        print(text.crash_report(open_core(unquote(options.path), unquote(options.exe))))
+        record = open_core(unquote(options.path), unquote(options.exe), settings=get_debugger())
+        report = crash_report(record)
+        show(text.crash_report(report), html.crash_report(report))
 
     @magic_arguments()
     @argument("--after", type=float, metavar="SECONDS", help="report cells running longer than this")
@@ -187,6 +192,7 @@ class NativeDebugMagics(Magics):
             %native_crash --list
         """
         from . import crashes
+        from .backtrace import crash_report
 
         options = parse_args(self.native_crash, line)
         identity = crashes.kernel_identity()
@@ -201,7 +207,8 @@ class NativeDebugMagics(Magics):
         if report is None:
             print(f"no crash report for this kernel: {crashes.ARM_HINT}")
             return
-        print(text.crash_report(report.data) + f"\n\n(report: {report.path})")
+        view = crash_report(report.record, str(report.path))
+        show(text.crash_report(view), html.crash_report(view))
 
     @magic_arguments()
     @argument("--thread", type=int, metavar="N", help="only this thread (gdb's thread number)")
@@ -230,7 +237,7 @@ class NativeDebugMagics(Magics):
         """
         import threading
 
-        from . import pyspy, stacks
+        from . import backtrace
 
         options = parse_args(self.native_bt, line)
         debugger = get_debugger()
@@ -239,25 +246,14 @@ class NativeDebugMagics(Magics):
             raise UsageError("--locals needs the gdb engine")
         if engine == "gdb":
             debugger.ensure_attached()
-            threads, problem = debugger.snapshot([options.thread] if options.thread else None,
-                                                 with_locals=options.locals)
-            note = (f"Python frames could not be read from memory ({problem}); "
-                    "try `--engine py-spy`") if problem else None
-        else:
-            threads = pyspy.dump(os.getpid(), nonblocking=debugger.attached)
-            if options.thread:
-                threads = [t for t in threads if t.label == str(options.thread)]
-            note = ("(gdb is attached, so py-spy ran --nonblocking: Python frames only; "
-                    "`--engine gdb` shows the Rust frames)") if debugger.attached else None
-        if options.thread is not None and not threads:
+        threads = [options.thread] if options.thread else None
+        snapshot = backtrace.capture(engine, debugger, threads, with_locals=options.locals)
+        if options.thread is not None and not snapshot.threads:
             raise UsageError(f"no thread {options.thread} in this kernel: `%native_bt --all` lists them "
                              f"({'gdb thread numbers' if engine == 'gdb' else 'OS thread ids with py-spy'})")
-        shown, hidden = stacks.for_display(threads, threading.get_native_id(), os.getpid(),
-                                           show_all=options.all or options.thread is not None)
-        if engine == "py-spy" and not debugger.attached and stacks.may_lack_rust_frames(shown):
-            note = "(py-spy can drop Rust frames of a running thread; `%native_bt --engine gdb` shows every frame)"
-        notes = [line for line in (note, text.hidden_threads(hidden)) if line]
-        print(text.thread_stacks(shown, "\n".join(notes) or None, full=options.full))
+        view = backtrace.for_view(snapshot, show_all=options.all or options.thread is not None,
+                                  caller_thread_id=threading.get_native_id(), main_thread_id=os.getpid())
+        show(text.snapshot(view, full=options.full), html.snapshot(view, full=options.full))
 
     @magic_arguments()
     @argument("location", nargs="?",
@@ -299,7 +295,8 @@ class NativeDebugMagics(Magics):
         if options.location is None and options.log and ":" in options.log:
             options.location, options.log = options.log, ""  # `--log FILE:LINE` with no expressions
         if options.location is None:
-            print(text.breakpoint_table(debugger.breakpoints()))
+            rows = debugger.breakpoints()
+            show(text.breakpoint_table(rows), html.breakpoint_table(rows))
             return
         if not 0 <= options.ignore < 2**31:
             raise UsageError("--ignore takes a count from 0 to 2147483647")
@@ -310,7 +307,7 @@ class NativeDebugMagics(Magics):
             temporary=options.temporary, log=options.log is not None,
             expressions=split_expressions(options.log or ""), backtrace=options.bt,
             crate=options.crate, force=options.force))
-        print(text.breakpoint_created(created))
+        show(text.breakpoint_created(created), html.breakpoint_created(created))
 
     @magic_arguments()
     @argument("numbers", nargs="*", help="breakpoint numbers, or `all`")

@@ -15,13 +15,15 @@ import sys
 import threading
 from typing import Callable
 
-from . import paths, tools
-from .errors import AgentError, AgentTimeoutError, error_from_payload
-from .protocol import LineReader, encode
+from . import paths, protocol, tools
+from .errors import AgentError, AgentTimeoutError, ProtocolMismatchError, error_from_wire
+from .model import AgentExited, Event
+from .protocol import LineReader, Request, encode
 
-# The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s); the kernel's
-# wait is longer, so an expired wait here means the agent itself is stuck (stopped, wedged).
-DEFAULT_REQUEST_TIMEOUT = float(os.environ.get("PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT", "25"))
+# The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s), and never
+# waits past the kernel's wait, which each request carries; an expired wait here means the
+# agent itself is stuck (stopped, wedged).
+DEFAULT_REQUEST_TIMEOUT = 25.0
 AGENT_LOGS_KEPT = 10
 _session_serials = itertools.count(1)
 
@@ -59,14 +61,17 @@ def prune_agent_logs(directory, keep: int = AGENT_LOGS_KEPT) -> None:
 class AgentSession:
     """One agent process debugging ``target_pid`` (by default this process)."""
 
-    def __init__(self, target_pid: int | None = None):
+    def __init__(self, target_pid: int | None = None, gdb: str | None = None,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
         self.target_pid = target_pid or os.getpid()
+        self.gdb = gdb
+        self.request_timeout = request_timeout
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, dict] = {}
         self._answered = threading.Condition()
-        self._listeners: list[Callable[[dict], None]] = []
+        self._listeners: list[Callable[[Event], None]] = []
         self._reader: threading.Thread | None = None
         self.log_path = None
         self._stderr_saved: int | None = None
@@ -81,11 +86,12 @@ class AgentSession:
         return self.process is not None and self.process.poll() is None and not self._disconnected
 
     def start(self) -> None:
-        """Start the agent (finds gdb first, so a missing gdb fails here with its fix)."""
+        """Start the agent (finds gdb first, so a missing gdb fails here with its fix) and
+        check that it speaks this kernel's protocol."""
         if self.alive:
             return
         self._disconnected = False
-        gdb_path = tools.find_gdb()
+        gdb_path = tools.find_gdb(self.gdb)
         tools.check_ptrace_scope(tools.read_ptrace_scope(), is_root=os.geteuid() == 0)
         ours, theirs = socket.socketpair()
         state = paths.state_dir()
@@ -125,22 +131,45 @@ class AgentSession:
         self._reader = threading.Thread(target=self._read_loop, name="pyo3-debug-agent-reader",
                                         daemon=True)
         self._reader.start()
+        self._greet()
 
-    def add_listener(self, listener: Callable[[dict], None]) -> None:
+    def _greet(self) -> None:
+        try:
+            answer = self.request(protocol.Hello(protocol.PROTOCOL_VERSION), timeout=self.request_timeout)
+        except AgentError as error:
+            self.close()
+            if "unknown agent request" in error.message or isinstance(error, ProtocolMismatchError):
+                raise ProtocolMismatchError(
+                    f"the debugger helper runs another version of pyo3_debug_magic than this kernel "
+                    f"({error.message})", "it was upgraded under a running kernel: restart the kernel") from None
+            raise
+        except Exception:
+            self.close()
+            raise
+        if answer.get("version") != protocol.PROTOCOL_VERSION:
+            self.close()
+            raise ProtocolMismatchError(
+                f"the debugger helper speaks protocol {answer.get('version')}, this kernel "
+                f"{protocol.PROTOCOL_VERSION}", "it was upgraded under a running kernel: restart the kernel")
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` for every event the agent pushes (from a reader thread)."""
         self._listeners.append(listener)
 
-    def request(self, op: str, timeout: float = DEFAULT_REQUEST_TIMEOUT, **args) -> dict:
-        """Send one request and wait for its answer; raise the agent's error if it failed."""
+    def request(self, request: Request, timeout: float | None = None):
+        """Send one request and wait for its typed answer; raise the agent's error if it failed."""
+        timeout = timeout or self.request_timeout
+        op = request.op
         if not self.alive or self._sock is None:
             raise AgentError("the debugger helper process is not running",
                              "run `%native_attach` to start it again")
         request_id = next(self._ids)
         with self._answered:
             self._pending[request_id] = {}
+        message = {**protocol.request_message(request_id, request), "timeout": timeout}
         try:
             with self._send_lock:
-                self._sock.sendall(encode({"id": request_id, "op": op, "args": args}))
+                self._sock.sendall(encode(message))
         except OSError:
             with self._answered:
                 self._pending.pop(request_id, None)
@@ -161,9 +190,10 @@ class AgentSession:
         if not reply:
             raise AgentError(f"the debugger helper exited during {op!r}",
                              f"see its log {self.log_path}; `%native_attach` starts a new one")
-        if not reply["ok"]:
-            raise error_from_payload(reply["error"])
-        return reply["result"]
+        if not reply.get("ok"):
+            error = protocol.from_wire(protocol.ErrorReply, reply.get("error") or {"kind": "agent", "message": ""})
+            raise error_from_wire(error.kind, error.message, error.fix)
+        return protocol.from_wire(request.reply, reply.get("result"))
 
     def _abandon(self) -> None:
         process = self.process
@@ -173,11 +203,13 @@ class AgentSession:
             except OSError:
                 pass
 
-    def _notify(self, message: dict) -> None:
-        message["session"] = self.serial
+    def _notify(self, event: Event) -> None:
+        from dataclasses import replace
+
+        event = replace(event, session=self.serial)
         for listener in list(self._listeners):
             try:
-                listener(message)
+                listener(event)
             except Exception:  # noqa: BLE001 - one broken listener must not stop the others
                 import traceback
 
@@ -189,7 +221,11 @@ class AgentSession:
         while not reader.closed:
             for message in reader.read_available():
                 if "event" in message:
-                    self._notify(message)
+                    try:
+                        event = protocol.event_from_message(message)
+                    except (TypeError, ValueError) as error:
+                        event = protocol.model.Notice(message=f"unreadable event from the debugger helper: {error}")
+                    self._notify(event)
                     continue
                 with self._answered:
                     if message.get("id") in self._pending:
@@ -210,9 +246,9 @@ class AgentSession:
                 code = process.wait(5)
             what = ("the connection to the debugger helper broke and it exited" if code == 0 else
                     f"the debugger helper exited unexpectedly ({_describe_exit(code)})")
-            self._notify({"event": "agent-exited", "message": (
+            self._notify(AgentExited(message=(
                 f"{what}; gdb gave every paused thread its GIL back and detached. See {self.log_path}; "
-                "the next native magic starts a new one")})
+                "the next native magic starts a new one")))
 
     def _restore_stderr(self) -> None:
         saved, self._stderr_saved = self._stderr_saved, None
@@ -233,7 +269,7 @@ class AgentSession:
             if sock is not None and process.poll() is None:
                 try:
                     with self._send_lock:
-                        sock.sendall(encode({"id": 0, "op": "shutdown", "args": {}}))
+                        sock.sendall(encode(protocol.request_message(0, protocol.Shutdown())))
                 except OSError:
                     pass
             try:

@@ -1,58 +1,20 @@
-"""Frame model: native frames from gdb and Python frames of the same thread, merged."""
+"""The stack engine: gdb's native frames and the interpreter's Python frames of the same
+thread merged into the model's ``ThreadStack``; which frames fold, which threads are the
+kernel's own machinery. Decisions only: ``render/`` formats the result."""
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from types import FrameType
+
+from .locations import is_user_source
+from .model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
+                    StackEntry, ThreadRow, ThreadStack)
 
 CPYTHON_SOURCE_DIRS = {"Python", "Objects", "Modules", "Include", "Parser", "Programs"}
 RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 PYTHON_RUNTIME = re.compile(r"^(_?Py|_PyEval|cfunction_|method_vectorcall|vectorcall|slot_tp|call_function)")
-
-
-@dataclass(frozen=True)
-class NativeFrame:
-    level: int
-    function: str
-    file: str | None
-    fullname: str | None
-    line: int | None
-    library: str | None = None
-
-    @property
-    def where(self) -> str:
-        if self.file and self.line:
-            return f"{self.file}:{self.line}"
-        return self.library or "??"
-
-    @property
-    def in_python_runtime(self) -> bool:
-        """A frame of the interpreter itself (libpython, by library, name or CPython source path)."""
-        if self.library and "libpython" in self.library:
-            return True
-        if self.file:
-            parts = [p for p in self.file.split("/") if p not in (".", "")]
-            if parts and parts[0] in CPYTHON_SOURCE_DIRS:
-                return True
-        return bool(PYTHON_RUNTIME.match(self.function))
-
-
-@dataclass(frozen=True)
-class PythonFrame:
-    file: str
-    line: int
-    function: str
-    is_cell: bool = False
-
-
-@dataclass(frozen=True)
-class MergedStack:
-    """Native frames down to the interpreter, then the Python frames that called in."""
-
-    native: list[NativeFrame]
-    python: list[PythonFrame] = field(default_factory=list)
-    hidden_runtime_frames: int = 0
 
 
 def demangle(name: str) -> str:
@@ -60,10 +22,25 @@ def demangle(name: str) -> str:
     return RUST_HASH.sub("", name or "??")
 
 
-def native_frames(raw: list[dict]) -> list[NativeFrame]:
-    return [NativeFrame(level=f.get("level", i), function=demangle(f.get("func") or "??"),
-                        file=f.get("file"), fullname=f.get("fullname"), line=f.get("line"),
-                        library=f.get("from")) for i, f in enumerate(raw)]
+def in_python_runtime(function: str, file: str | None, library: str | None) -> bool:
+    """A frame of the interpreter itself (libpython, by library, name or CPython source path)."""
+    if library and "libpython" in library:
+        return True
+    if file:
+        parts = [part for part in file.split("/") if part not in (".", "")]
+        if parts and parts[0] in CPYTHON_SOURCE_DIRS:
+            return True
+    return bool(PYTHON_RUNTIME.match(function))
+
+
+def native_frames(raw: tuple[GdbFrame, ...]) -> tuple[NativeFrame, ...]:
+    frames = []
+    for frame in raw:
+        function = demangle(frame.func or "??")
+        frames.append(NativeFrame(frame.level, function, frame.file, frame.fullname, frame.line,
+                                  frame.library, user=is_user_source(frame.fullname),
+                                  runtime=in_python_runtime(function, frame.file, frame.library)))
+    return tuple(frames)
 
 
 CELL_FILE = re.compile(r"(^<ipython-input-\d+-|/ipykernel_\d+/\d+\.py$)")
@@ -74,7 +51,7 @@ def is_cell_file(filename: str) -> bool:
     return bool(CELL_FILE.search(filename))
 
 
-def python_frames(frame: FrameType | None, limit: int = 50) -> list[PythonFrame]:
+def python_frames(frame: FrameType | None, limit: int = 50) -> tuple[PythonFrame, ...]:
     """Innermost first; frames of IPython's and ipykernel's own machinery are left out."""
     frames = []
     while frame is not None and len(frames) < limit:
@@ -84,63 +61,33 @@ def python_frames(frame: FrameType | None, limit: int = 50) -> list[PythonFrame]
     return _through_outermost_cell(frames)
 
 
-def _through_outermost_cell(frames: list[PythonFrame]) -> list[PythonFrame]:
+def _through_outermost_cell(frames) -> tuple[PythonFrame, ...]:
     """Innermost first, cut after the outermost cell frame (IPython's own frames are noise)."""
     cells = [i for i, f in enumerate(frames) if f.is_cell]
-    return frames[:cells[-1] + 1] if cells else frames
+    return tuple(frames[:cells[-1] + 1] if cells else frames)
 
 
-def thread_python_frames(ident: int | None) -> list[PythonFrame]:
+def thread_python_frames(ident: int | None) -> tuple[PythonFrame, ...]:
     """The Python frames of another thread (it must not be running Python right now)."""
     if ident is None:
-        return []
+        return ()
     return python_frames(sys._current_frames().get(ident))
 
 
-def merge(native: list[NativeFrame], python: list[PythonFrame]) -> MergedStack:
+def merge(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> MergedStack:
     """Native frames up to the first interpreter frame; past it, only the user's own Rust
     frames (an outer Rust call on a Rust -> Python -> Rust stack); then the Python frames."""
-    from .locations import is_user_source
-
     kept, in_runtime = [], False
     for frame in native:
-        in_runtime = in_runtime or frame.in_python_runtime
-        if not in_runtime or (not frame.in_python_runtime and is_user_source(frame.fullname)):
+        in_runtime = in_runtime or frame.runtime
+        if not in_runtime or (not frame.runtime and frame.user):
             kept.append(frame)
-    return MergedStack(kept, python, hidden_runtime_frames=len(native) - len(kept))
+    return MergedStack(tuple(kept), tuple(python), hidden_runtime_frames=len(native) - len(kept))
 
 
 IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nanosleep|sem_wait|"
                             r"pthread_cond|__libc_recv|recv|accept|read$|__GI___poll|do_futex_wait)")
 DISAMBIGUATOR = re.compile(r"\[[0-9a-f]+\]")
-
-
-@dataclass(frozen=True)
-class StackEntry:
-    """One line of a merged stack: a native (Rust/C) frame or a Python frame."""
-
-    kind: str                 # "native" or "python"
-    function: str
-    file: str | None
-    line: int | None
-    is_cell: bool = False
-    user: bool = False        # a native frame of the user's own crate: never folded away
-
-
-@dataclass(frozen=True)
-class ThreadStack:
-    """One thread of a snapshot, merged innermost first, whatever engine produced it."""
-
-    label: str                # gdb's thread number, or the OS thread id for py-spy
-    name: str | None
-    os_thread_id: int | None
-    holds_gil: bool | None
-    idle: bool
-    entries: list[StackEntry]
-    paused: bool = False
-    locals: list[dict] | None = None
-    locals_of: str | None = None  # which frame the locals belong to ("#2 rustdemo::busy_until")
-    current: bool = False     # the thread running the snapshot's own cell, cut at the cell's line
 
 
 LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "*", "$C$": ",",
@@ -166,32 +113,39 @@ def looks_idle(function_names: list[str]) -> bool:
     return any(IDLE_FUNCTIONS.search(name or "") for name in function_names[:4])
 
 
-def from_gdb(row: dict, python: list[PythonFrame], holds_gil: bool | None) -> ThreadStack:
-    from .locations import is_user_source
-
-    native = native_frames(row["frames"])
+def from_gdb(row: ThreadRow, python: tuple[PythonFrame, ...], holds_gil: bool | None) -> ThreadStack:
+    native = native_frames(row.frames)
     merged = merge(native, python)
-    entries = [StackEntry("native", f.function, f.file, f.line, user=is_user_source(f.fullname))
-               for f in merged.native]
+    entries = [StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.native]
     entries += [StackEntry("python", f.function, f.file, f.line, f.is_cell) for f in merged.python]
-    return ThreadStack(str(row["thread"]), row.get("name"), row.get("lwp"), holds_gil,
-                       looks_idle([f.function for f in native]), entries, bool(row.get("paused")),
-                       row.get("locals"), demangle(row["locals_of"]) if row.get("locals_of") else None)
+    return ThreadStack(str(row.thread), row.name, row.lwp, holds_gil,
+                       looks_idle([f.function for f in native]), tuple(entries), row.paused,
+                       row.locals, demangle(row.locals_of) if row.locals_of else None)
 
 
-def python_frames_from_memory(raw: list[dict]) -> list[PythonFrame]:
-    frames = [PythonFrame(f.get("file") or "?", f.get("line") or 0, f.get("function") or "?",
-                          is_cell_file(f.get("file") or "")) for f in raw]
-    return _through_outermost_cell(frames)
+def python_frames_from_memory(frames: tuple[PythonFrame, ...]) -> tuple[PythonFrame, ...]:
+    """The reader's frames with cells recognised, cut after the outermost cell."""
+    return _through_outermost_cell([replace(f, is_cell=is_cell_file(f.file or "")) for f in frames])
 
 
-def python_thread_for(row: dict, python: dict | None) -> dict:
+def python_thread_for(row: ThreadRow, python: PythonStacks | None) -> PythonThread | None:
     """The Python thread (from memory or py-spy) of a gdb thread row: by ident, else by LWP."""
-    for thread in (python or {}).get("threads", []):
-        if (thread.get("thread_id") is not None and thread.get("thread_id") == row.get("ident")) or (
-                thread.get("native_thread_id") is not None and thread.get("native_thread_id") == row.get("lwp")):
+    for thread in (python.threads if python else ()):
+        if (thread.thread_id is not None and thread.thread_id == row.ident) or (
+                thread.native_thread_id is not None and thread.native_thread_id == row.lwp):
             return thread
-    return {}
+    return None
+
+
+def merged_threads(rows: tuple[ThreadRow, ...], python: PythonStacks) -> tuple[ThreadStack, ...]:
+    """gdb's threads, each merged with its Python thread: the one merge every gdb view uses."""
+    stacks = []
+    for row in rows:
+        thread = python_thread_for(row, python)
+        frames = python_frames_from_memory(thread.frames) if thread else ()
+        holds = thread.holds_gil if thread is not None and python.gil_known else None
+        stacks.append(from_gdb(row, frames, holds))
+    return tuple(stacks)
 
 
 # the entry point of a thread of the kernel's own machinery lives in one of these packages
@@ -209,7 +163,7 @@ def is_kernel_machinery(thread: ThreadStack, main_thread_id: int | None) -> bool
     return (thread.name or "").startswith("ZMQbg/")
 
 
-def may_lack_rust_frames(threads: list[ThreadStack]) -> bool:
+def may_lack_rust_frames(threads) -> bool:
     """A running thread in native code with none of the user's frames: py-spy may have dropped
     them (it loses middle Rust frames when unwinding without gdb)."""
     return any(not t.idle and any(e.kind == "native" for e in t.entries) and not any(e.user for e in t.entries)
@@ -221,10 +175,10 @@ def cut_at_cell(thread: ThreadStack) -> ThreadStack:
     frame: the frames above are the tool waiting for its own answer, those below are IPython."""
     cells = [i for i, entry in enumerate(thread.entries) if entry.is_cell]
     entries = thread.entries[cells[0]:cells[-1] + 1] if cells else thread.entries
-    return replace(thread, entries=entries, current=True, idle=False, locals=None, locals_of=None)
+    return replace(thread, entries=tuple(entries), current=True, idle=False, locals=None, locals_of=None)
 
 
-def for_display(threads: list[ThreadStack], caller_thread_id: int | None, main_thread_id: int | None,
+def for_display(threads, caller_thread_id: int | None, main_thread_id: int | None,
                 show_all: bool) -> tuple[list[ThreadStack], list[ThreadStack]]:
     """(shown, hidden): the caller's thread cut at its cell, the main thread first, and the
     kernel's machinery threads hidden unless ``show_all``."""

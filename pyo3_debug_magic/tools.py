@@ -15,10 +15,11 @@ YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 PR_SET_PTRACER = 0x59616D61
 
 
-def _find_tool(name: str, override_variable: str) -> tuple[str | None, str]:
-    """(absolute path or None, what was looked for): ``$override_variable``, else ``name``
-    next to this Python (a pip-installed binary of the kernel's environment), else PATH."""
-    wanted = os.environ.get(override_variable)
+def _find_tool(name: str, override_variable: str, configured: str | None = None) -> tuple[str | None, str]:
+    """(absolute path or None, what was looked for): ``configured`` (a setting), else
+    ``$override_variable``, else ``name`` next to this Python (a pip-installed binary of the
+    kernel's environment), else PATH."""
+    wanted = configured or os.environ.get(override_variable)
     candidates = [wanted] if wanted else [str(Path(sys.executable).with_name(name)), name]
     for candidate in candidates:
         found = shutil.which(candidate)
@@ -27,11 +28,11 @@ def _find_tool(name: str, override_variable: str) -> tuple[str | None, str]:
     return None, candidates[0]
 
 
-def debug_file_directories() -> str | None:
+def debug_file_directories(configured: str | None = None) -> str | None:
     """``$PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY`` (colon-separated) for gdb's
     ``debug-file-directory``, where separate debug info is looked for (default ``/usr/lib/debug``,
     where Debian's ``python3.X-dbg`` puts libpython's); None when unset."""
-    value = os.environ.get("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY")
+    value = configured or os.environ.get("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY")
     if not value:
         return None
     if any(not c.isprintable() for c in value) or not all(Path(d).is_dir() for d in value.split(":")):
@@ -40,10 +41,10 @@ def debug_file_directories() -> str | None:
     return value
 
 
-def find_gdb() -> str:
+def find_gdb(configured: str | None = None) -> str:
     """Absolute path of gdb: ``$PYO3_DEBUG_MAGIC_GDB``, else the one installed next to this
     Python (the ``gdb-for-pwndbg`` dependency, gdb 18), else PATH; GdbNotFoundError if none."""
-    found, searched = _find_tool("gdb", "PYO3_DEBUG_MAGIC_GDB")
+    found, searched = _find_tool("gdb", "PYO3_DEBUG_MAGIC_GDB", configured)
     if found is None:
         raise GdbNotFoundError(searched)
     return found
@@ -77,9 +78,9 @@ def calls_unsafe_reason(version_line: str, has_amx: bool) -> str | None:
     return None
 
 
-def find_py_spy() -> str:
+def find_py_spy(configured: str | None = None) -> str:
     """Absolute path of py-spy (``$PYO3_DEBUG_MAGIC_PYSPY``, next to this Python, or PATH)."""
-    found, searched = _find_tool("py-spy", "PYO3_DEBUG_MAGIC_PYSPY")
+    found, searched = _find_tool("py-spy", "PYO3_DEBUG_MAGIC_PYSPY", configured)
     if found is None:
         raise PySpyNotFoundError(searched)
     return found
@@ -90,12 +91,12 @@ RUST_PRINTERS_MISSING = ("Rust pretty-printers not found (no rustc on the kernel
                          "or set PYO3_DEBUG_MAGIC_RUSTC to its path")
 
 
-def find_rust_pretty_printers() -> Path | None:
+def find_rust_pretty_printers(configured: str | None = None) -> Path | None:
     """Rust's gdb pretty-printers (the toolchain's ``lib/rustlib/etc``). A kernel started by a
     desktop launcher or a service often lacks ~/.cargo/bin on PATH, so look there and in
     rustup's toolchains too."""
     cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
-    for rustc in (os.environ.get("PYO3_DEBUG_MAGIC_RUSTC"), shutil.which("rustc"), str(cargo_home / "bin" / "rustc")):
+    for rustc in (configured or os.environ.get("PYO3_DEBUG_MAGIC_RUSTC"), shutil.which("rustc"), str(cargo_home / "bin" / "rustc")):
         if not rustc or not os.access(rustc, os.X_OK):
             continue
         try:

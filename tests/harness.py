@@ -98,6 +98,32 @@ def process_name(pid: int) -> str:
         return ""
 
 
+def thread_stat(pid: int, tid: int | None = None) -> tuple[str, int] | None:
+    """(state letter, CPU ticks used) of one thread of ``pid`` (its main thread by default)."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_for(condition, seconds: float, what: str, step: float = 0.02) -> None:
+    """A handshake: poll ``condition`` until it holds; fail saying ``what`` never happened."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {seconds:g} s: {what} never happened")
+        time.sleep(step)
+
+
+def spinning(pid: int, ticks: int = 20):
+    """A condition: the main thread of ``pid`` has used ``ticks`` more CPU ticks (1/100 s) than
+    when this was called, i.e. it runs a hot loop, not Python on its way there."""
+    start = thread_stat(pid)[1]
+    return lambda: (thread_stat(pid) or ("", start))[1] - start >= ticks
+
+
 def is_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text()
@@ -136,7 +162,7 @@ def gdb_processes(parent: int) -> list[int]:
 # ----- kernels ---------------------------------------------------------------------
 def snapshot_of_process(argv: list[str], env: dict | None = None):
     """Start ``argv`` (a Python that prints "ready" once its threads are in place), attach
-    the native debugger, take one snapshot and tear everything down; the ThreadStacks."""
+    the native debugger, take one snapshot and tear everything down; the ``model.Snapshot``."""
     import subprocess
 
     from pyo3_debug_magic.debugger import NativeDebugger
@@ -146,9 +172,9 @@ def snapshot_of_process(argv: list[str], env: dict | None = None):
     try:
         assert target.stdout.readline().strip() == "ready", "the target process did not start"
         debugger.attach()
-        threads, problem = debugger.snapshot()
-        assert problem is None, problem
-        return threads
+        snapshot = debugger.snapshot()
+        assert snapshot.problem is None, snapshot.problem
+        return snapshot
     finally:
         debugger.close()
         target.kill()
@@ -164,6 +190,7 @@ class CellResult:
     stderr: str = ""
     results: list[str] = field(default_factory=list)   # execute_result text/plain
     displays: list[dict] = field(default_factory=list)  # display_data bundles
+    output: str = ""  # what the cell showed as text, in order: stdout and displays' text/plain
     error: dict | None = None
     prompts: list[str] = field(default_factory=list)    # input() prompts answered
 
@@ -259,12 +286,14 @@ class KernelHarness:
         if kind == "stream":
             if content["name"] == "stdout":
                 result.stdout += content["text"]
+                result.output += content["text"]
             else:
                 result.stderr += content["text"]
         elif kind == "execute_result":
             result.results.append(content["data"].get("text/plain", ""))
         elif kind == "display_data":
             result.displays.append(content["data"])
+            result.output += content["data"].get("text/plain", "") + "\n"
         elif kind == "error":
             result.error = {"ename": content["ename"], "evalue": content["evalue"],
                             "traceback": content["traceback"]}

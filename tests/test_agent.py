@@ -14,6 +14,7 @@ import pytest
 from harness import gdb_processes, is_alive
 from pyo3_debug_magic.debugger import NativeDebugger
 from pyo3_debug_magic.errors import AttachError
+from pyo3_debug_magic.protocol import Attach
 from pyo3_debug_magic.session import AgentSession
 
 ECHO = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n    print(line.strip()[::-1], flush=True)\n"
@@ -74,7 +75,7 @@ def test_attach_keeps_the_target_running_and_detach_releases_it(target, gdb_path
 def test_agent_detaches_when_it_is_ended_abruptly(target, gdb_path, ending):
     session = AgentSession(target.pid)
     session.start()
-    session.request("attach")
+    session.request(Attach())
     agent = session.process
     gdbs = gdb_processes(agent.pid)
     assert gdbs and tracer_of(target.pid) in gdbs

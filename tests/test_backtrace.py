@@ -28,7 +28,7 @@ def thread_block(text: str, name: str) -> str:
 def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kernel, gdb_path):
     result = worker_kernel.run("%native_bt --engine gdb", timeout=60)
     assert result.status == "ok", result.text
-    worker = thread_block(result.stdout, "rust-worker")
+    worker = thread_block(result.output, "rust-worker")
     line = marker_line("worker-loop")
     assert re.search(rf"rustdemo::busy_until\s+at src/lib.rs:{line - 1}|rustdemo::busy_until\s+at src/lib.rs:{line}",
                      worker), worker
@@ -36,14 +36,14 @@ def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kern
     assert "py Thread.run" in worker
     assert re.search(r"\.\.\. \d+ library frames", worker)  # pyo3's trampoline, folded
     # the cell's own thread comes first, cut at the cell's line: the snapshot's frames are not shown
-    main = result.stdout.split("\n\n")[0].splitlines()
+    main = result.output.split("\n\n")[0].splitlines()
     assert re.match(r'Thread 1 "MainThread" \(LWP \d+\): running this cell$', main[0]), main
     assert len(main) == 2 and re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", main[1]), main
-    assert "NativeDebugger" not in result.stdout
+    assert "NativeDebugger" not in result.output
     # the kernel's own threads are hidden, and named in the note
-    assert '"Heartbeat"' not in result.stdout and re.search(r"threads of the kernel's own machinery hidden: .*Heartbeat",
-                                                          result.stdout)
-    everything = worker_kernel.run("%native_bt --engine gdb --all --full", timeout=60).stdout
+    assert '"Heartbeat"' not in result.output and re.search(r"threads of the kernel's own machinery hidden: .*Heartbeat",
+                                                          result.output)
+    everything = worker_kernel.run("%native_bt --engine gdb --all --full", timeout=60).output
     assert '"Heartbeat"' in everything and "hidden" not in everything
     assert "pyo3::impl_::trampoline" in thread_block(everything, "rust-worker")
     # the kernel goes on: the worker still runs, cells still work
@@ -53,13 +53,13 @@ def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kern
 def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):
     result = worker_kernel.run("%native_bt --engine py-spy", timeout=60)
     assert result.status == "ok", result.text
-    worker = thread_block(result.stdout, "rust-worker")
+    worker = thread_block(result.output, "rust-worker")
     assert "Thread.run" in worker and "running" in worker.splitlines()[0]
-    assert "$LT$" not in result.stdout and not re.search(r"::h[0-9a-f]{16}", result.stdout)
-    assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.stdout), result.stdout
-    main = result.stdout.split("\n\n")[0].splitlines()
+    assert "$LT$" not in result.output and not re.search(r"::h[0-9a-f]{16}", result.output)
+    assert re.search(r"py <module>\s+at \S*ipykernel_\d+/\d+\.py:1\s+<- cell", result.output), result.output
+    main = result.output.split("\n\n")[0].splitlines()
     assert main[0].endswith("running this cell") and len(main) == 2, main  # IPython's frames cut too
-    assert "kernel's own machinery hidden" in result.stdout and '"IOPub"' not in result.stdout
+    assert "kernel's own machinery hidden" in result.output and '"IOPub"' not in result.output
 
 
 def test_an_unknown_thread_is_an_error(worker_kernel):
@@ -72,7 +72,7 @@ def test_locals_need_gdb_and_show_the_users_own_frame(worker_kernel, gdb_path):
     refused = worker_kernel.run("%native_bt --engine py-spy --locals")
     assert "--locals needs the gdb engine" in refused.stderr
     shown = worker_kernel.run("%native_bt --locals", timeout=60)
-    worker = thread_block(shown.stdout, "rust-worker")
+    worker = thread_block(shown.output, "rust-worker")
     # the innermost frame of the user's crate, not whichever std frame the thread was in
     assert re.search(r"locals of #\d+ rustdemo::busy_until:\n(    .*\n)*    rounds = \d+", worker), shown.text
 
@@ -95,14 +95,9 @@ def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate,
     import rustdemo
 
     from harness import NO_DEBUG_INFO_DIR
-    from pyo3_debug_magic.debugger import NativeDebugger
 
     NO_DEBUG_INFO_DIR.mkdir(exist_ok=True)
     monkeypatch.setenv("PYO3_DEBUG_MAGIC_DEBUG_FILE_DIRECTORY", str(NO_DEBUG_INFO_DIR))
-    fell_back = []
-    py_spy_frames = NativeDebugger._python_frames_from_py_spy
-    monkeypatch.setattr(NativeDebugger, "_python_frames_from_py_spy",
-                        lambda self, problem: fell_back.append(problem) or py_spy_frames(self, problem))
 
     system_python = Path("/usr/bin/python3.11")
     if not system_python.exists():
@@ -112,9 +107,10 @@ def test_without_libpython_debug_info_python_frames_come_from_py_spy(demo_crate,
               "def waiting_in_python():\n    time.sleep(60)\n"
               "threading.Thread(target=rustdemo.worker_without_gil, args=(60,), daemon=True).start()\n"
               "print('ready', flush=True)\nwaiting_in_python()\n")
-    threads = snapshot_of_process([str(system_python), "-c", script],
-                                  env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    entries = [e for t in threads for e in t.entries]
+    snapshot = snapshot_of_process([str(system_python), "-c", script],
+                                   env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    entries = [e for t in snapshot.threads for e in t.entries]
     assert any(e.kind == "python" and e.function == "waiting_in_python" for e in entries)
     assert any(e.kind == "native" and e.function == "rustdemo::busy_until" for e in entries)
-    assert fell_back, "gdb read the Python frames itself: the target had libpython debug info after all"
+    assert snapshot.python_source == "py-spy", \
+        "gdb read the Python frames itself: the target had libpython debug info after all"

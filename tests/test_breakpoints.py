@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from harness import (IPYKERNEL6_PYTHON, LIB_RS, ROOT, KernelHarness, agent_processes, gdb_processes,
-                     marker_line)
+                     marker_line, thread_stat, wait_for)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
 
@@ -29,7 +29,7 @@ def shown(result) -> list[str]:
 def break_at(kernel, marker: str, options: str = "") -> str:
     result = kernel.run(f"%native_break src/lib.rs:{marker_line(marker)} {options}", timeout=60)
     assert result.status == "ok", result.text
-    return result.stdout
+    return result.output
 
 
 def test_pause_print_next_finish_continue(debug_kernel):
@@ -78,13 +78,13 @@ def test_pending_breakpoint_resolves_on_import(demo_crate, gdb_path):
     try:
         kernel.run("%load_ext pyo3_debug_magic")
         created = kernel.run(f"%native_break src/lib.rs:{marker_line('square')}", timeout=60)
-        assert created.status == "ok" and "pending" in created.stdout, created.text
+        assert created.status == "ok" and "pending" in created.output, created.text
         listing = kernel.run("%native_break")
-        assert "<pending>" in listing.stdout, listing.text
+        assert "<pending>" in listing.output, listing.text
         result = kernel.run("import rustdemo\nrustdemo.square(9)", answers=["p value", "c"], timeout=90)
         assert result.results == ["81"], result.text
         assert "value = 9" in shown(result)
-        hits = kernel.run("%native_break").stdout
+        hits = kernel.run("%native_break").output
         assert re.search(r"^1\s+pause\s+y\s+1\s", hits, re.M), hits
     finally:
         assert kernel.shutdown() == []
@@ -114,7 +114,7 @@ def test_log_breakpoint_records_every_hit_without_pausing(debug_kernel):
     assert len(re.findall(r"\[log breakpoint 1 hit \d+\]", log)) == 25, log
     assert "[log breakpoint 1 hit 25] rustdemo::compute at src/lib.rs" in log
     assert "index = 24" in log and "total = " in log
-    listing = debug_kernel.run("%native_break").stdout
+    listing = debug_kernel.run("%native_break").output
     assert re.search(r"^1\s+log\s+y\s+25\s", listing, re.M), listing
 
 
@@ -154,18 +154,18 @@ def test_quit_removes_all_breakpoints_and_continues(debug_kernel):
     break_at(debug_kernel, "compute-loop")
     result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["q"], timeout=90)
     assert result.results == ["42"] and len(result.prompts) == 1, result.text
-    assert debug_kernel.run("%native_break").stdout.strip() == "no native breakpoints"
+    assert debug_kernel.run("%native_break").output.strip() == "no native breakpoints"
 
 
 def test_delete_disable_enable(debug_kernel):
     break_at(debug_kernel, "square")
-    assert "disabled" in debug_kernel.run("%native_disable 1").stdout
+    assert "disabled" in debug_kernel.run("%native_disable 1").output
     quiet = debug_kernel.run("rustdemo.square(4)", answers=[], timeout=60)
     assert quiet.results == ["16"] and quiet.prompts == []
     debug_kernel.run("%native_enable 1")
     paused = debug_kernel.run("rustdemo.square(4)", answers=["c"], timeout=60)
     assert len(paused.prompts) == 1
-    assert "deleted native breakpoints 1" in debug_kernel.run("%native_delete all").stdout
+    assert "deleted native breakpoints 1" in debug_kernel.run("%native_delete all").output
     bad = debug_kernel.run("%native_delete 7")
     assert "no breakpoint number 7" in bad.stderr
 
@@ -173,7 +173,7 @@ def test_delete_disable_enable(debug_kernel):
 def test_detach_unload_keep_the_kernel_and_its_variables(debug_kernel):
     break_at(debug_kernel, "square")
     debug_kernel.run("kept = [1, 2, 3]")
-    assert "detached" in debug_kernel.run("%native_detach").stdout
+    assert "detached" in debug_kernel.run("%native_detach").output
     assert not agent_processes(debug_kernel.pid) and not gdb_processes(debug_kernel.pid)
     assert debug_kernel.run("rustdemo.square(5)", answers=[], timeout=60).results == ["25"]
     break_at(debug_kernel, "square")  # attaches again
@@ -191,7 +191,9 @@ def test_interrupt_while_paused_resumes_and_raises_keyboard_interrupt(debug_kern
         if not interrupted:
             interrupted["sent"] = True
             debug_kernel.manager.interrupt_kernel()
-            time.sleep(1.0)
+            # the agent ends the pause: the main thread leaves its ptrace stop ("t")
+            wait_for(lambda: (thread_stat(debug_kernel.pid) or ("gone",))[0] != "t", 20,
+                     "the paused main thread resuming after the Interrupt")
         return "c"
 
     result = debug_kernel.run("rustdemo.compute([1, 2, 3])\nafter = 'not reached'", answers=answer,
@@ -244,7 +246,7 @@ def test_hostile_condition_is_quoted_not_executed(debug_kernel):
     # gdb parses the whole text as one expression and rejects it; -gdb-exit never runs
     assert refused.stderr.startswith("UsageError: gdb: ") and "string" in refused.stderr, refused.text
     status = debug_kernel.run("%native_attach")
-    assert "attached" in status.stdout and gdb_processes(debug_kernel.pid)
+    assert "attached" in status.output and gdb_processes(debug_kernel.pid)
     assert debug_kernel.run("rustdemo.square(2)", answers=[], timeout=60).results == ["4"]
 
 
@@ -297,10 +299,10 @@ def test_line_without_code_moves_to_the_next_line_and_says_so(debug_kernel):
     comment = next(n for n in range(1, len(lines)) if lines[n - 1].strip().startswith("///")
                    and "compute" in lines[n - 1])
     result = debug_kernel.run(f"%native_break src/lib.rs:{comment}", timeout=60)
-    assert result.status == "ok" and f"line {comment} has no code" in result.stdout, result.text
-    moved_to = re.search(r"the breakpoint is on line (\d+)", result.stdout)
-    assert moved_to and int(moved_to.group(1)) > comment, result.stdout
-    assert f"src/lib.rs:{moved_to.group(1)}" in result.stdout.splitlines()[0], result.stdout
+    assert result.status == "ok" and f"line {comment} has no code" in result.output, result.text
+    moved_to = re.search(r"the breakpoint is on line (\d+)", result.output)
+    assert moved_to and int(moved_to.group(1)) > comment, result.output
+    assert f"src/lib.rs:{moved_to.group(1)}" in result.output.splitlines()[0], result.output
 
 
 def test_unknown_file_lists_close_matches(debug_kernel):
@@ -320,8 +322,8 @@ def test_what_cannot_resolve_in_a_loaded_module_is_an_error_not_a_pending_breakp
     unknown_crate = debug_kernel.run("%native_break src/lib.rs:20 --crate nosuch")
     assert "no crate 'nosuch' has a file src/lib.rs" in unknown_crate.stderr, unknown_crate.text
     assert "are: rustdemo" in unknown_crate.stderr
-    assert debug_kernel.run("%native_break").stdout.strip() == "no native breakpoints"  # none left behind
-    later = debug_kernel.run("%native_break othercrate::run").stdout  # not imported yet: pending
+    assert debug_kernel.run("%native_break").output.strip() == "no native breakpoints"  # none left behind
+    later = debug_kernel.run("%native_break othercrate::run").output  # not imported yet: pending
     assert "-> pending" in later and "no loaded module is the crate othercrate yet" in later, later
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import KernelHarness, marker_line
+from harness import KernelHarness, marker_line, wait_for
 from pyo3_debug_magic import crashes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
@@ -25,7 +25,7 @@ def state_dir(tmp_path):
 def crash_and_restart(state_dir, cell: str, answers=None) -> KernelHarness:
     kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_STATE": str(state_dir)})
     assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
-    assert "attached" in kernel.run("%native_attach").stdout
+    assert "attached" in kernel.run("%native_attach").output
     crashed = kernel.run(cell, timeout=30, answers=answers)
     assert crashed.status == "died", f"the kernel should have died: {crashed.status}\n{crashed.text}"
     kernel.manager.restart_kernel(now=True)
@@ -47,53 +47,58 @@ def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, fu
         loaded = kernel.run("%load_ext pyo3_debug_magic")
         line = marker_line(marker)
         expected = f"The previous kernel crashed: {signal} in rustdemo::"
-        assert expected in loaded.stdout, loaded.text
+        assert expected in loaded.output, loaded.text
         # a stack overflow faults in the prologue's probe, which DWARF may put on the next line
         lines = f"({line}|{line + 1})" if function == "stack_overflow" else str(line)
-        assert re.search(rf"at src/lib.rs:{lines}, called from cell line 2", loaded.stdout), loaded.text
-        assert loaded.stdout.count("\n") == 1  # one line
+        assert re.search(rf"at src/lib.rs:{lines}, called from cell line 2", loaded.output), loaded.text
+        assert loaded.output.count("\n") == 1  # one line
         report = kernel.run("%native_crash")
-        assert report.stdout.startswith(loaded.stdout.split("crashed: ")[1].split(" (`%native")[0])
-        assert "faulting thread:" in report.stdout and "<- cell" in report.stdout
+        assert report.output.startswith(loaded.output.split("crashed: ")[1].split(" (`%native")[0])
+        assert "faulting thread:" in report.output and "<- cell" in report.output
         if function == "abort":
-            assert "rustdemo: about to abort" in report.stdout  # the tail of the kernel's stderr
+            assert "rustdemo: about to abort" in report.output  # the tail of the kernel's stderr
         if function == "stack_overflow":
-            assert "stack overflow: the fault is at the thread's stack guard" in report.stdout
+            assert "stack overflow: the fault is at the thread's stack guard" in report.output
         if function == "segfault":
-            assert "target = 0x0" in report.stdout  # locals of the faulting Rust frame
+            assert "target = 0x0" in report.output  # locals of the faulting Rust frame
         again = kernel.run("%reload_ext pyo3_debug_magic")
-        assert "previous kernel crashed" not in again.stdout  # announced once
-        listed = kernel.run("%native_crash --list").stdout
+        assert "previous kernel crashed" not in again.output  # announced once
+        listed = kernel.run("%native_crash --list").output
         assert re.match(r"crash-\d+-\d+\.json: ", listed) and listed.count("\n") == 1, listed
         files = list((state_dir / "crashes").glob("crash-*.json"))
         assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
         assert oct((state_dir / "crashes").stat().st_mode & 0o777) == "0o700"
-        assert "removed 1 crash report" in kernel.run("%native_crash --clear").stdout
-        assert "no crash report for this kernel" in kernel.run("%native_crash").stdout
+        assert "removed 1 crash report" in kernel.run("%native_crash --clear").output
+        assert "no crash report for this kernel" in kernel.run("%native_crash").output
     finally:
         kernel.shutdown()
 
 
 def test_crash_in_a_worker_thread_during_a_paused_hand_off(demo_crate, gdb_path, state_dir):
-    cell = ("import threading, time\n"
-            "threading.Thread(target=lambda: (time.sleep(1.5), rustdemo.segfault()), daemon=True).start()\n"
+    go = state_dir / "crash-now"
+    cell = ("import os, threading, time\n"
+            f"def crash_when_told():\n    while not os.path.exists({str(go)!r}):\n        time.sleep(0.01)\n"
+            "    rustdemo.segfault()\n"
+            "threading.Thread(target=crash_when_told, daemon=True).start()\n"
             "rustdemo.square(3)")
     setup = f"%native_break src/lib.rs:{marker_line('square')}"
 
-    def slow_answer(prompt):
-        time.sleep(6)  # the main thread stays paused (GIL handed off) while the worker crashes
+    def crash_then_answer(prompt):
+        # the main thread is paused (GIL handed off) at the prompt: now the worker crashes
+        go.write_text("")
+        wait_for(lambda: not kernel.manager.is_alive(), 30, "the kernel dying of the worker's SIGSEGV")
         return "c"
 
     kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_STATE": str(state_dir)})
     try:
         kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo")
         kernel.run(setup, timeout=60)
-        assert kernel.run(cell, timeout=30, answers=slow_answer).status == "died"
+        assert kernel.run(cell, timeout=60, answers=crash_then_answer).status == "died"
         kernel.manager.restart_kernel(now=True)
         kernel.client.wait_for_ready(timeout=60)
         loaded = kernel.run("%load_ext pyo3_debug_magic")
-        assert "SIGSEGV in rustdemo::segfault at src/lib.rs:" in loaded.stdout, loaded.text
-        report = kernel.run("%native_crash").stdout
+        assert "SIGSEGV in rustdemo::segfault at src/lib.rs:" in loaded.output, loaded.text
+        report = kernel.run("%native_crash").output
         assert "paused at a breakpoint" in report  # the main thread was paused when it happened
     finally:
         kernel.shutdown()
@@ -107,8 +112,8 @@ def test_without_the_agent_nothing_is_invented(demo_crate, state_dir):
         kernel.manager.restart_kernel(now=True)
         kernel.client.wait_for_ready(timeout=60)
         loaded = kernel.run("%load_ext pyo3_debug_magic")
-        assert "crashed" not in loaded.stdout, loaded.text
-        shown = kernel.run("%native_crash").stdout
+        assert "crashed" not in loaded.output, loaded.text
+        shown = kernel.run("%native_crash").output
         assert "no crash report for this kernel" in shown and "%native_attach" in shown
     finally:
         kernel.shutdown()

@@ -117,7 +117,7 @@ def died_with_a_report(kernel, fault: Fault, state: str) -> str:
     kernel.manager.restart_kernel(now=True)
     kernel.client.wait_for_ready(timeout=60)
     loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\nkeep = {'set': 'before'}")
-    announced = loaded.stdout
+    announced = loaded.output
     assert "The previous kernel crashed: SIGTRAP: gdb (pid" in announced, loaded.text
     assert ("was paused at breakpoint 1 in rustdemo::square" if state == "paused"
             else "at log breakpoint 1") in announced, announced
@@ -168,7 +168,7 @@ def run_into(kernel, fault: Fault, state: str) -> str:
             assert told, shown(result)
             return f"logging cell done in {took:.0f} s, right result; {told[0][:90]}"
         return f"logging cell done in {took:.0f} s, right result"
-    assert "attached" in kernel.run("%native_attach", timeout=60).stdout
+    assert "attached" in kernel.run("%native_attach", timeout=60).output
     fault.inject()
     still_intact(kernel)  # cells that do not use the debugger run through any fault
     started = time.monotonic()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import LIB_RS, marker_line
+from harness import LIB_RS, marker_line, spinning, wait_for
 
 pytestmark = [pytest.mark.gdb, pytest.mark.timeout(120)]
 
@@ -32,9 +32,9 @@ def displays_within(kernel, seconds: float) -> list[str]:
 @pytest.mark.kernel
 def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(loaded_kernel):
     kernel = loaded_kernel
-    assert "attached" in kernel.run("%native_attach").stdout
+    assert "attached" in kernel.run("%native_attach").output
     kernel.client.execute("rustdemo.spin_forever()")
-    time.sleep(1.0)
+    wait_for(spinning(kernel.pid), 30, "the main thread spinning in spin_forever")
     started = time.monotonic()
     kernel.manager.interrupt_kernel()
     shown = displays_within(kernel, 20)
@@ -51,7 +51,7 @@ def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(loaded_kernel):
 @pytest.mark.kernel
 def test_native_watch_reports_a_long_cell_by_itself(loaded_kernel):
     kernel = loaded_kernel
-    assert "longer than 1 s" in kernel.run("%native_watch --after 1").stdout
+    assert "longer than 1 s" in kernel.run("%native_watch --after 1").output
     assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]  # short cells: nothing
     kernel.client.execute("rustdemo.spin_forever()")
     shown = displays_within(kernel, 15)
@@ -66,14 +66,15 @@ def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path
                    capture_output=True, timeout=90)
     assert core.is_file(), "gdb did not write the core file"
     shell.run_line_magic("load_ext", "pyo3_debug_magic")
+    from pyo3_debug_magic.backtrace import crash_report
     from pyo3_debug_magic.core import open_core
-    from pyo3_debug_magic.render.text import crash_report
+    from pyo3_debug_magic.render import text as render_text
 
     report = open_core(str(core))
-    text = crash_report(report)
+    text = render_text.crash_report(crash_report(report))
     assert text.startswith(f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}"), text
     assert "core file" in text and "py <module>  at <string>:2" in text
-    assert report["fault_address"] == "0x0"
+    assert report.fault_address == "0x0"
 
 
 def test_native_core_prints_rust_values_as_a_live_pause_does(demo_crate, gdb_path, tmp_path, shell):
@@ -89,9 +90,9 @@ def test_native_core_prints_rust_values_as_a_live_pause_does(demo_crate, gdb_pat
     from pyo3_debug_magic.core import open_core
 
     report = open_core(str(core))
-    values = {v["name"]: v["value"] for v in report["locals"]}
-    assert values.get("label") == '"total=21"', report["locals"]  # a String, not its raw struct
-    assert values.get("values", "").endswith("{1, 2, 3}") and "RawVec" not in values["values"], report["locals"]
+    values = {v.name: v.value for v in report.locals}
+    assert values.get("label") == '"total=21"', report.locals  # a String, not its raw struct
+    assert values.get("values", "").endswith("{1, 2, 3}") and "RawVec" not in values["values"], report.locals
 
 
 def test_native_core_refuses_a_missing_file(shell):

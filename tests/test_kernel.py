@@ -21,13 +21,13 @@ def test_load_ext_and_call_into_rustdemo(kernel):
 def test_attach_keeps_the_kernel_responsive_and_detach_cleans_up(kernel, gdb_path):
     kernel.run("%load_ext pyo3_debug_magic")
     attached = kernel.run("%native_attach")
-    assert attached.status == "ok" and "attached to kernel pid" in attached.stdout, attached.text
+    assert attached.status == "ok" and "attached to kernel pid" in attached.output, attached.text
     assert agent_processes(kernel.pid) and gdb_processes(kernel.pid)
     assert kernel.heartbeat_ok()
     mixed = kernel.run("import rustdemo\nrustdemo.call_python(lambda v: rustdemo.square(v) + 1, 4)")
     assert mixed.results == ["17"], mixed.text
     detached = kernel.run("%native_detach")
-    assert "detached" in detached.stdout, detached.text
+    assert "detached" in detached.output, detached.text
     assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid)
     assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
 

@@ -42,13 +42,13 @@ try:
     debugger.set_breakpoint(BreakpointRequest(f"{lib_rs}:{line}"))
     target.stdin.write("12\n"); target.stdin.flush()
     paused = events.get(timeout=60)
-    result["paused"] = [paused["event"], paused.get("handed_off")]
-    debugger.resume(paused["thread"], "continue")
+    result["paused"] = [paused.kind, paused.handed_off]
+    debugger.resume(paused.thread, "continue")
     result["value"] = target.stdout.readline().strip()
     debugger.delete_breakpoints(None)
     target.stdin.write("crash\n"); target.stdin.flush()
     crash = events.get(timeout=60)
-    result["crash"] = [crash["event"], crash.get("signal"), crash.get("path")]
+    result["crash"] = [crash.kind, crash.signal, crash.path]
 finally:
     debugger.close()
     target.kill()

@@ -98,7 +98,7 @@ def target_line(marker: str) -> int:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("version", VERSIONS)
 def test_stacks_from_memory_on_each_layout(version, gdb_path):
-    threads = snapshot_of_process([interpreter(version), "-c", TARGET])
+    threads = snapshot_of_process([interpreter(version), "-c", TARGET]).threads
     stacks = {t.label: [(e.function, e.line) for e in t.entries if e.kind == "python"] for t in threads}
     by_function = {frames[0][0]: (label, frames) for label, frames in stacks.items() if frames}
     qualified = version != "3.10"  # co_qualname exists from 3.11

@@ -88,10 +88,10 @@ def test_pause_step_and_continue_on_every_python(any_python, reliability):
 
 def test_backtrace_on_every_python(any_python):
     kernel = any_python
-    assert "attached" in kernel.run("%native_attach").stdout
+    assert "attached" in kernel.run("%native_attach").output
     shown_bt = kernel.run("%native_bt --engine gdb", timeout=60)
     assert shown_bt.status == "ok", shown_bt.text
-    assert "<- cell" in shown_bt.stdout, shown_bt.stdout
+    assert "<- cell" in shown_bt.output, shown_bt.output
 
 
 @pytest.mark.parametrize("python", list(PYTHONS))
@@ -100,14 +100,14 @@ def test_crash_report_on_every_python(demo_crate, tmp_path, python):
     kernel = KernelHarness(python=interpreter, env={**env, "PYO3_DEBUG_MAGIC_STATE": str(tmp_path / "state")})
     try:
         assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
-        assert "attached" in kernel.run("%native_attach").stdout
+        assert "attached" in kernel.run("%native_attach").output
         assert kernel.run("rustdemo.segfault()", timeout=30).status == "died"
         kernel.manager.restart_kernel(now=True)
         kernel.client.wait_for_ready(timeout=60)
         loaded = kernel.run("%load_ext pyo3_debug_magic")
-        assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}" in loaded.stdout, loaded.text
+        assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}" in loaded.output, loaded.text
         again = kernel.run("%unload_ext pyo3_debug_magic\n%load_ext pyo3_debug_magic")
-        assert "previous kernel crashed" not in again.stdout  # announced once
+        assert "previous kernel crashed" not in again.output  # announced once
     finally:
         kernel.shutdown()
 
@@ -190,7 +190,7 @@ def test_native_watch_over_many_cells(demo_crate, reliability, python):
     cells = 200 if FULL else 12
     kernel = start_kernel(variant=python)
     try:
-        assert "native watch" in kernel.run("%native_watch --after 0.3\nimport time", timeout=60).stdout
+        assert "native watch" in kernel.run("%native_watch --after 0.3\nimport time", timeout=60).output
         reports = 0
         for number in range(cells):
             # about 0.7 s each: Rust holding the GIL, then pure Python
@@ -315,7 +315,7 @@ def test_log_breakpoint_flood_in_a_hot_loop(demo_crate, reliability):
         elapsed = time.monotonic() - started
         assert result.status == "ok" and result.results, result.text
         assert "log breakpoint 1" in result.text, result.text[:500]
-        listed = kernel.run("%native_break").stdout
+        listed = kernel.run("%native_break").output
         assert "20000" in listed.replace(",", ""), listed  # every hit counted
         still_intact(kernel)
         reliability.fault(f"log breakpoint hit 20,000 times in a hot loop ({elapsed:.1f} s)",
@@ -352,7 +352,7 @@ def test_the_agent_never_imports_from_the_notebooks_folder(demo_crate, tmp_path)
     kernel = KernelHarness(cwd=planted)
     try:
         loaded = kernel.run("%load_ext pyo3_debug_magic\n%native_attach", timeout=60)
-        assert "attached" in loaded.stdout, loaded.text
+        assert "attached" in loaded.output, loaded.text
         assert not marker.exists(), "the agent imported a module from the working directory"
     finally:
         assert kernel.shutdown() == []

@@ -13,6 +13,7 @@ from pyo3_debug_magic.agent import handoff
 from pyo3_debug_magic.agent.memory import (INT3, executable_mappings, mapping_of, remove_breakpoint_instructions,
                                            remove_every_breakpoint_instruction)
 from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.model import GdbFrame
 from pyo3_debug_magic.tools import calls_unsafe_reason, gdb_major_version
 from pyo3_debug_magic.userinput import check_expression, check_text, printable
 
@@ -50,7 +51,9 @@ def test_calls_are_typed_for_pythons_without_debug_info():
     ({"fullname": "/home/me/crate/src/lib.rs", "line": None}, False),
 ])
 def test_safe_points(frame, safe):
+    frame = GdbFrame(0, frame.get("func") or "f", fullname=frame["fullname"], line=frame.get("line"))
     assert handoff.is_safe_point(frame) is safe
+    assert handoff.is_safe_point(None) is False  # gdb gave no frame at all
 
 
 @pytest.mark.parametrize("text", ['$_shell("id")', "$_as_string($_shell(\"id\"))", "($_shell)(\"id\")",

@@ -128,7 +128,7 @@ def test_attach_says_when_rust_values_will_print_raw(demo_crate, gdb_path, tmp_p
     kernel = KernelHarness(env={"PATH": "/usr/bin:/bin", "CARGO_HOME": nowhere, "RUSTUP_HOME": nowhere})
     try:
         kernel.run("%load_ext pyo3_debug_magic")
-        attached = kernel.run("%native_attach", timeout=60).stdout
+        attached = kernel.run("%native_attach", timeout=60).output
         assert "Rust pretty-printers not found" in attached and "PYO3_DEBUG_MAGIC_RUSTC" in attached, attached
     finally:
         kernel.shutdown()

@@ -33,12 +33,13 @@ def parse_tstate(value: str) -> int:
     return tstate
 
 
-def is_rust_line(frame: dict) -> bool:
+def is_rust_line(frame) -> bool:
     """A stop on a line of Rust source (a breakpoint, a step's end): not libc, not C."""
-    name = frame.get("fullname") or frame.get("file") or ""
-    return name.endswith(".rs") and bool(frame.get("line"))
+    name = (frame.fullname or frame.file or "") if frame is not None else ""
+    return name.endswith(".rs") and bool(frame.line)
 
 
-def is_safe_point(frame: dict) -> bool:
-    """May we call into the process from a thread whose innermost frame is ``frame``?"""
-    return is_rust_line(frame) or is_user_source(frame.get("fullname"))
+def is_safe_point(frame) -> bool:
+    """May we call into the process from a thread whose innermost frame (``model.GdbFrame``,
+    None when gdb has none) is ``frame``?"""
+    return frame is not None and (is_rust_line(frame) or is_user_source(frame.fullname))

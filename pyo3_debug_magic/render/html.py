@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..model import Stop
 from . import text
 
 _STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
@@ -27,7 +28,7 @@ def refcheck_html(report) -> str:
     if report.exception:
         trace = (f"<details><summary>the call raised on {report.raised_calls} call(s)</summary>"
                  f"<pre>{escape(report.exception)}</pre></details>")
-    verdict = text.refcheck_verdict(report)
+    verdict = report.verdict
     colour = "#1a7f37" if report.ok else "#cf222e"
     return (f"<div class=\"pyo3-refcheck\"><p><b>refcheck</b> <code>{escape(report.label)}</code>: "
             f"{escape(text.refcheck_calls(report))}</p>"
@@ -52,7 +53,7 @@ def source_snippet(frame, context: int = 3) -> str:
     return highlight("\n".join(lines[start - 1:end]) + "\n", RustLexer(), formatter)
 
 
-def stop_view(state, compact: bool = False) -> str:
+def stop_view(state: Stop, compact: bool = False) -> str:
     frame = state.frame
     where = f"{frame.function} at {frame.where}" if frame else "unknown location"
     title = (f"native breakpoint {state.breakpoint} hit in thread {state.thread}"
@@ -61,9 +62,117 @@ def stop_view(state, compact: bool = False) -> str:
     parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b>: <code>{escape(where)}</code></p>",
              source_snippet(frame, context=1 if compact else 4)]
     if not compact:
-        parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.merged, state.selected))}</pre></details>")
+        parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.stack, state.selected))}</pre></details>")
     parts.append(f"<details open><summary>locals</summary><pre>{escape(text.locals_table(state.locals))}</pre></details>")
     if state.handed_off:
         parts.append("<p><i>The GIL was released at this line so the kernel stays responsive (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
     return "".join(parts) + "</div>"
+
+
+# ----- stacks, reports, breakpoints: the rich twins of text.py ------------------------------------
+RUST_STYLE = "color:#8250df"      # native frames of the user's crate
+LIBRARY_STYLE = "color:#6e7781"   # folded library frames
+PYTHON_STYLE = "color:#0550ae"    # Python frames
+
+
+def _pre(content: str, style: str = "") -> str:
+    return f"<pre style=\"margin:0;{style}\">{content}</pre>"
+
+
+def _entry(entry) -> str:
+    style = PYTHON_STYLE if entry.kind == "python" else (RUST_STYLE if entry.user else "")
+    line = escape(text.entry_line(entry))
+    return f"<span style=\"{style}\">{'<b>' + line + '</b>' if entry.is_cell or entry.user else line}</span>"
+
+
+def thread_stacks(threads, full: bool = False, open_: bool = True) -> str:
+    """Each thread a foldable block; Rust frames of the user's crate and Python frames coloured,
+    runs of library frames folded (unfoldable in the page: no kernel round-trip)."""
+    blocks = []
+    for thread in threads:
+        rows = []
+        for entry in text.folded_entries(thread, full):
+            if isinstance(entry, list):
+                inner = "\n".join(escape(text.entry_line(e)) for e in entry)
+                plural = "s" if len(entry) > 1 else ""
+                rows.append(f"<details style=\"{LIBRARY_STYLE}\"><summary>     ... {len(entry)} library "
+                            f"frame{plural}</summary>{_pre(inner)}</details>")
+            else:
+                rows.append(_pre(_entry(entry)))
+        if thread.locals:
+            rows.append(f"<p style=\"margin:4px 0 0 0\">locals of {escape(thread.locals_of or 'the top frame')}:</p>"
+                        + _pre(escape("\n".join(f"    {v.name} = {v.value}" for v in thread.locals))))
+        blocks.append(f"<details{' open' if open_ else ''}><summary><code>{escape(text.thread_title(thread))}"
+                      f"</code></summary>{''.join(rows)}</details>")
+    return "".join(blocks)
+
+
+def snapshot(view, full: bool = False) -> str:
+    notes = [line for line in (*view.notes, text.hidden_threads(view.hidden)) if line]
+    return (f"<div class=\"pyo3-native-bt\">{thread_stacks(view.threads, full)}"
+            + "".join(f"<p><i>{escape(note)}</i></p>" for note in notes) + "</div>")
+
+
+def locals_html(variables) -> str:
+    return _pre(escape(text.locals_table(variables)))
+
+
+def crash_report(report) -> str:
+    """What happened and where first, then the faulting thread, its locals, stderr, the others."""
+    head = text.crash_report(report).splitlines()[1:2]
+    parts = [f"<div class=\"pyo3-native-crash\"><p><b style=\"color:#cf222e\">{escape(report.summary)}</b><br>"
+             f"{escape(head[0] if head else '')}</p>"]
+    if report.stack_overflow:
+        parts.append(f"<p>stack overflow: the fault is at the thread's stack guard (stack pointer "
+                     f"{escape(str(report.stack_pointer))}, {escape(str(report.stack_depth))} frames deep)</p>")
+    if report.instruction:
+        parts.append(f"<p>faulting instruction: <code>{escape(report.instruction)}</code></p>")
+    if report.threads:
+        parts.append("<p><b>faulting thread</b></p>" + thread_stacks(report.threads[:1]))
+    if report.locals:
+        parts.append(f"<p><b>locals of frame {escape(str(report.locals_of))}</b></p>" + locals_html(report.locals))
+    if report.stderr_tail.strip():
+        tail = "\n".join(report.stderr_tail.strip().splitlines()[-12:])
+        parts.append(f"<p><b>end of the kernel's stderr</b></p>{_pre(escape(tail))}")
+    if len(report.threads) > 1:
+        parts.append(f"<details><summary>other threads ({len(report.threads) - 1})</summary>"
+                     f"{thread_stacks(report.threads[1:], open_=False)}</details>")
+    if report.capture_error:
+        parts.append(f"<p><i>part of the report could not be captured: {escape(report.capture_error)}</i></p>")
+    if report.path:
+        parts.append(f"<p><i>report: <code>{escape(report.path)}</code></i></p>")
+    return "".join(parts) + "</div>"
+
+
+def hang_report(report) -> str:
+    return (f"<div class=\"pyo3-native-hang\"><p><b>native debugger: the main thread looks stuck</b> "
+            f"({escape(report.reason)}); {escape(text.hang_gil(report.stack))}.</p>"
+            f"{thread_stacks([report.stack])}<p>{escape(text.HANG_ADVICE)}</p>"
+            + (f"<p><i>({escape(report.note)})</i></p>" if report.note else "") + "</div>")
+
+
+def breakpoint_table(rows) -> str:
+    if not rows:
+        return "<p>no native breakpoints</p>"
+    head = "".join(f"<th>{h}</th>" for h in ("Num", "Type", "Enabled", "Hits", "Location", "Where", "Condition"))
+    body = []
+    for row in rows:
+        where = ", ".join(row.resolved) if row.resolved else ("&lt;pending&gt;" if row.pending else "-")
+        body.append(f"<tr><td>{row.number}</td><td>{escape(row.kind)}</td><td>{'y' if row.enabled else 'n'}</td>"
+                    f"<td>{row.hits}</td><td><code>{escape(row.location)}</code></td>"
+                    f"<td><code>{escape(where) if row.resolved else where}</code></td>"
+                    f"<td><code>{escape(row.condition or '')}</code></td></tr>")
+    return f"<table class=\"pyo3-native-breakpoints\"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def breakpoint_created(info) -> str:
+    return _pre(escape(text.breakpoint_created(info)))
+
+
+def log_hits(hits) -> str:
+    return f"<div class=\"pyo3-native-log\">{_pre(escape(text.log_hits(hits)))}</div>"
+
+
+def attach_status(status) -> str:
+    return _pre(escape(text.attach_status(status)))

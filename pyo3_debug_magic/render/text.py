@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..debugger import AttachStatus
+from ..model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, StackEntry, Stop,
+                     ThreadStack, Variable, signed_bytes)
 
 
 def attach_status(status: AttachStatus) -> str:
@@ -27,11 +28,7 @@ def _num(value) -> str:
 
 
 def _bytes(value: float) -> str:
-    size = abs(value)
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{value / scale:+.1f} {unit}"
-    return f"{value:+.0f} B"
+    return signed_bytes(value)
 
 
 def refcheck_rows(report) -> list[tuple[str, str, str, str, str, str]]:
@@ -62,53 +59,6 @@ def counter_lines(report) -> list[str]:
     return lines
 
 
-def refcheck_verdict(report) -> str:
-    """One sentence a PyO3 author can act on."""
-    if report.exception and report.measured_calls == 0:
-        last = report.exception.strip().splitlines()[-1]
-        return (f"the call raised {last}; nothing was measured "
-                "(use --allow-raise to measure leaks on the error path)")
-    findings = []
-    for row in report.objects:
-        calls = "reference" if abs(row.per_call or 0) == 1 else "references"
-        if row.verdict.name == "LEAK":
-            findings.append(
-                f"`{row.name}` gains {row.per_call:g} {calls} per call: something takes a new "
-                "reference and never releases it, e.g. `into_ptr()` / `Py_IncRef` / a leaked `Py<T>`")
-        elif row.verdict.name == "OVER_RELEASE":
-            findings.append(
-                f"`{row.name}` loses {-row.per_call:g} {calls} per call: a borrowed reference is "
-                "released as if owned (e.g. `Py_DecRef` on a `&Bound`, `from_owned_ptr` on a borrowed "
-                "pointer); it would be freed while still in use")
-    if report.result and report.result.verdict.name == "LEAK":
-        findings.append(
-            f"the result is returned with {report.result.per_call:g} extra reference(s) and is never "
-            "freed (e.g. `Py_IncRef` before returning, or `from_borrowed_ptr` on a new reference)")
-    counters = {c.name: c for c in report.counters}
-    python = counters.get("Python allocations")
-    native = next((c for c in report.counters if c.unit == "bytes" and c.name != "tracemalloc"), None)
-    if python and python.verdict.name == "LEAK":
-        kinds = ", ".join(name for name, _ in report.growing_types) or "objects"
-        findings.append(f"{python.per_call:g} Python allocations per call stay alive ({kinds})")
-    if native and native.verdict.name == "LEAK":
-        if python and python.verdict.name == "LEAK":
-            findings.append(f"the native heap grows by {_bytes(native.per_call)[1:]} per call")
-        else:
-            findings.append(
-                f"the native heap grows by {_bytes(native.per_call)[1:]} per call with no Python objects "
-                "growing: Rust memory is allocated and never freed (e.g. `mem::forget`, `Box::leak`, "
-                "a collection in a static that only grows)")
-    if report.stopped_early:
-        findings.append(report.stopped_early)
-    raised = (f" (the call raised on {report.raised_calls} calls; the error path was measured)"
-              if report.raised_calls else "")
-    if not findings:
-        return (f"no leaks: refcounts, Python allocations and native heap are stable over "
-                f"{report.measured_calls} calls{raised}")
-    odds = f"each finding held on all {report.measured_calls} measured calls (chance of noise <= 2^-{report.measured_calls})"
-    return "; ".join(findings) + f". [{odds}]"
-
-
 def refcheck_calls(report) -> str:
     """How often the call ran; refs before/after span every call, not only the measured ones."""
     calls = f"{report.warmup} warm-up + {report.measured_calls} measured calls"
@@ -130,7 +80,7 @@ def refcheck_table(report) -> str:
     if report.exception:
         lines.append(f"the call raised on {report.raised_calls} call(s); first traceback:")
         lines += ["  " + line for line in report.exception.rstrip().splitlines()]
-    lines.append("verdict: " + refcheck_verdict(report))
+    lines.append("verdict: " + report.verdict)
     return "\n".join(lines)
 
 
@@ -173,12 +123,11 @@ def _fold_runs(items, shown):
         yield run
 
 
-def backtrace(merged, selected: int = 0) -> str:
+def backtrace(merged: MergedStack, selected: int = 0) -> str:
     """User frames in full; runs of pyo3/std frames folded into one line (`bt` shows levels)."""
-    from ..locations import is_user_source
 
     def shown(frame):
-        return frame.level in (0, selected) or is_user_source(frame.fullname)
+        return frame.level in (0, selected) or frame.user
 
     rows = []
     for part in _fold_runs(merged.native, shown):
@@ -195,14 +144,14 @@ def backtrace(merged, selected: int = 0) -> str:
     return "\n".join(rows)
 
 
-def locals_table(variables: list[dict]) -> str:
+def locals_table(variables: tuple[Variable, ...]) -> str:
     if not variables:
         return "no locals"
-    width = max(len(v.get("name") or "") for v in variables)
-    return "\n".join(f"{(v.get('name') or ''):<{width}} = {v.get('value', '')}" for v in variables)
+    width = max(len(v.name) for v in variables)
+    return "\n".join(f"{v.name:<{width}} = {v.value}" for v in variables)
 
 
-def stop_view(state, compact: bool = False) -> str:
+def stop_view(state: Stop, compact: bool = False) -> str:
     """The whole stop: where, source, merged backtrace, locals, and the GIL note."""
     frame = state.frame
     where = f"{frame.function} at {frame.where}" if frame else "unknown location"
@@ -212,7 +161,7 @@ def stop_view(state, compact: bool = False) -> str:
         title = f"thread {state.thread} stopped ({state.reason}): {where}"
     parts = [title, source_snippet(frame, context=1 if compact else 4)]
     if not compact:
-        parts += ["backtrace:", backtrace(state.merged, state.selected)]
+        parts += ["backtrace:", backtrace(state.stack, state.selected)]
     parts += ["locals:", locals_table(state.locals)]
     if state.handed_off:
         parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
@@ -253,43 +202,59 @@ def log_hits(hits) -> str:
     return "\n".join(lines)
 
 
+def thread_title(thread: ThreadStack) -> str:
+    """`Thread 1 "MainThread" (LWP 42): holds the GIL, running this cell`."""
+    flags = []
+    if thread.holds_gil:
+        flags.append("holds the GIL")
+    if thread.paused:
+        flags.append("paused at a breakpoint")
+    if thread.current:
+        flags.append("running this cell")
+    else:
+        flags.append("idle" if thread.idle else "running")
+    name = f' "{thread.name}"' if thread.name else ""
+    lwp = f" (LWP {thread.os_thread_id})" if thread.os_thread_id else ""
+    return f"Thread {thread.label}{name}{lwp}: {', '.join(flags)}"
+
+
+def folded_entries(thread: ThreadStack, full: bool = False):
+    """The thread's entries, each run of library frames below its top frame as one list."""
+    top = thread.entries[0] if thread.entries else None
+    return _fold_runs(thread.entries, lambda entry: full or entry is top or entry.kind != "native" or entry.user)
+
+
+def entry_line(entry: StackEntry) -> str:
+    where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
+    prefix = "py" if entry.kind == "python" else "  "
+    cell = "  <- cell" if entry.is_cell else ""
+    return f"  {prefix} {entry.function}  {('at ' + where) if where else ''}{cell}".rstrip()
+
+
 def thread_stacks(threads, note: str | None = None, full: bool = False) -> str:
     """One merged stack per thread, GIL holder and idle threads marked. Unless ``full``, runs
     of library frames (pyo3, std, libc, libpython) below a thread's top frame are folded."""
     blocks = []
     for thread in threads:
-        flags = []
-        if thread.holds_gil:
-            flags.append("holds the GIL")
-        if thread.paused:
-            flags.append("paused at a breakpoint")
-        if thread.current:
-            flags.append("running this cell")
-        else:
-            flags.append("idle" if thread.idle else "running")
-        name = f' "{thread.name}"' if thread.name else ""
-        lwp = f" (LWP {thread.os_thread_id})" if thread.os_thread_id else ""
-        lines = [f"Thread {thread.label}{name}{lwp}: {', '.join(flags)}"]
-        top = thread.entries[0] if thread.entries else None
-
-        def shown(entry, top=top):
-            return full or entry is top or entry.kind != "native" or entry.user
-
-        for entry in _fold_runs(thread.entries, shown):
+        lines = [thread_title(thread)]
+        for entry in folded_entries(thread, full):
             if isinstance(entry, list):
                 lines.append(f"     ... {len(entry)} library frame{'s' if len(entry) > 1 else ''}")
                 continue
-            where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
-            prefix = "py" if entry.kind == "python" else "  "
-            cell = "  <- cell" if entry.is_cell else ""
-            lines.append(f"  {prefix} {entry.function}  {('at ' + where) if where else ''}{cell}".rstrip())
+            lines.append(entry_line(entry))
         if thread.locals:
             lines.append(f"  locals of {thread.locals_of or 'the top frame'}:")
-            lines += [f"    {v.get('name')} = {v.get('value', '')}" for v in thread.locals]
+            lines += [f"    {v.name} = {v.value}" for v in thread.locals]
         blocks.append("\n".join(lines))
     if note:
         blocks.append(note)
     return "\n\n".join(blocks)
+
+
+def snapshot(view: Snapshot, full: bool = False) -> str:
+    """A ``%native_bt`` view: its threads, then its notes and the hidden threads' names."""
+    notes = [line for line in (*view.notes, hidden_threads(view.hidden)) if line]
+    return thread_stacks(view.threads, "\n".join(notes) or None, full=full)
 
 
 def hidden_threads(hidden) -> str | None:
@@ -301,41 +266,34 @@ def hidden_threads(hidden) -> str | None:
     return f"({len(hidden)} threads of the kernel's own machinery hidden: {names}; `--all` shows them)"
 
 
-def crash_report(data: dict) -> str:
-    """A crash report (written by the agent as the process died) as text."""
-    from ..stacks import from_gdb, python_frames_from_memory, python_thread_for
-
-    origin = f"pid {data['pid']}" if data.get("pid") else f"core file {data.get('core')}"
-    lines = [f"{data.get('summary', 'crash')}",
-             f"signal {data.get('signal')} in thread {data.get('thread')} of {origin}"
-             + (f", fault address {data['fault_address']}" if data.get("fault_address") else "")]
-    if data.get("stack_overflow"):
+def crash_report(report: CrashReport) -> str:
+    """A crash report (written by the agent as the process died, or read from a core) as text."""
+    lines = [report.summary,
+             f"signal {report.signal} in thread {report.thread} of {report.origin}"
+             + (f", fault address {report.fault_address}" if report.fault_address else "")]
+    if report.stack_overflow:
         lines.append(f"stack overflow: the fault is at the thread's stack guard "
-                     f"(stack pointer {data.get('stack_pointer')}, {data.get('stack_depth')} frames deep)")
-    if data.get("instruction"):
-        lines.append(f"faulting instruction: {data['instruction']}")
-    threads = data.get("threads") or []
-    ordered = sorted(threads, key=lambda t: t["thread"] != data.get("thread"))
-    stacks = []
-    for row in ordered:
-        python = python_thread_for(row, data.get("python"))
-        stacks.append(from_gdb(row, python_frames_from_memory(python.get("frames", [])), python.get("holds_gil")))
-    if stacks:
-        lines += ["", "faulting thread:", thread_stacks(stacks[:1])]
-    if data.get("locals"):
-        lines += ["", f"locals of frame #{data.get('faulting_user_frame')}:", locals_table(data["locals"])]
-    if data.get("stderr_tail", "").strip():
-        tail = data["stderr_tail"].strip().splitlines()[-12:]
+                     f"(stack pointer {report.stack_pointer}, {report.stack_depth} frames deep)")
+    if report.instruction:
+        lines.append(f"faulting instruction: {report.instruction}")
+    if report.threads:
+        lines += ["", "faulting thread:", thread_stacks(report.threads[:1])]
+    if report.locals:
+        lines += ["", f"locals of frame {report.locals_of}:", locals_table(report.locals)]
+    if report.stderr_tail.strip():
+        tail = report.stderr_tail.strip().splitlines()[-12:]
         lines += ["", "end of the kernel's stderr:"] + [f"  {line}" for line in tail]
-    if len(stacks) > 1:
-        lines += ["", "other threads:", thread_stacks(stacks[1:])]
-    if data.get("capture_error"):
-        lines.append(f"(part of the report could not be captured: {data['capture_error']})")
+    if len(report.threads) > 1:
+        lines += ["", "other threads:", thread_stacks(report.threads[1:])]
+    if report.capture_error:
+        lines.append(f"(part of the report could not be captured: {report.capture_error})")
+    if report.path:
+        lines += ["", f"(report: {report.path})"]
     return "\n".join(lines)
 
 
-def hang_report(reason: str, stack) -> str:
-    """Where a stuck main thread is, and what the user can do (the tool never kills threads)."""
+def hang_gil(stack: ThreadStack) -> str:
+    """What the hung thread's hold on the GIL means for the user."""
     in_native_code = any(entry.kind == "native" and entry.user for entry in stack.entries)
     if stack.holds_gil and in_native_code:
         gil = "it holds the GIL, so no Python code can run and the Interrupt cannot be honoured"
@@ -345,7 +303,17 @@ def hang_report(reason: str, stack) -> str:
         gil = "whether it holds the GIL could not be read"
     else:
         gil = "it does not hold the GIL"
-    lines = [f"native debugger: the main thread looks stuck ({reason}); {gil}.", thread_stacks([stack]),
-             "The thread keeps running. Wait, `%native_break` a line in the loop to inspect it, "
-             "or restart the kernel; nothing is killed for you."]
+    return gil
+
+
+HANG_ADVICE = ("The thread keeps running. Wait, `%native_break` a line in the loop to inspect it, "
+               "or restart the kernel; nothing is killed for you.")
+
+
+def hang_report(report: HangReport) -> str:
+    """Where a stuck main thread is, and what the user can do (the tool never kills threads)."""
+    lines = [f"native debugger: the main thread looks stuck ({report.reason}); {hang_gil(report.stack)}.",
+             thread_stacks([report.stack]), HANG_ADVICE]
+    if report.note:
+        lines.append(f"({report.note})")
     return "\n".join(lines)

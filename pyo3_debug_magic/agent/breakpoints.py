@@ -1,0 +1,197 @@
+"""Breakpoints in gdb: insert, list, delete, enable, keep them on the user's crates, and the
+log of hits (log breakpoints, unattended and refused pauses) the kernel shows after a cell."""
+from __future__ import annotations
+
+import re
+
+from .. import model
+from ..errors import UsageProblem
+from ..locations import is_user_source
+from ..protocol import BreakInsert, from_wire
+from .context import AgentContext
+from .gdbmi import mi_quote
+
+LOG_KEPT = 10_000
+
+
+class Breakpoints:
+    def __init__(self, context: AgentContext):
+        self.context = context
+        self.specs: dict[int, dict] = {}      # number -> kind, location, condition, user_only
+        self.addresses: set[int] = set()      # where gdb has put int3 instructions
+        self.log: list[dict] = []
+        self.sources_cache: tuple[model.SourceRecord, ...] | None = None
+
+    # ----- the log of hits ------------------------------------------------------------
+    def record_hit(self, hit: dict) -> None:
+        hit["location"] = self.specs.get(int(hit.get("number") or 0), {}).get("location", "")
+        self.log.append(hit)
+        if len(self.log) > LOG_KEPT:
+            del self.log[:LOG_KEPT // 2]
+
+    def record_unattended(self, number: int | None, thread: int, where: dict) -> None:
+        """A pausing breakpoint hit in a cell that cannot answer a prompt: logged instead."""
+        spec = self.specs.get(number or 0, {})
+        spec["unattended_hits"] = spec.get("unattended_hits", 0) + 1
+        self.record_hit({"number": number, "hit": spec["unattended_hits"], "thread": thread,
+                         "unattended": True, "where": where})
+
+    def take_log(self) -> tuple[model.LogRecord, ...]:
+        hits, self.log = self.log, []
+        return tuple(from_wire(model.LogRecord, hit) for hit in hits)
+
+    # ----- gdb's int3 addresses (for the day gdb dies with them inserted) ------------------
+    def refresh_addresses(self) -> None:
+        body = self._table()
+        addresses = set()
+        for bkpt in body:
+            for row in bkpt.get("locations") or [bkpt]:
+                try:
+                    addresses.add(int(row.get("addr", ""), 16))
+                except ValueError:
+                    pass  # <PENDING>, <MULTIPLE>
+        self.addresses = addresses
+
+    def _table(self) -> list[dict]:
+        return self.context.gdb.command("-break-list").payload.get("BreakpointTable", {}).get("body", [])
+
+    def on_changed(self, bkpt: dict) -> None:
+        """A breakpoint was modified (a pending one resolved): disable locations outside the
+        user's crates."""
+        self.refresh_addresses()
+        number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
+        spec = self.specs.get(number)
+        if not spec or spec.get("kind") != "pause" or not spec.get("user_only"):
+            return
+        for location in bkpt.get("locations") or []:
+            if location.get("enabled") == "y" and not is_user_source(location.get("fullname")):
+                self.context.gdb.command(f"-break-disable {location['number']}")
+
+    # ----- what the loaded modules hold -------------------------------------------------
+    def sources(self) -> tuple[model.SourceRecord, ...]:
+        """Every source file with line info in the loaded shared objects (read again only after
+        a library was loaded or unloaded: gdb takes 0.1 s or more to list them)."""
+        if self.sources_cache is None:
+            payload = self.context.gdb.command("-file-list-exec-source-files --group-by-objfile", 30).payload
+            self.sources_cache = tuple(
+                model.SourceRecord(group.get("filename"), source.get("fullname"), source.get("filename"))
+                for group in payload.get("files", []) for source in group.get("sources", []))
+        return self.sources_cache
+
+    def functions(self, crate: str) -> tuple[str, ...]:
+        """Names of the functions with debug info in ``crate`` (for "did you mean")."""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", crate):
+            raise UsageProblem(f"not a crate name: {crate!r}", "crate names are Rust identifiers")
+        payload = self.context.gdb.command(
+            f"-symbol-info-functions --name {mi_quote('^' + crate + '::')} --max-results 2000", 30).payload
+        return tuple(sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
+                             for symbol in group.get("symbols", [])} - {""}))
+
+    # ----- requests ---------------------------------------------------------------------
+    def insert(self, request: BreakInsert) -> model.BreakpointCreated:
+        gdb = self.context.gdb
+        if request.kind == "log":
+            spec = {"source": request.source, "line": request.line, "function": request.function,
+                    "condition": request.condition, "ignore": request.ignore,
+                    "temporary": request.temporary, "expressions": list(request.expressions),
+                    "backtrace": request.backtrace}
+            gdb.call_python("add_log_breakpoint", spec)
+            created = gdb.mi.take_message("log-created") or {"error": "gdb did not answer"}
+            if created.get("error"):
+                raise UsageProblem(f"cannot set a log breakpoint at {request.location}: {created['error']}",
+                                   "check the location (file:line or crate::function)")
+            number = int(created["number"])
+            self.specs[number] = {"kind": "log", "location": request.location,
+                                  "condition": request.condition}
+            self.refresh_addresses()
+            return model.BreakpointCreated(number, bool(created.get("pending")), tuple(
+                from_wire(model.BreakpointLocation, loc) for loc in created.get("locations", [])))
+        command = ["-break-insert", "-f"]
+        if request.temporary:
+            command.append("-t")
+        if request.condition:
+            command += ["-c", mi_quote(request.condition)]
+        if request.ignore:
+            command += ["-i", str(int(request.ignore))]
+        if request.function:
+            command += ["--function", mi_quote(request.function)]
+        else:
+            command += ["--source", mi_quote(request.source or ""), "--line", str(int(request.line or 0))]
+        bkpt = gdb.command(" ".join(command)).payload.get("bkpt", {})
+        number = int(bkpt.get("number", 0))
+        self.specs[number] = {"kind": "pause", "location": request.location,
+                              "condition": request.condition, "user_only": request.user_only}
+        self.on_changed(bkpt)
+        return model.BreakpointCreated(number, bkpt.get("addr") == "<PENDING>", locations_of(bkpt))
+
+    def rows(self) -> tuple[model.BreakpointRow, ...]:
+        body = self._table()
+        logs = [n for n, spec in self.specs.items() if spec["kind"] == "log"]
+        counts = {}
+        if logs:
+            self.context.gdb.call_python("log_breakpoint_hits", logs)
+            counts = (self.context.gdb.mi.take_message("log-counts") or {}).get("counts", {})
+        rows = []
+        for bkpt in body:
+            number = int(bkpt.get("number", 0))
+            spec = self.specs.get(number)
+            if spec is None:
+                continue
+            rows.append(model.BreakpointRow(
+                number, spec["kind"], spec["location"], bkpt.get("enabled") == "y",
+                int(counts.get(str(number), int(bkpt.get("times", 0) or 0))), spec.get("condition"),
+                bkpt.get("addr") == "<PENDING>", tuple(loc for loc in locations_of(bkpt) if loc.enabled)))
+        return tuple(rows)
+
+    def known(self, numbers) -> list[int]:
+        unknown = [n for n in numbers if n not in self.specs]
+        if unknown:
+            raise UsageProblem(f"no breakpoint number {unknown[0]}",
+                               "`%native_break` with no argument lists them")
+        return list(numbers)
+
+    def delete(self, numbers=None) -> tuple[int, ...]:
+        """Delete the given breakpoints; None deletes every breakpoint gdb has, known or not."""
+        gdb = self.context.gdb
+        if numbers is None:
+            numbers = sorted(self.specs)
+            gdb.command("-break-delete")
+        elif self.known(numbers):
+            gdb.command("-break-delete " + " ".join(str(int(n)) for n in numbers))
+        for number in numbers:
+            if self.specs.pop(number, {}).get("kind") == "log":
+                gdb.console(f"python forget_log_breakpoint({int(number)})")
+        self.refresh_addresses()
+        return tuple(numbers)
+
+    def enable(self, numbers, enabled: bool) -> tuple[int, ...]:
+        numbers = self.known(numbers)
+        verb = "-break-enable" if enabled else "-break-disable"
+        self.context.gdb.command(f"{verb} " + " ".join(str(int(n)) for n in numbers))
+        return tuple(numbers)
+
+    def disable_pausing(self) -> list[int]:
+        """Turn off every enabled pausing breakpoint; the numbers turned off."""
+        enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"
+                   and self.specs.get(int(b["number"]), {}).get("kind") == "pause"]
+        if enabled:
+            self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
+        return enabled
+
+    def enable_again(self, numbers: list[int]) -> None:
+        session = self.context.session
+        if numbers and session is not None and session.alive:
+            try:
+                session.command("-break-enable " + " ".join(map(str, numbers)))
+            except Exception:  # noqa: BLE001 - deleted meanwhile (q)
+                pass
+
+    def forget(self) -> None:
+        self.specs.clear()
+        self.addresses.clear()
+
+
+def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
+    rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>") else [])
+    return tuple(model.BreakpointLocation(r.get("addr"), r.get("fullname"), int(r.get("line") or 0) or None,
+                                          r.get("func"), r.get("enabled", "y") == "y") for r in rows)

@@ -1,0 +1,28 @@
+"""What every part of the agent shares: the kernel's pid and identity, the current gdb session,
+the settings, and the one way to push an event to the kernel."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import model
+from .gdb_session import GdbSession, require
+
+
+@dataclass
+class AgentContext:
+    target_pid: int
+    send_event: Callable[[model.Event], None]
+    settings: model.AgentSettings = field(default_factory=model.AgentSettings)
+    session: GdbSession | None = None
+    attached: bool = False
+    kernel_id: str | None = None
+    report_dir: str | None = None
+
+    @property
+    def gdb(self) -> GdbSession:
+        """The attached gdb; NotAttachedError when there is none."""
+        return require(self.session)
+
+    def notify(self, message: str) -> None:
+        self.send_event(model.Notice(message=message))

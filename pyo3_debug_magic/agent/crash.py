@@ -1,0 +1,180 @@
+"""Crash capture: everything about a crash recorded before the kernel dies, in a 0600 report
+file the next kernel finds (``crashes.py``); and the report of a kernel killed by gdb's death."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import model
+from ..locations import first_user_level, is_user_source
+from ..protocol import to_wire
+from ..pyspy import python_stacks_nonblocking
+from ..stacks import is_cell_file, python_thread_for
+from .context import AgentContext
+from .gdbmi import GdbCommandError, GdbTimeoutError, mi_quote
+
+
+def _as_int(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def looks_like_stack_overflow(signal_name: str, fault: str | None, stack_pointer: str | None,
+                              frames) -> bool:
+    """A SIGSEGV just below the stack pointer (the guard page), or a stack of one recursing function."""
+    if signal_name != "SIGSEGV":
+        return False
+    fault_address, sp = _as_int(fault), _as_int(stack_pointer)
+    near_stack = fault_address is not None and sp is not None and 0 <= sp - fault_address < (1 << 20)
+    top = [f.func for f in frames[:32]]
+    return near_stack or (len(top) >= 32 and len(set(top[4:])) <= 2)
+
+
+def crash_summary(record: model.CrashRecord) -> str:
+    """`SIGSEGV in rustdemo::segfault at src/lib.rs:57, called from cell line 3`."""
+    what = "stack overflow (SIGSEGV)" if record.stack_overflow else record.signal or "crash"
+    thread = next((t for t in record.threads if t.thread == record.thread), None)
+    where = ""
+    if thread:
+        frame = next((f for f in thread.frames if is_user_source(f.fullname)), None)
+        if frame:
+            where = f" in {frame.func} at {frame.file}:{frame.line}"
+        python = python_thread_for(thread, record.python)
+        cell = next((f for f in (python.frames if python else ()) if is_cell_file(f.file or "")), None)
+        if cell:
+            where += f", called from cell line {cell.line}"
+        elif record.thread != 1:
+            where += f" (thread {record.thread})"
+    return what + where
+
+
+def hex_or_none(text: str | None) -> str | None:
+    value = _as_int(text)
+    return hex(value) if value is not None else None
+
+
+class StderrTee:
+    """Passes the kernel's native stderr through and keeps its tail (a Rust panic message)."""
+
+    def __init__(self, read_fd: int, write_fd: int, keep: int = 8192):
+        self.read_fd, self.write_fd, self.keep = read_fd, write_fd, keep
+        self._tail = b""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._pump, name="stderr-tee", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._tail = (self._tail + chunk)[-self.keep:]
+            try:
+                os.write(self.write_fd, chunk)
+            except OSError:
+                pass
+
+    def tail(self) -> str:
+        time.sleep(0.05)  # let a message written just before the signal arrive
+        with self._lock:
+            return self._tail.decode(errors="replace")
+
+
+class CrashRecorder:
+    def __init__(self, context: AgentContext, stderr_tee: StderrTee | None, paused_threads):
+        self.context = context
+        self.stderr_tee = stderr_tee
+        self.paused_threads = paused_threads   # () -> the threads paused by the user
+
+    def capture(self, thread: int, signal_name: str) -> None:
+        """Record everything about a crash before the process dies; never raises."""
+        record = model.CrashRecord(signal=signal_name, thread=thread)
+        try:
+            record = self._details(record)
+        except Exception as error:  # noqa: BLE001 - a partial report beats none
+            record = replace(record, capture_error=f"{type(error).__name__}: {error}")
+        if self.stderr_tee is not None:
+            record = replace(record, stderr_tail=self.stderr_tee.tail())
+        record = replace(record, summary=crash_summary(record))
+        path = self.write(record)
+        self.context.send_event(model.CrashSeen(signal=signal_name, thread=thread,
+                                                summary=record.summary, path=path))
+
+    def write(self, record: model.CrashRecord) -> str | None:
+        """A 0600 report in the kernel's report directory, tied to the process that died."""
+        record = replace(record, uid=os.getuid(), pid=self.context.target_pid,
+                         time=record.time or time.time(), kernel_id=self.context.kernel_id)
+        directory = self.context.report_dir
+        if not directory:
+            return None
+        path = Path(directory) / f"crash-{self.context.target_pid}-{int(record.time)}.json"
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(to_wire(record), handle, indent=1)
+            return str(path)
+        except OSError as error:
+            print(f"pyo3_debug_magic agent: cannot write {path}: {error}", file=sys.stderr)
+            return None
+
+    def _details(self, record: model.CrashRecord) -> model.CrashRecord:
+        gdb = self.context.gdb
+        thread, signal_name = record.thread, record.signal
+
+        def c_value(expression: str) -> str | None:
+            try:
+                return gdb.command(f"-data-evaluate-expression --thread {thread} --frame 0 --language c "
+                                   f"{mi_quote(expression)}", 5).payload.get("value")
+            except (GdbCommandError, GdbTimeoutError):
+                return None
+
+        fault = c_value("(long)$_siginfo._sifields._sigfault.si_addr") if signal_name != "SIGABRT" else None
+        stack_pointer = c_value("(long)$sp")
+        instruction = ""
+        try:
+            instruction = gdb.command(f"-interpreter-exec --thread {thread} console {mi_quote('x/i $pc')}",
+                                      5).console_text.strip()
+        except (GdbCommandError, GdbTimeoutError):
+            pass
+        depth = None
+        try:
+            depth = int(gdb.command(f"-stack-info-depth --thread {thread} 5000", 10).payload.get("depth", 0))
+        except (GdbCommandError, GdbTimeoutError, ValueError):
+            pass
+        snapshot = gdb.snapshot(set(self.paused_threads()))
+        python = snapshot.python
+        if python.error:
+            python = python_stacks_nonblocking(self.context.target_pid, python.error,
+                                               self.context.settings.py_spy)
+        faulting = next((row for row in snapshot.threads if row.thread == thread), None)
+        frames = faulting.frames if faulting else ()
+        user_level = first_user_level(frames)
+        variables = gdb.locals(thread, user_level, frames) if user_level is not None else ()
+        return replace(record, fault_address=hex_or_none(fault), stack_pointer=hex_or_none(stack_pointer),
+                       instruction=instruction, stack_depth=depth,
+                       stack_overflow=looks_like_stack_overflow(signal_name, fault, stack_pointer, frames),
+                       threads=snapshot.threads, python=python, faulting_user_frame=user_level,
+                       locals=variables)
+
+    def report_death_with_gdb(self, gdb_pid: int | None, pause, numbers: list[int]) -> None:
+        """The kernel died right after gdb: a thread was stopped at one of its breakpoints."""
+        if pause is not None:
+            function, file, line = pause.where or ("?", "?", "?")
+            stopped = (f"thread {pause.thread} was paused at breakpoint {pause.breakpoint} in {function} "
+                       f"at {file}:{line}")
+        elif numbers:
+            stopped = f"a thread was stopped for an instant at log breakpoint {', '.join(map(str, numbers))}"
+        else:
+            stopped = "a thread was stopped for an instant at one of gdb's own breakpoints"
+        summary = (f"SIGTRAP: gdb (pid {gdb_pid}) was killed while {stopped}; a thread stopped by a "
+                   "debugger gets its breakpoint's SIGTRAP when the debugger dies, so no kernel survives "
+                   "that (keep gdb alive while a thread is paused; `%native_detach` ends it cleanly)")
+        self.write(model.CrashRecord(signal="SIGTRAP", thread=pause.thread if pause else None, summary=summary,
+                                     threads=(pause.row,) if pause is not None and pause.row else ()))

@@ -1,0 +1,96 @@
+"""The one stack pipeline: every view of threads (``%native_bt``, a pause's stop view, a crash
+report, ``%native_core``, a hang) is built here, from one engine's capture, as model objects.
+
+Engines: ``gdb`` (the attached agent: Python frames read from memory, py-spy's frames when
+libpython has no debug info), ``gdb core`` (a core file) and ``py-spy`` (``py-spy dump``).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+
+from . import stacks
+from .model import (CrashRecord, CrashReport, HangReport, HangSeen, Paused, RawSnapshot, Snapshot,
+                    Stop)
+
+
+def from_raw(raw: RawSnapshot, engine: str = "gdb", names: dict | None = None) -> Snapshot:
+    """gdb's capture merged; ``names`` maps thread idents to Python's thread names (gdb only
+    knows OS thread names, which Python 3.11 does not set)."""
+    threads = stacks.merged_threads(raw.threads, raw.python)
+    if names:
+        threads = tuple(t if t.os_thread_id is None else _renamed(t, raw, names) for t in threads)
+    return Snapshot(engine, threads, raw.python.error, python_source=raw.python.source)
+
+
+def _renamed(thread, raw: RawSnapshot, names: dict):
+    row = next((r for r in raw.threads if str(r.thread) == thread.label), None)
+    name = names.get(row.ident) if row is not None else None
+    return replace(thread, name=name or thread.name)
+
+
+def capture(engine: str, debugger=None, threads: list[int] | None = None, with_locals: bool = False,
+            pid: int | None = None) -> Snapshot:
+    """One snapshot of ``pid`` (default this process) by ``engine`` ("gdb" needs ``debugger``)."""
+    pid = pid or os.getpid()
+    if engine == "gdb":
+        raw = debugger.raw_snapshot(threads, with_locals)
+        names = {t.ident: t.name for t in threading.enumerate()} if pid == os.getpid() else None
+        snapshot = from_raw(raw, "gdb", names)
+        if snapshot.problem:
+            note = (f"Python frames could not be read from memory ({snapshot.problem}); "
+                    "try `--engine py-spy`")
+            return replace(snapshot, notes=(note,))
+        return snapshot
+    from . import pyspy
+
+    attached = debugger is not None and debugger.attached
+    found = pyspy.dump(pid, nonblocking=attached, py_spy=getattr(debugger, "py_spy", None))
+    if threads:
+        found = [t for t in found if t.label in {str(n) for n in threads}]
+    notes = ()
+    if attached:
+        notes = ("(gdb is attached, so py-spy ran --nonblocking: Python frames only; "
+                 "`--engine gdb` shows the Rust frames)",)
+    return Snapshot("py-spy", tuple(found), notes=notes)
+
+
+def for_view(snapshot: Snapshot, show_all: bool, caller_thread_id: int | None = None,
+             main_thread_id: int | None = None) -> Snapshot:
+    """What ``%native_bt`` shows: the caller's thread cut at its cell, the main thread first,
+    the kernel's own threads hidden (named in a note) unless ``show_all``."""
+    shown, hidden = stacks.for_display(snapshot.threads, caller_thread_id, main_thread_id, show_all)
+    notes = list(snapshot.notes)
+    if snapshot.engine == "py-spy" and not notes and stacks.may_lack_rust_frames(shown):
+        notes.append("(py-spy can drop Rust frames of a running thread; "
+                     "`%native_bt --engine gdb` shows every frame)")
+    return replace(snapshot, threads=tuple(shown), hidden=tuple(hidden), notes=tuple(notes))
+
+
+def stop(event: Paused) -> Stop:
+    """A pause as the console shows it: the thread's Python frames are read in this process
+    (the paused thread has handed its GIL over, so its frames hold still)."""
+    native = stacks.native_frames(event.frames)
+    python = stacks.thread_python_frames(event.ident)
+    return Stop(event.thread, event.reason, event.breakpoint, event.handed_off, native,
+                stacks.merge(native, python), event.locals)
+
+
+def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:
+    """A captured crash (report file or core file) merged for display, the faulting thread first."""
+    threads = stacks.merged_threads(record.threads, record.python)
+    ordered = tuple(sorted(threads, key=lambda t: t.label != str(record.thread)))
+    origin = f"pid {record.pid}" if record.pid else f"core file {record.core}"
+    return CrashReport(
+        signal=record.signal, thread=record.thread, summary=record.summary or "crash", origin=origin,
+        fault_address=record.fault_address, stack_pointer=record.stack_pointer,
+        stack_depth=record.stack_depth, stack_overflow=record.stack_overflow,
+        instruction=record.instruction, threads=ordered, locals=record.locals,
+        locals_of=None if record.faulting_user_frame is None else f"#{record.faulting_user_frame}",
+        stderr_tail=record.stderr_tail, capture_error=record.capture_error, path=path)
+
+
+def hang_report(event: HangSeen) -> HangReport:
+    stack = stacks.merged_threads((event.row,), event.python)[0]
+    return HangReport(event.reason, replace(stack, holds_gil=event.holds_gil), event.note)

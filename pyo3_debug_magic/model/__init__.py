@@ -1,0 +1,60 @@
+"""The shared model: frozen dataclasses for everything that crosses a module boundary.
+
+The agent sends these (as JSON, see ``protocol``), the kernel side merges and decides with
+them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPython.
+
+- ``stacks``: frames and threads, as captured and merged (``Snapshot``);
+- ``state``: status, settings, breakpoints, log hits, a pause's ``Stop``;
+- ``reports``: crash and hang reports;
+- ``events``: one class per event the agent pushes.
+"""
+from .events import (EVENT_TYPES, AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupted,
+                     Notice, Paused)
+from .reports import CrashRecord, CrashReport, HangReport, signed_bytes
+from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
+                     RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
+from .state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo,
+                    BreakpointLocation, BreakpointRow, HitPlace, LogHit, LogRecord, QuitResult, SourceRecord,
+                    Stop, ThreadInfo)
+
+__all__ = [
+    "EVENT_TYPES",
+    "AgentExited",
+    "CrashSeen",
+    "Event",
+    "GdbDied",
+    "HangSeen",
+    "Interrupted",
+    "Notice",
+    "Paused",
+    "CrashRecord",
+    "CrashReport",
+    "HangReport",
+    "signed_bytes",
+    "GdbFrame",
+    "MergedStack",
+    "NativeFrame",
+    "PythonFrame",
+    "PythonStacks",
+    "PythonThread",
+    "RawSnapshot",
+    "Snapshot",
+    "StackEntry",
+    "ThreadRow",
+    "ThreadStack",
+    "Variable",
+    "AgentSettings",
+    "AgentStatus",
+    "AttachStatus",
+    "BreakpointCreated",
+    "BreakpointInfo",
+    "BreakpointLocation",
+    "BreakpointRow",
+    "HitPlace",
+    "LogHit",
+    "LogRecord",
+    "QuitResult",
+    "SourceRecord",
+    "Stop",
+    "ThreadInfo",
+]

@@ -1,0 +1,71 @@
+"""Crash and hang reports: as captured, and merged for display."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stacks import PythonStacks, ThreadRow, ThreadStack, Variable
+
+
+@dataclass(frozen=True)
+class CrashRecord:
+    """A crash as captured (the report file's content): gdb's threads and the Python stacks,
+    not merged yet. Written by the agent as the kernel dies, or read from a core file."""
+
+    signal: str
+    thread: int | None
+    summary: str = ""
+    pid: int | None = None
+    core: str | None = None
+    kernel_id: str | None = None
+    uid: int | None = None
+    time: float = 0.0
+    version: int = 2
+    fault_address: str | None = None
+    stack_pointer: str | None = None
+    stack_depth: int | None = None
+    stack_overflow: bool = False
+    instruction: str = ""
+    threads: tuple[ThreadRow, ...] = ()
+    python: PythonStacks = PythonStacks()
+    faulting_user_frame: int | None = None
+    locals: tuple[Variable, ...] = ()
+    stderr_tail: str = ""
+    capture_error: str | None = None
+    announced_in: int | None = None
+
+
+@dataclass(frozen=True)
+class CrashReport:
+    """How a process crashed, merged for display."""
+
+    signal: str
+    thread: int | None
+    summary: str
+    origin: str                        # "pid 123" or "core file /tmp/core"
+    fault_address: str | None = None
+    stack_pointer: str | None = None
+    stack_depth: int | None = None
+    stack_overflow: bool = False
+    instruction: str = ""
+    threads: tuple[ThreadStack, ...] = ()   # the faulting thread first
+    locals: tuple[Variable, ...] = ()
+    locals_of: str | None = None
+    stderr_tail: str = ""
+    capture_error: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class HangReport:
+    reason: str
+    stack: ThreadStack
+    note: str | None = None
+
+
+def signed_bytes(value: float) -> str:
+    """``+1.5 KiB``: a per-call change of a byte counter."""
+    size = abs(value)
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{value / scale:+.1f} {unit}"
+    return f"{value:+.0f} B"

@@ -1,0 +1,165 @@
+"""The debugger's state as the user sees it: status, settings, breakpoints, log hits, a stop."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stacks import MergedStack, NativeFrame, Variable
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What the agent applies of the user's settings (``config.DebuggerSettings``)."""
+
+    gdb_timeout: float = 10.0
+    hang_after: float = 2.0
+    safe_point_bound: float = 1.0
+    debug_file_directory: str = ""
+    rustc: str = ""
+    py_spy: str = ""
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    id: str
+    name: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What the agent reports about its gdb and the kernel it debugs."""
+
+    attached: bool
+    target_pid: int
+    gdb_pid: int | None = None
+    gdb_version: str = ""
+    attach_seconds: float | None = None
+    threads: tuple[ThreadInfo, ...] = ()
+    printers: str = "loaded"         # Rust pretty-printers: "loaded", or why values print raw
+    paused_threads: tuple[int, ...] = ()
+    calls_unsafe: str | None = None
+    settings: AgentSettings = AgentSettings()
+
+
+@dataclass(frozen=True)
+class AttachStatus:
+    attached: bool
+    target_pid: int
+    gdb_version: str
+    attach_seconds: float | None
+    thread_count: int
+    printers: str = "loaded"
+
+    @classmethod
+    def from_agent(cls, status: AgentStatus) -> "AttachStatus":
+        return cls(status.attached, status.target_pid, status.gdb_version, status.attach_seconds,
+                   len(status.threads), status.printers or "loaded")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    objfile: str | None
+    fullname: str | None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class BreakpointLocation:
+    address: str | None = None
+    fullname: str | None = None
+    line: int | None = None
+    func: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class BreakpointCreated:
+    number: int
+    pending: bool
+    locations: tuple[BreakpointLocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class BreakpointRow:
+    number: int
+    kind: str                 # "pause" or "log"
+    location: str
+    enabled: bool
+    hits: int
+    condition: str | None
+    pending: bool
+    locations: tuple[BreakpointLocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class BreakpointInfo:
+    number: int
+    kind: str
+    location: str
+    enabled: bool
+    hits: int
+    condition: str | None
+    pending: bool
+    resolved: tuple[str, ...]   # "file:line" of each active location
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HitPlace:
+    func: str | None = None
+    file: str | None = None
+    fullname: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A log-breakpoint hit, an unattended pause or a refused pause, as the agent recorded it."""
+
+    number: int | None
+    hit: int = 0
+    thread: int | None = None
+    location: str = ""
+    where: HitPlace | None = None
+    values: tuple[tuple[str, str], ...] = ()
+    backtrace: tuple[HitPlace, ...] = ()
+    unattended: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LogHit:
+    number: int
+    hit: int
+    location: str
+    function: str | None
+    file: str | None
+    line: int | None
+    values: tuple[tuple[str, str], ...]
+    backtrace: tuple[str, ...] = ()
+    unattended: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QuitResult:
+    deleted: tuple[int, ...]
+    resumed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """One stop of one thread as the pause console shows it."""
+
+    thread: int
+    reason: str
+    breakpoint: int | None
+    handed_off: bool
+    native: tuple[NativeFrame, ...]   # every native frame: `frame N` numbers these
+    stack: MergedStack                # what the backtrace shows
+    locals: tuple[Variable, ...]
+    selected: int = 0
+
+    @property
+    def frame(self) -> NativeFrame | None:
+        return self.native[self.selected] if 0 <= self.selected < len(self.native) else None

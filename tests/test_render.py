@@ -1,0 +1,193 @@
+"""Every renderer over hand-built model objects (as pystack tests its formatter): text and
+HTML forms, no gdb, no kernel. ``test_layout.py`` checks that ``render/`` imports only the model."""
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from pyo3_debug_magic import model
+from pyo3_debug_magic.model import (AttachStatus, BreakpointInfo, CrashReport, HangReport, LogHit, MergedStack,
+                                    NativeFrame, PythonFrame, Snapshot, StackEntry, Stop, ThreadStack, Variable)
+from pyo3_debug_magic.render import html as render_html
+from pyo3_debug_magic.render import text as render_text
+
+
+def source_file(tmp_path):
+    path = tmp_path / "lib.rs"
+    path.write_text("\n".join(f"    let line{n} = {n};" for n in range(1, 41)) + "\n")
+    return path
+
+
+def a_stop(tmp_path, reason="breakpoint-hit", handed_off=True) -> Stop:
+    lib = str(source_file(tmp_path))
+    native = (NativeFrame(0, "mycrate::compute", "src/lib.rs", lib, 20, user=True),
+              NativeFrame(1, "pyo3::impl_::trampoline", "src/impl_/trampoline.rs", "/cargo/pyo3/trampoline.rs", 9),
+              NativeFrame(2, "pyo3::impl_::panic", "src/impl_/panic.rs", "/cargo/pyo3/panic.rs", 3),
+              NativeFrame(3, "_PyEval_EvalFrameDefault", "Python/ceval.c", None, 100, runtime=True))
+    stack = MergedStack(native[:3], (PythonFrame("/tmp/ipykernel_1/2.py", 3, "<module>", True),), 1)
+    return Stop(1, reason, 1, handed_off, native, stack, (Variable("total", "21"), Variable("values", "Vec(size=3) = {1, 2, 3}", True)))
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+        self.seen: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.seen.append(tag)
+        if tag not in ("br", "img", "meta", "input", "hr"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
+
+
+def well_formed(markup: str) -> list[str]:
+    parser = Tags()
+    parser.feed(markup)
+    parser.close()
+    assert parser.open == [], f"unclosed {parser.open}"
+    return parser.seen
+
+
+def test_stop_view_text_has_where_source_backtrace_locals_and_the_gil_note(tmp_path):
+    view = render_text.stop_view(a_stop(tmp_path))
+    lines = view.splitlines()
+    assert lines[0].startswith("native breakpoint 1 hit in thread 1: mycrate::compute at src/lib.rs:20")
+    assert "-> 20      let line20 = 20;" in view
+    assert "      ... 2 frames in pyo3/std (#1-#2)" in view  # library frames fold
+    assert "(1 interpreter and runtime frames hidden)" in view
+    assert "  py  <module>  at /tmp/ipykernel_1/2.py:3  <- cell" in view
+    assert "total  = 21" in view and "values = Vec(size=3) = {1, 2, 3}" in view
+    assert "implicit allow_threads" in view and view.rstrip().endswith("py EXPR q help")
+
+
+def test_stop_view_compact_after_a_step_and_without_a_hand_off(tmp_path):
+    view = render_text.stop_view(a_stop(tmp_path, reason="end-stepping-range", handed_off=False), compact=True)
+    assert view.startswith("thread 1 stopped (end-stepping-range): mycrate::compute at src/lib.rs:20")
+    assert "backtrace:" not in view and "allow_threads" not in view
+    assert view.count("\n") < 10
+
+
+def test_stop_view_html_is_self_contained_and_highlights_the_line(tmp_path):
+    markup = render_html.stop_view(a_stop(tmp_path))
+    tags = well_formed(markup)
+    assert "details" in tags and "pre" in tags
+    assert "background-color" in markup  # pygments marks the current line
+    assert "mycrate::compute" in markup and "&lt;module&gt;" in markup
+    assert "<script" not in markup and "http" not in markup  # nothing loaded from anywhere
+
+
+def test_backtrace_keeps_the_selected_frame_unfolded(tmp_path):
+    text = render_text.backtrace(a_stop(tmp_path).stack, selected=2)
+    assert ">#2   pyo3::impl_::panic  at src/impl_/panic.rs:3" in text
+    assert "... 1 frames in pyo3/std (#1-#1)" in text
+
+
+def a_thread(label="1", **changes) -> ThreadStack:
+    fields = dict(label=label, name="MainThread", os_thread_id=100, holds_gil=True, idle=False, entries=(
+        StackEntry("native", "mycrate::busy", "src/lib.rs", 30, user=True),
+        StackEntry("native", "pyo3::trampoline", "trampoline.rs", 9),
+        StackEntry("native", "std::panicking::try", "panicking.rs", 5),
+        StackEntry("python", "<module>", "/tmp/ipykernel_1/3.py", 1, is_cell=True)))
+    fields.update(changes)
+    return ThreadStack(**fields)
+
+
+def test_snapshot_text_folds_library_frames_and_names_hidden_threads():
+    hidden = (a_thread("5", name="IOPub", holds_gil=False, idle=True), a_thread("6", name="IOPub"))
+    view = Snapshot("gdb", (a_thread(locals=(Variable("n", "3"),), locals_of="#0 mycrate::busy"),),
+                    hidden=hidden, notes=("(a note)",))
+    text = render_text.snapshot(view)
+    assert text.startswith('Thread 1 "MainThread" (LWP 100): holds the GIL, running')
+    assert "  mycrate::busy  at src/lib.rs:30" in text and "     ... 2 library frames" in text
+    assert "  py <module>  at /tmp/ipykernel_1/3.py:1  <- cell" in text
+    assert "  locals of #0 mycrate::busy:\n    n = 3" in text
+    assert text.endswith("(a note)\n(2 threads of the kernel's own machinery hidden: IOPub x2; `--all` shows them)")
+    assert "pyo3::trampoline" in render_text.snapshot(view, full=True)
+
+
+def test_crash_report_leads_with_the_summary_then_the_faulting_thread():
+    report = CrashReport(
+        signal="SIGSEGV", thread=1, summary="SIGSEGV in mycrate::segfault at src/lib.rs:57, called from cell line 3",
+        origin="pid 42", fault_address="0x0", instruction="=> 0x7f: mov %eax,(%rdx)",
+        threads=(a_thread(), a_thread("2", name="worker", holds_gil=False, idle=True)),
+        locals=(Variable("pointer", "0x0"),), locals_of="#0", stderr_tail="thread panicked\n",
+        capture_error=None, path="/state/crash-42-1.json")
+    text = render_text.crash_report(report)
+    lines = text.splitlines()
+    assert lines[0] == report.summary
+    assert lines[1] == "signal SIGSEGV in thread 1 of pid 42, fault address 0x0"
+    assert text.index("faulting thread:") < text.index("locals of frame #0:") < text.index("other threads:")
+    assert "end of the kernel's stderr:\n  thread panicked" in text
+    assert text.endswith("(report: /state/crash-42-1.json)")
+
+
+def test_stack_overflow_and_a_partial_capture_are_said():
+    report = CrashReport(signal="SIGSEGV", thread=3, summary="stack overflow (SIGSEGV)", origin="core file /tmp/c",
+                         stack_pointer="0x7ff0", stack_depth=4096, stack_overflow=True,
+                         capture_error="GdbTimeoutError: slow")
+    text = render_text.crash_report(report)
+    assert "of core file /tmp/c" in text
+    assert "stack overflow: the fault is at the thread's stack guard (stack pointer 0x7ff0, 4096 frames deep)" in text
+    assert text.endswith("(part of the report could not be captured: GdbTimeoutError: slow)")
+
+
+def test_hang_report_says_whether_the_gil_is_held_and_what_to_do():
+    held = render_text.hang_report(HangReport("the Interrupt was not honoured within 2 s", a_thread(), "a note"))
+    assert "looks stuck (the Interrupt was not honoured within 2 s); it holds the GIL, so no Python" in held
+    assert "nothing is killed for you." in held and held.endswith("(a note)")
+    free = render_text.hang_report(HangReport("watch", a_thread(holds_gil=False)))
+    assert "it does not hold the GIL" in free
+    unknown = render_text.hang_report(HangReport("watch", a_thread(holds_gil=None)))
+    assert "whether it holds the GIL could not be read" in unknown
+
+
+def test_breakpoints_log_hits_and_attach_status():
+    info = BreakpointInfo(2, "log", "src/lib.rs:20", True, 0, None, False, ("/c/src/lib.rs:20",),
+                          "line 19 has no code; the breakpoint is on line 20")
+    assert render_text.breakpoint_created(info) == ("native log breakpoint 2 at src/lib.rs:20 -> /c/src/lib.rs:20\n"
+                                                    "line 19 has no code; the breakpoint is on line 20")
+    table = render_text.breakpoint_table([info, BreakpointInfo(3, "pause", "mycrate::f", False, 4, "x > 1", True, ())])
+    assert table.splitlines()[2] == "3    pause  n    4     mycrate::f -> <pending>  if x > 1"
+    assert render_text.breakpoint_table([]) == "no native breakpoints"
+    hits = render_text.log_hits([LogHit(2, 1, "src/lib.rs:20", "mycrate::compute", "src/lib.rs", 20,
+                                        (("total", "21"),), ("src/lib.rs:20 mycrate::compute",)),
+                                 LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True)])
+    assert hits.splitlines() == ["[log breakpoint 2 hit 1] mycrate::compute at src/lib.rs:20  total = 21",
+                                 "    src/lib.rs:20 mycrate::compute",
+                                 "[breakpoint (no stdin: not paused) 1 hit 1] f at src/lib.rs:9"]
+    status = AttachStatus(True, 42, "GNU gdb 18.1", 0.5, 12, "Rust values print raw")
+    assert render_text.attach_status(status) == ("native debugger attached to kernel pid 42 in 0.50 s "
+                                                 "(12 threads, non-stop; GNU gdb 18.1)\nRust values print raw")
+
+
+def test_signed_bytes():
+    assert [model.signed_bytes(v) for v in (12, -2048, 3 << 20)] == ["+12 B", "-2.0 KiB", "+3.0 MiB"]
+
+
+def test_every_view_has_an_html_twin_that_is_well_formed_and_escaped():
+    thread = a_thread(locals=(Variable("s", '"<b>not markup</b>"'),), locals_of="#0 mycrate::busy")
+    crash = CrashReport(signal="SIGSEGV", thread=1, summary="SIGSEGV in mycrate::segfault at src/lib.rs:57",
+                        origin="pid 42", threads=(thread, a_thread("2", name="worker")),
+                        locals=(Variable("p", "0x0"),), locals_of="#0", stderr_tail="panicked at <here>",
+                        path="/s/crash.json")
+    views = {
+        "snapshot": render_html.snapshot(Snapshot("gdb", (thread,), hidden=(a_thread("3", name="IOPub"),))),
+        "crash": render_html.crash_report(crash),
+        "hang": render_html.hang_report(HangReport("watch", thread, "a <note>")),
+        "breakpoints": render_html.breakpoint_table([BreakpointInfo(1, "pause", "src/lib.rs:20", True, 2, "a < b",
+                                                                    True, ())]),
+        "created": render_html.breakpoint_created(BreakpointInfo(1, "pause", "x", True, 0, None, True, ())),
+        "log": render_html.log_hits([LogHit(1, 1, "l", "f", "src/lib.rs", 3, (("v", "<1>"),))]),
+        "attach": render_html.attach_status(AttachStatus(True, 1, "gdb", None, 3)),
+    }
+    for name, markup in views.items():
+        well_formed(markup)
+        assert "<b>not markup</b>" not in markup and "<here>" not in markup and "<note>" not in markup, name
+        assert "<script" not in markup, name
+    assert "&lt;b&gt;not markup&lt;/b&gt;" in views["snapshot"]
+    assert views["crash"].index("faulting thread") < views["crash"].index("other threads (1)")
+    assert "<details" in views["snapshot"] and "library frames" in views["snapshot"]  # folded, unfoldable
+    assert "IOPub" in views["snapshot"] and "&lt;pending&gt;" in views["breakpoints"]
