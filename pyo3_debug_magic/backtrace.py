@@ -31,9 +31,17 @@ def _renamed(thread, raw: RawSnapshot, names: dict):
 
 
 def capture(engine: str, debugger=None, threads: list[int] | None = None, with_locals: bool = False,
-            pid: int | None = None) -> Snapshot:
-    """One snapshot of ``pid`` (default this process) by ``engine`` ("gdb" needs ``debugger``)."""
+            pid: int | None = None, core: str | None = None, executable: str | None = None) -> Snapshot:
+    """One snapshot by ``engine``: "gdb" (of ``pid``, default this process, through
+    ``debugger``), "py-spy" (of ``pid``) or "gdb core" (of the core file ``core``)."""
     pid = pid or os.getpid()
+    if engine == "gdb core":
+        from .core import open_core
+
+        record = open_core(core, executable, settings=debugger)
+        merged = stacks.merged_threads(record.threads, record.python)
+        return Snapshot("gdb core", tuple(t for t in merged if not threads or int(t.label) in threads),
+                        record.python.error, python_source=record.python.source)
     if engine == "gdb":
         raw = debugger.raw_snapshot(threads, with_locals)
         names = {t.ident: t.name for t in threading.enumerate()} if pid == os.getpid() else None

@@ -75,6 +75,11 @@ def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path
     assert text.startswith(f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}"), text
     assert "core file" in text and "py <module>  at <string>:2" in text
     assert report.fault_address == "0x0"
+    from pyo3_debug_magic.backtrace import capture
+
+    snapshot = capture("gdb core", core=str(core))  # the same pipeline as %native_bt
+    assert snapshot.engine == "gdb core" and snapshot.problem is None
+    assert any(e.function == "rustdemo::segfault" and e.user for e in snapshot.threads[0].entries)
 
 
 def test_native_core_prints_rust_values_as_a_live_pause_does(demo_crate, gdb_path, tmp_path, shell):
