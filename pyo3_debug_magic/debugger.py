@@ -128,7 +128,7 @@ class NativeDebugger(DebuggerSettings):
             kind="log" if request.log else "pause", source=resolved.source, line=parsed.line,
             function=resolved.function, condition=request.condition, ignore=request.ignore,
             temporary=request.temporary, expressions=tuple(request.expressions),
-            backtrace=request.backtrace, user_only=True, location=request.location))
+            backtrace=request.backtrace, user_only=True, crate=request.crate, location=request.location))
         if created.pending:
             if not resolved.pending:  # the module is loaded, yet gdb found no code there
                 self.delete_breakpoints([created.number])

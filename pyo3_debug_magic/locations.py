@@ -81,6 +81,26 @@ def crate_relative(path: str) -> str:
     return path
 
 
+def crate_of(fullname: str) -> str | None:
+    """The crate a source file belongs to: the nearest Cargo.toml's library or package name."""
+    for folder in Path(fullname).parents:
+        toml = folder / "Cargo.toml"
+        if toml.is_file():
+            try:
+                text = toml.read_text(errors="replace")
+            except OSError:
+                return folder.name
+            lib = re.search(r'^\[lib\][^\[]*?^\s*name\s*=\s*"([^"]+)"', text, re.M | re.S)
+            package = re.search(r'^\s*name\s*=\s*"([^"]+)"', text, re.M)
+            return (lib or package).group(1) if (lib or package) else folder.name
+    return None
+
+
+def in_crate(path: str, crate: str) -> bool:
+    """``path`` belongs to ``crate`` (by its Cargo.toml, or a folder of that name)."""
+    return (crate_of(path) or "").replace("-", "_") == crate.replace("-", "_") or _in_crate(path, crate)
+
+
 def first_user_level(frames) -> int | None:
     """The level of the innermost frame (``model.GdbFrame``) in the user's own crate, if any."""
     return next((f.level for f in frames if is_user_source(f.fullname)), None)
@@ -185,36 +205,25 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
         listing = ", ".join(f"{name} (in {Path(s.objfile).name})" for name, s in sorted(by_file.items()))
         raise UsageProblem(f"{location.path} matches several loaded crates: {listing}",
                            "add `--crate NAME`, or give a longer path")
-    on_disk = _files_on_disk(location.path, cwd or Path.cwd())
-    if crate:
-        on_disk = [p for p in on_disk if _in_crate(p, crate)]
-        if not on_disk:
-            loaded = sorted({_module_name(s.objfile) for s in sources if is_user_source(s.fullname)})
-            raise UsageProblem(f"no crate {crate!r} has a file {location.path}",
-                               f"the loaded modules with your sources are: {', '.join(loaded) or 'none'}")
-    if len(on_disk) > 1:
-        raise UsageProblem(f"{location.path} matches several files: {', '.join(sorted(on_disk))}",
-                           "give a longer path, or `--crate NAME`")
-    if on_disk:
-        missing = _loaded_without_debug_info(on_disk[0], sources)
-        if missing:
-            raise UsageProblem(f"no debug info for {location.path} in {Path(missing).name}",
-                               NO_DEBUG_INFO_FIX)
-        return Resolved(location, on_disk[0], None, pending=True,
-                        note=f"pending: {location.path} is in no loaded module yet; the breakpoint "
-                             "resolves when the module is imported")
-    close = difflib.get_close_matches(location.path, sorted({_tail(s.fullname, location.path)
-                                                              for s in sources if is_user_source(s.fullname)}),
-                                      n=5, cutoff=0.4)
-    hint = f"close matches: {', '.join(close)}" if close else (
-        "no loaded extension module has debug info for it; build with `maturin develop`")
-    raise UsageProblem(f"no source file {location.path} in the loaded modules or under {cwd or Path.cwd()}",
-                       hint)
-
-
-def _tail(fullname: str, path: str) -> str:
-    parts = Path(fullname).parts
-    return str(Path(*parts[-max(len(Path(path).parts), 1):]))
+    # In no loaded module: the breakpoint stays pending on the path as typed and binds, when a
+    # module is imported, to that module's file (only the user's crates: the agent disables
+    # pyo3's, std's and dependencies' `src/lib.rs`). A crate in the working directory helps to
+    # tell a module built without debug info, never decides which crate it binds to.
+    for candidate in _files_on_disk(location.path, cwd or Path.cwd()):
+        missing = _loaded_without_debug_info(candidate, sources)
+        if missing and (not crate or _in_crate(candidate, crate)):
+            raise UsageProblem(f"no debug info for {location.path} in {Path(missing).name}", NO_DEBUG_INFO_FIX)
+    which = f"crate {crate}" if crate else "a crate of yours"
+    note = (f"pending: {location.path} is in no loaded module yet; the breakpoint binds to {which} "
+            "when its module is imported")
+    loaded = {s.fullname: _module_name(s.objfile) for s in sources if is_user_source(s.fullname)}
+    tails = {str(Path(*Path(f).parts[-max(len(Path(location.path).parts), 1):])) for f in loaded}
+    close = difflib.get_close_matches(location.path, sorted(tails - {location.path}), n=3, cutoff=0.6)
+    if close:
+        note += f" (did you mean {', '.join(close)}? loaded in {', '.join(sorted(set(loaded.values())))})"
+    elif crate and loaded:
+        note += f" (the loaded modules with your sources are: {', '.join(sorted(set(loaded.values())))})"
+    return Resolved(location, location.path, None, pending=True, note=note)
 
 
 def _loaded_without_debug_info(source_file: str, sources: list[SourceFile]) -> str | None:

@@ -192,6 +192,7 @@ class BreakInsert(Request):
     expressions: tuple[str, ...] = ()
     backtrace: bool = False
     user_only: bool = False
+    crate: str | None = None              # bind only to this crate's files
     location: str = ""
 
 

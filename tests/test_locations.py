@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.locations import SourceFile, parse_location, resolve, stale_build
+from pyo3_debug_magic.locations import SourceFile, crate_of, in_crate, parse_location, resolve, stale_build
 
 REGISTRY = "/root/.cargo/registry/src/index.crates.io-1/pyo3-0.23.5/src/lib.rs"
 STD = "/rustc/59807616e1fa/library/std/src/lib.rs"
@@ -55,11 +55,11 @@ def test_two_user_crates_need_the_crate_option(tmp_path, crate_source):
     assert picked.source == other
 
 
-def test_an_unknown_crate_lists_the_loaded_ones(tmp_path, crate_source):
-    with pytest.raises(UsageProblem) as error:
-        resolve(parse_location("src/lib.rs:3"), sources(crate_source("rustdemo")), crate="nosuch",
-                cwd=tmp_path / "work")
-    assert "no crate 'nosuch'" in str(error.value) and "are: rustdemo" in str(error.value)
+def test_an_unknown_crate_stays_pending_and_lists_the_loaded_ones(tmp_path, crate_source):
+    resolved = resolve(parse_location("src/lib.rs:3"), sources(crate_source("rustdemo")), crate="nosuch",
+                       cwd=tmp_path / "work")
+    assert resolved.pending and "binds to crate nosuch" in resolved.note
+    assert "(the loaded modules with your sources are: rustdemo)" in resolved.note
 
 
 def test_not_loaded_yet_but_on_disk_is_pending(tmp_path):
@@ -67,7 +67,8 @@ def test_not_loaded_yet_but_on_disk_is_pending(tmp_path):
     crate.mkdir(parents=True)
     (crate / "lib.rs").write_text("fn main() {}\n")
     resolved = resolve(parse_location("src/lib.rs:1"), sources(), cwd=tmp_path)
-    assert resolved.pending and resolved.source == str(crate / "lib.rs") and "pending" in resolved.note
+    # as typed: gdb binds it to whichever crate is imported, never to the file in the folder
+    assert resolved.pending and resolved.source == "src/lib.rs" and "pending" in resolved.note
 
 
 def test_loaded_module_without_debug_info_says_how_to_build(tmp_path):
@@ -82,10 +83,10 @@ def test_loaded_module_without_debug_info_says_how_to_build(tmp_path):
     assert "maturin develop" in str(error.value) and "debug = true" in str(error.value)
 
 
-def test_a_file_nowhere_lists_close_matches(tmp_path, crate_source):
-    with pytest.raises(UsageProblem) as error:
-        resolve(parse_location("src/lbi.rs:1"), sources(crate_source("rustdemo")), cwd=tmp_path / "work")
-    assert "close matches: src/lib.rs" in str(error.value)
+def test_a_file_nowhere_stays_pending_with_close_matches(tmp_path, crate_source):
+    resolved = resolve(parse_location("src/lbi.rs:1"), sources(crate_source("rustdemo")), cwd=tmp_path / "work")
+    assert resolved.pending and resolved.source == "src/lbi.rs"
+    assert "did you mean src/lib.rs? loaded in rustdemo" in resolved.note
 
 
 def test_functions_go_to_gdb_as_they_are(tmp_path):
@@ -118,4 +119,7 @@ def test_crate_names_match_with_dashes_or_underscores(tmp_path):
     crate.mkdir(parents=True)
     (crate / "lib.rs").write_text("fn f() {}\n")
     resolved = resolve(parse_location("src/lib.rs:1"), sources(), crate="my_crate", cwd=tmp_path)
-    assert resolved.pending and resolved.source == str(crate / "lib.rs")
+    assert resolved.pending and resolved.source == "src/lib.rs" and "crate my_crate" in resolved.note
+    assert in_crate(str(crate / "lib.rs"), "my_crate") and not in_crate(str(crate / "lib.rs"), "other")
+    (crate.parent / "Cargo.toml").write_text('[package]\nname = "my-crate"\n[lib]\nname = "my_pkg_core"\n')
+    assert crate_of(str(crate / "lib.rs")) == "my_pkg_core" and in_crate(str(crate / "lib.rs"), "my_pkg_core")

@@ -6,7 +6,7 @@ import re
 
 from .. import model
 from ..errors import UsageProblem
-from ..locations import is_user_source
+from ..locations import crate_of, crate_relative, in_crate, is_user_source
 from ..protocol import BreakInsert, from_wire
 from .context import AgentContext
 from .gdbmi import mi_quote
@@ -57,15 +57,36 @@ class Breakpoints:
 
     def on_changed(self, bkpt: dict) -> None:
         """A breakpoint was modified (a pending one resolved): disable locations outside the
-        user's crates."""
+        user's crates (and outside ``--crate``), and say where a pending one bound."""
         self.refresh_addresses()
         number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
         spec = self.specs.get(number)
-        if not spec or spec.get("kind") != "pause" or not spec.get("user_only"):
+        if not spec or not spec.get("user_only"):
             return
-        for location in bkpt.get("locations") or []:
-            if location.get("enabled") == "y" and not is_user_source(location.get("fullname")):
-                self.context.gdb.command(f"-break-disable {location['number']}")
+        gdb, kept = self.context.gdb, []
+        several = bool(bkpt.get("locations"))
+        rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>", "<MULTIPLE>") else [])
+        for location in rows:
+            fullname = location.get("fullname")
+            ours = is_user_source(fullname) and (not spec.get("crate") or in_crate(fullname, spec["crate"]))
+            if ours:
+                kept.append(location)
+            elif location.get("enabled") == "y" and several:
+                gdb.command(f"-break-disable {location['number']}")
+            elif location.get("enabled") == "y":
+                # its only location is not the user's (another crate, pyo3's src/lib.rs): hold the
+                # whole breakpoint off until a module of the right crate brings a location
+                gdb.command(f"-break-disable {number}")
+                spec["held"] = True
+        if kept and spec.get("held"):
+            gdb.command(f"-break-enable {number}")
+            spec["held"] = False
+        if (spec.get("pending") or spec.get("held") is False) and kept and not spec.get("announced"):
+            spec["announced"] = True
+            spec["pending"] = False
+            where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
+                              for loc in kept)
+            self.context.notify(f"breakpoint {number} resolved: {where}")
 
     # ----- what the loaded modules hold -------------------------------------------------
     def sources(self) -> tuple[model.SourceRecord, ...]:
@@ -101,8 +122,9 @@ class Breakpoints:
                 raise UsageProblem(f"cannot set a log breakpoint at {request.location}: {created['error']}",
                                    "check the location (file:line or crate::function)")
             number = int(created["number"])
-            self.specs[number] = {"kind": "log", "location": request.location,
-                                  "condition": request.condition}
+            self.specs[number] = {"kind": "log", "location": request.location, "condition": request.condition,
+                                  "user_only": request.user_only, "crate": request.crate,
+                                  "pending": bool(created.get("pending"))}
             self.refresh_addresses()
             return model.BreakpointCreated(number, bool(created.get("pending")), tuple(
                 from_wire(model.BreakpointLocation, loc) for loc in created.get("locations", [])))
@@ -119,10 +141,14 @@ class Breakpoints:
             command += ["--source", mi_quote(request.source or ""), "--line", str(int(request.line or 0))]
         bkpt = gdb.command(" ".join(command)).payload.get("bkpt", {})
         number = int(bkpt.get("number", 0))
-        self.specs[number] = {"kind": "pause", "location": request.location,
-                              "condition": request.condition, "user_only": request.user_only}
+        self.specs[number] = {"kind": "pause", "location": request.location, "condition": request.condition,
+                              "user_only": request.user_only, "crate": request.crate,
+                              "pending": bkpt.get("addr") == "<PENDING>"}
         self.on_changed(bkpt)
-        return model.BreakpointCreated(number, bkpt.get("addr") == "<PENDING>", locations_of(bkpt))
+        if self.specs[number].get("held"):  # bound only outside the user's crate: pending for the user
+            return model.BreakpointCreated(number, True, ())
+        return model.BreakpointCreated(number, bkpt.get("addr") == "<PENDING>",
+                                       tuple(loc for loc in locations_of(bkpt) if loc.enabled))
 
     def rows(self) -> tuple[model.BreakpointRow, ...]:
         body = self._table()
@@ -138,9 +164,10 @@ class Breakpoints:
             if spec is None:
                 continue
             rows.append(model.BreakpointRow(
-                number, spec["kind"], spec["location"], bkpt.get("enabled") == "y",
+                number, spec["kind"], spec["location"], bkpt.get("enabled") == "y" or bool(spec.get("held")),
                 int(counts.get(str(number), int(bkpt.get("times", 0) or 0))), spec.get("condition"),
-                bkpt.get("addr") == "<PENDING>", tuple(loc for loc in locations_of(bkpt) if loc.enabled)))
+                bkpt.get("addr") == "<PENDING>" or bool(spec.get("held")),
+                tuple(loc for loc in locations_of(bkpt) if loc.enabled)))
         return tuple(rows)
 
     def known(self, numbers) -> list[int]:

@@ -1,0 +1,49 @@
+"""Breakpoints as a PyO3 author sets them in their own projects: before the import, from a
+notebook folder outside the crate, or from a folder that holds some other crate."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import KernelHarness, marker_line
+
+pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(180)]
+
+
+def shown(result) -> list[str]:
+    return [d.get("text/plain", "") for d in result.displays]
+
+
+@pytest.fixture(params=["outside-any-crate", "beside-another-crate"])
+def notebook_folder(request, tmp_path):
+    """The kernel's working directory: an analysis folder, or one holding a different crate
+    whose src/lib.rs has the line too (a monorepo, a checkout with examples)."""
+    if request.param == "beside-another-crate":
+        other = tmp_path / "othercrate"
+        (other / "src").mkdir(parents=True)
+        (other / "Cargo.toml").write_text('[package]\nname = "othercrate"\nversion = "0.1.0"\n')
+        (other / "src" / "lib.rs").write_text("".join(f"// line {n}\n" for n in range(1, 400)))
+    return tmp_path
+
+
+def test_a_breakpoint_before_import_binds_to_the_crate_that_is_imported(demo_crate, gdb_path, notebook_folder):
+    line = marker_line("square")
+    kernel = KernelHarness(cwd=notebook_folder)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        created = kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        assert created.status == "ok" and "pending" in created.output, created.text
+        assert "othercrate" not in created.output, created.text  # never bound to the crate in the folder
+        result = kernel.run("import rustdemo\nrustdemo.square(9)", answers=["p value", "n", "c"], timeout=90)
+        assert result.results == ["81"], result.text
+        assert "value = 9" in shown(result), shown(result)
+        resolved = [v for v in shown(result) if "resolved" in v]
+        assert resolved and re.search(rf"breakpoint 1 resolved: rustdemo .*src/lib.rs:{line}\b", resolved[0]), \
+            shown(result)
+        assert result.output.index("resolved") < result.output.index("native breakpoint 1 hit")  # said on import
+        listing = kernel.run("%native_break").output
+        assert re.search(rf"^1\s+pause\s+y\s+1\s+src/lib.rs:{line} -> \S*examples/rustdemo/src/lib.rs:{line}",
+                         listing, re.M), listing
+    finally:
+        assert kernel.shutdown() == []
