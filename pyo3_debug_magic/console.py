@@ -34,7 +34,8 @@ HELP = """(native) commands:
   up, down         select the caller / callee frame;  frame N  select frame N
   list             source around the selected frame
   locals           locals of the selected frame
-  p EXPR           evaluate a Rust/C expression in the selected frame
+  p EXPR           evaluate a Rust/C expression in the selected frame (PyO3 values as
+                   Python values); p/r EXPR shows the raw form
   py EXPR          evaluate Python in the frame that called into Rust
   q, quit          delete all native breakpoints and continue
   help             this text"""
@@ -201,11 +202,12 @@ class PauseConsole:
             show(render_text.source_snippet(state.stop.frame, context=5))
         elif name == "locals":
             show(render_text.locals_table(self.debugger.locals(state.stop.thread, state.stop.selected)))
-        elif name in ("p", "print"):
+        elif name in ("p", "print", "p/r", "print/r"):
             if not argument:
-                show("usage: p EXPR")
+                show(f"usage: {name} EXPR")
             else:
-                value = self.debugger.evaluate(state.stop.thread, state.stop.selected, argument)
+                value = self.debugger.evaluate(state.stop.thread, state.stop.selected, argument,
+                                               raw=name.endswith("/r"))
                 show(f"{argument} = {value}")
         elif name == "py":
             show(self._python_eval(state, argument))

@@ -208,9 +208,9 @@ class NativeDebugger(DebuggerSettings):
     def locals(self, thread: int, frame: int = 0):
         return self._request(p.Locals(thread, frame))
 
-    def evaluate(self, thread: int, frame: int, expression: str) -> str:
+    def evaluate(self, thread: int, frame: int, expression: str, raw: bool = False) -> str:
         userinput.check_expression(expression)
-        return self._request(p.Evaluate(thread, frame, expression))
+        return self._request(p.Evaluate(thread, frame, expression, raw))
 
     def resume(self, thread: int, how: str = "continue", frame: int = 0) -> None:
         """next, step, finish or continue; the agent gives the thread its GIL back first."""

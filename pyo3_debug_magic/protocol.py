@@ -275,6 +275,7 @@ class Evaluate(Request):
     thread: int = 0
     frame: int = 0
     expression: str = ""
+    raw: bool = False                     # gdb's print/r: no pretty-printers
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,22 @@ def test_a_breakpoint_before_import_binds_to_the_crate_that_is_imported(demo_cra
                          listing, re.M), listing
     finally:
         assert kernel.shutdown() == []
+
+
+def test_pyo3_values_show_as_python_values(loaded_kernel):
+    """Paused in a #[pymethods] method: Bound<PyAny> arguments holding a str, an int and a list,
+    and &self of a #[pyclass], read from memory; `p` uses the same printers, `p/r` is raw."""
+    kernel = loaded_kernel
+    kernel.run(f"%native_break src/lib.rs:{marker_line('basket-describe')}", timeout=60)
+    result = kernel.run("rustdemo.Basket('fruit').describe('apple', 2**70 + 5, [1, 2, 3])",
+                        answers=["p text", "p/r text", "p number", "c"], timeout=90)
+    assert result.results == ["'fruit #0: apple 1180591620717411303429 3'"], result.text
+    stop = next(v for v in shown(result) if "native breakpoint" in v)
+    assert 'self   = &rustdemo::Basket {label: "fruit", count: 0}' in stop, stop
+    assert re.search(r"text   = &'apple' \(str, refcount \d+\)", stop), stop
+    assert re.search(r"number = &1180591620717411303429 \(int, refcount \d+\)", stop), stop
+    assert re.search(r"items  = &len 3 \(list, refcount \d+\)", stop), stop
+    printed = [v for v in shown(result) if v.startswith(("text = ", "number = "))]
+    assert re.match(r"text = &'apple' \(str, refcount \d+\)", printed[0]), printed
+    assert "0x" in printed[1] and "apple" not in printed[1], printed  # p/r: the raw pointer
+    assert re.match(r"number = &1180591620717411303429 \(int", printed[2]), printed

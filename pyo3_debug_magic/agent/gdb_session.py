@@ -20,6 +20,7 @@ from .gdbmi import GdbCommandError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
+PYO3_PRINTERS = Path(__file__).with_name("pyo3_printers.py")
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
 PASS_THROUGH_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTERM", "SIGHUP",
@@ -73,6 +74,8 @@ def start_gdb(gdb_path: str, live: bool, timeout: float = 10.0, debug_file_direc
             except GdbCommandError:
                 pass
         printers = _load_rust_printers(gdb, timeout, rustc)
+        # after Rust's: they go first in line, so a PyO3 handle is not taken apart field by field
+        gdb.console_command(f"python register_pyo3_printers({str(PYO3_PRINTERS)!r})", timeout)
     except BaseException:
         gdb.close()
         raise
@@ -167,8 +170,13 @@ class GdbSession:
                               f"{mi_quote(expression)}", timeout, on_late=on_late)
         return result.payload.get("value", "")
 
-    def evaluate(self, thread: int, frame: int, expression: str) -> str:
-        """The user's expression in the frame's language (Rust in Rust frames)."""
+    def evaluate(self, thread: int, frame: int, expression: str, raw: bool = False) -> str:
+        """The user's expression in the frame's language (Rust in Rust frames); ``raw``: as
+        gdb's ``print/r``, without pretty-printers."""
+        if raw:
+            text = self.command(f"-interpreter-exec --thread {int(thread)} --frame {int(frame)} console "
+                                f"{mi_quote('print/r ' + expression)}").console_text.strip()
+            return re.sub(r"^\$\d+ = ", "", text)
         result = self.command(f"-data-evaluate-expression --thread {int(thread)} --frame {int(frame)} "
                               f"{mi_quote(expression)}")
         return result.payload.get("value", "")

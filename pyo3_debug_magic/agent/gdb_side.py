@@ -121,6 +121,16 @@ def register_rust_pretty_printers(etc_dir):
         _emit("printers", {"loaded": False, "error": str(error)})
 
 
+def register_pyo3_printers(path):
+    """PyO3 handles as Python values (``pyo3_printers.py``), loaded as a module of its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pyo3_debug_magic_pyo3_printers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.register()
+
+
 # ----- the GIL hand-off, remembered inside gdb --------------------------------------------
 # The agent tells gdb which threads gave up their GIL (and their saved thread states). If the
 # agent dies (SIGKILL, a crash), gdb reads EOF on its stdin and exits; this hook then gives each

@@ -235,9 +235,9 @@ class Pauses:
         self.paused(thread)
         return self.context.gdb.locals(int(thread), int(frame))
 
-    def evaluate(self, thread: int, frame: int, expression: str) -> str:
+    def evaluate(self, thread: int, frame: int, expression: str, raw: bool = False) -> str:
         self.paused(thread)
-        return self.context.gdb.evaluate(thread, frame, expression)
+        return self.context.gdb.evaluate(thread, frame, expression, raw)
 
     def resume(self, thread: int, how: str, frame: int = 0) -> None:
         """next / step / finish / continue: give the GIL back first, then let the thread go."""

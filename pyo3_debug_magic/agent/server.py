@@ -66,7 +66,7 @@ class Agent:
             p.TakeSnapshot: self.snapshot,
             p.Frames: lambda r: self.context.gdb.frames(r.thread),
             p.Locals: lambda r: self.pauses.locals(r.thread, r.frame),
-            p.Evaluate: lambda r: self.pauses.evaluate(r.thread, r.frame, r.expression),
+            p.Evaluate: lambda r: self.pauses.evaluate(r.thread, r.frame, r.expression, r.raw),
             p.Resume: lambda r: self.pauses.resume(r.thread, r.how, r.frame) or {"thread": r.thread},
             p.Quit: lambda r: self.lifecycle.quit(),
         }

@@ -225,8 +225,30 @@ fn panic_now(message: &str) {
     panic!("rustdemo panicked: {message}"); // MARK: panic
 }
 
+/// A `#[pyclass]` whose method takes Python values of any type: the PyO3 printers' subject.
+#[pyclass]
+struct Basket {
+    label: String,
+    count: u64,
+}
+
+#[pymethods]
+impl Basket {
+    #[new]
+    fn new(label: String) -> Self {
+        Basket { label, count: 0 }
+    }
+
+    /// One line about three Python values of any type.
+    fn describe(&self, text: &Bound<'_, PyAny>, number: &Bound<'_, PyAny>, items: &Bound<'_, PyAny>) -> PyResult<String> {
+        let length = items.len()?; // MARK: basket-describe
+        Ok(format!("{} #{}: {} {} {}", self.label, self.count, text, number, length))
+    }
+}
+
 #[pymodule]
 fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Basket>()?;
     m.add_function(wrap_pyfunction!(compute, m)?)?;
     m.add_function(wrap_pyfunction!(square, m)?)?;
     m.add_function(wrap_pyfunction!(call_python, m)?)?;
