@@ -5,7 +5,7 @@ import atexit
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from . import locations, userinput
@@ -130,10 +130,19 @@ class NativeDebugger(DebuggerSettings):
             temporary=request.temporary, expressions=tuple(request.expressions),
             backtrace=request.backtrace, user_only=True, crate=request.crate, location=request.location))
         if created.pending:
+            functions = ()
+            if parsed.function:
+                # the crate's own debug info says whether it is loaded: its Python module may
+                # have another name (maturin's mixed projects: crate my_pkg, module my_pkg._core)
+                crate_name, name = parsed.function.split("::")[0], parsed.function.split("::")[-1]
+                functions = self._request(p.Functions(crate_name), timeout=SLOW_REQUEST_TIMEOUT)
+                if functions:
+                    resolved = replace(resolved, pending=False, objfile=resolved.objfile or crate_name)
+                elif not resolved.pending:  # a loaded module of that name has no such crate: say
+                    # which crates have the function (the module's name was used for the crate's)
+                    functions = self._request(p.Functions(name=name), timeout=SLOW_REQUEST_TIMEOUT)
             if not resolved.pending:  # the module is loaded, yet gdb found no code there
                 self.delete_breakpoints([created.number])
-                functions = self._request(p.Functions(parsed.function.split("::")[0]),
-                                          timeout=SLOW_REQUEST_TIMEOUT) if parsed.function else ()
                 raise locations.unresolved(parsed, resolved, list(functions))
             notes.insert(0, resolved.note)
         lines = sorted({loc.line for loc in created.locations if loc.line})

@@ -175,7 +175,8 @@ class Sources(Request):
 class Functions(Request):
     op: ClassVar[str] = "functions"
     reply: ClassVar[Any] = tuple[str, ...]
-    crate: str = ""
+    crate: str = ""                       # the functions under crate::, or
+    name: str = ""                        # the functions called name in any crate
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,15 @@
 notebook folder outside the crate, or from a folder that holds some other crate."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
-from harness import KernelHarness, marker_line
+from harness import CRATE, ROOT, KernelHarness, marker_line
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(180)]
 
@@ -66,3 +70,45 @@ def test_pyo3_values_show_as_python_values(loaded_kernel):
     assert re.match(r"text = &'apple' \(str, refcount \d+\)", printed[0]), printed
     assert "0x" in printed[1] and "apple" not in printed[1], printed  # p/r: the raw pointer
     assert re.match(r"number = &1180591620717411303429 \(int", printed[2]), printed
+
+
+MIXED_PROJECT = ROOT / "tests" / "crates" / "mixed_project"
+
+
+@pytest.fixture(scope="module")
+def mixed_project(demo_crate, tmp_path_factory):
+    """maturin's mixed layout built as a real wheel: crate my_pkg, extension my_pkg._core,
+    unpacked into a folder the kernel imports from (nothing installed into the venv)."""
+    out = tmp_path_factory.mktemp("mixed-project")
+    build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", "--profile", "dev",
+                            "-i", sys.executable, "--out", str(out / "wheel")], cwd=MIXED_PROJECT,
+                           env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target")},
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    wheel = next((out / "wheel").glob("my_pkg-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(out / "site")
+    return out / "site"
+
+
+def test_function_breakpoints_where_module_and_crate_names_differ(mixed_project, gdb_path, tmp_path):
+    line = marker_line("double", MIXED_PROJECT / "src" / "lib.rs")
+    kernel = KernelHarness(env={"PYTHONPATH": str(mixed_project)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        before = kernel.run("%native_break my_pkg::double", timeout=60)
+        assert before.status == "ok" and "-> pending" in before.output, before.text
+        result = kernel.run("import my_pkg\nmy_pkg.double(21)", answers=["p value", "c"], timeout=90)
+        assert result.results == ["42"], result.text
+        assert "value = 21" in shown(result), shown(result)
+        assert any(f"src/lib.rs:{line}" in v or "my_pkg::double" in v for v in shown(result))
+        # loaded now: a misspelt function is an error with close matches, not a pending breakpoint
+        typo = kernel.run("%native_break my_pkg::doubel")
+        assert "no function my_pkg::doubel" in typo.stderr and "close matches: my_pkg::double" in typo.stderr, \
+            typo.text
+        # the module's name used for the crate's: the crates that have the function are named
+        by_module = kernel.run("%native_break _core::double")
+        assert "no function _core::double" in by_module.stderr and "my_pkg::double" in by_module.stderr, \
+            by_module.text
+    finally:
+        assert kernel.shutdown() == []

@@ -99,14 +99,18 @@ class Breakpoints:
                 for group in payload.get("files", []) for source in group.get("sources", []))
         return self.sources_cache
 
-    def functions(self, crate: str) -> tuple[str, ...]:
-        """Names of the functions with debug info in ``crate`` (for "did you mean")."""
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", crate):
-            raise UsageProblem(f"not a crate name: {crate!r}", "crate names are Rust identifiers")
+    def functions(self, crate: str = "", name: str = "") -> tuple[str, ...]:
+        """Names of the functions with debug info in ``crate``, or called ``name`` in any of the
+        user's crates (for "did you mean")."""
+        wanted = crate or name
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", wanted):
+            raise UsageProblem(f"not a Rust name: {wanted!r}", "crate and function names are Rust identifiers")
+        pattern = "^" + crate + "::" if crate else "::" + name + "$"
         payload = self.context.gdb.command(
-            f"-symbol-info-functions --name {mi_quote('^' + crate + '::')} --max-results 2000", 30).payload
+            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 2000", 30).payload
         return tuple(sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
-                             for symbol in group.get("symbols", [])} - {""}))
+                             for symbol in group.get("symbols", [])
+                             if crate or is_user_source(group.get("fullname"))} - {""}))
 
     # ----- requests ---------------------------------------------------------------------
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:

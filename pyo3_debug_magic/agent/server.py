@@ -54,7 +54,7 @@ class Agent:
             p.Attach: self.lifecycle.attach, p.Detach: self.lifecycle.detach,
             p.Status: lambda r: self.lifecycle.status(), p.Shutdown: self.shutdown,
             p.Sources: lambda r: self.breakpoints.sources(),
-            p.Functions: lambda r: self.breakpoints.functions(r.crate),
+            p.Functions: lambda r: self.breakpoints.functions(r.crate, r.name),
             p.BreakInsert: self.breakpoints.insert,
             p.BreakList: lambda r: self.breakpoints.rows(),
             p.BreakDelete: lambda r: self.breakpoints.delete(r.numbers),

@@ -1,0 +1,3 @@
+from ._core import double
+
+__all__ = ["double"]
