@@ -142,7 +142,7 @@ def _in_crate(path: str, crate: str) -> bool:
 
 
 def _crate_matches(source: SourceFile, crate: str) -> bool:
-    return _module_name(source.objfile) == crate.replace("-", "_") or _in_crate(source.fullname, crate)
+    return _module_name(source.objfile) == crate.replace("-", "_") or in_crate(source.fullname, crate)
 
 
 def unresolved(location: Location, resolved: Resolved, functions: list[str]) -> UsageProblem:

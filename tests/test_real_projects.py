@@ -106,6 +106,16 @@ def test_function_breakpoints_where_module_and_crate_names_differ(mixed_project,
         typo = kernel.run("%native_break my_pkg::doubel")
         assert "no function my_pkg::doubel" in typo.stderr and "close matches: my_pkg::double" in typo.stderr, \
             typo.text
+        # two loaded crates with a src/lib.rs: the error names both; --crate picks one
+        kernel.run("%native_delete all\nimport rustdemo")
+        both = kernel.run(f"%native_break src/lib.rs:{line}")
+        assert "matches several loaded crates" in both.stderr and "_core" in both.stderr \
+            and "rustdemo" in both.stderr, both.text
+        picked = kernel.run(f"%native_break src/lib.rs:{line} --crate my_pkg", timeout=60)
+        assert picked.status == "ok" and "mixed_project/src/lib.rs" in picked.output, picked.text
+        again = kernel.run("my_pkg.double(5)", answers=["c"], timeout=90)
+        assert again.results == ["10"] and len(again.prompts) == 1, again.text
+        kernel.run("%native_delete all")
         # the module's name used for the crate's: the crates that have the function are named
         by_module = kernel.run("%native_break _core::double")
         assert "no function _core::double" in by_module.stderr and "my_pkg::double" in by_module.stderr, \
