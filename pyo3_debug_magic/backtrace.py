@@ -81,8 +81,16 @@ def stop(event: Paused) -> Stop:
     (the paused thread has handed its GIL over, so its frames hold still)."""
     native = stacks.native_frames(event.frames)
     python = stacks.thread_python_frames(event.ident)
+    note = None
+    if not event.locals and native and native[0].user:
+        note = NO_VARIABLE_INFO
     return Stop(event.thread, event.reason, event.breakpoint, event.handed_off, native,
-                stacks.merge(native, python), event.locals)
+                stacks.merge(native, python), event.locals, locals_note=note)
+
+
+NO_VARIABLE_INFO = ("no locals: this frame has line information but no variable information, as a "
+                    "release build with `debug = \"line-tables-only\"` or `debug = 1` has; build with "
+                    "`maturin develop` (or `[profile.release] debug = true`) to see them")
 
 
 def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:

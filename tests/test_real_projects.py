@@ -75,20 +75,42 @@ def test_pyo3_values_show_as_python_values(loaded_kernel):
 MIXED_PROJECT = ROOT / "tests" / "crates" / "mixed_project"
 
 
-@pytest.fixture(scope="module")
-def mixed_project(demo_crate, tmp_path_factory):
+def build_mixed_project(out, *options: str, env: dict | None = None):
     """maturin's mixed layout built as a real wheel: crate my_pkg, extension my_pkg._core,
     unpacked into a folder the kernel imports from (nothing installed into the venv)."""
-    out = tmp_path_factory.mktemp("mixed-project")
-    build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", "--profile", "dev",
+    build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", *options,
                             "-i", sys.executable, "--out", str(out / "wheel")], cwd=MIXED_PROJECT,
-                           env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target")},
-                           capture_output=True, text=True, timeout=600)
+                           env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target"), **(env or {})},
+                           capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr
     wheel = next((out / "wheel").glob("my_pkg-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(out / "site")
     return out / "site"
+
+
+@pytest.fixture(scope="module")
+def mixed_project(demo_crate, tmp_path_factory):
+    return build_mixed_project(tmp_path_factory.mktemp("mixed-project"), "--profile", "dev")
+
+
+def test_a_release_build_with_line_tables_only_pauses_and_says_why_locals_are_missing(
+        demo_crate, gdb_path, tmp_path):
+    """What many projects ship: `[profile.release] debug = "line-tables-only"`."""
+    site = build_mixed_project(tmp_path, "--release", env={"CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"})
+    line = marker_line("double", MIXED_PROJECT / "src" / "lib.rs")
+    kernel = KernelHarness(env={"PYTHONPATH": str(site)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport my_pkg")
+        created = kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        assert created.status == "ok" and f"src/lib.rs:{line}" in created.output, created.text
+        result = kernel.run("my_pkg.double(21)", answers=["c"], timeout=90)
+        assert result.results == ["42"] and len(result.prompts) == 1, result.text
+        stop = next(v for v in shown(result) if "native breakpoint" in v)
+        assert "src/lib.rs:" in stop and 'debug = "line-tables-only"' in stop \
+            and "maturin develop" in stop, stop
+    finally:
+        assert kernel.shutdown() == []
 
 
 def test_function_breakpoints_where_module_and_crate_names_differ(mixed_project, gdb_path, tmp_path):

@@ -191,3 +191,11 @@ def test_every_view_has_an_html_twin_that_is_well_formed_and_escaped():
     assert views["crash"].index("faulting thread") < views["crash"].index("other threads (1)")
     assert "<details" in views["snapshot"] and "library frames" in views["snapshot"]  # folded, unfoldable
     assert "IOPub" in views["snapshot"] and "&lt;pending&gt;" in views["breakpoints"]
+
+
+def test_a_stop_without_variable_information_says_why(tmp_path):
+    from dataclasses import replace
+
+    stop = replace(a_stop(tmp_path), locals=(), locals_note="no locals: line information only")
+    assert "locals:\nno locals: line information only" in render_text.stop_view(stop)
+    assert "no locals: line information only" in render_html.stop_view(stop)

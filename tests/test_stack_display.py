@@ -87,3 +87,15 @@ def test_py_spy_names_the_users_sources_as_gdb_does(tmp_path):
 def test_a_running_native_thread_without_user_frames_may_have_lost_some():
     lost = thread(14, "worker", [native("core::cmp::Ordering::is_lt"), py("Thread.run", THREADING)])
     assert may_lack_rust_frames([lost]) and not may_lack_rust_frames([RAYON, USER_PY_THREAD])
+
+
+def test_a_stop_in_your_crate_without_locals_says_why_and_one_with_locals_does_not():
+    from harness import LIB_RS
+    from pyo3_debug_magic.backtrace import NO_VARIABLE_INFO, stop
+    from pyo3_debug_magic.model import GdbFrame, Paused, Variable
+
+    frame = GdbFrame(0, "rustdemo::square", "src/lib.rs", str(LIB_RS), 32)
+    assert stop(Paused(thread=1, frames=(frame,))).locals_note == NO_VARIABLE_INFO
+    assert stop(Paused(thread=1, frames=(frame,), locals=(Variable("value", "3"),))).locals_note is None
+    elsewhere = GdbFrame(0, "memcpy", None, None, None, "libc.so.6")
+    assert stop(Paused(thread=1, frames=(elsewhere,))).locals_note is None

@@ -159,6 +159,7 @@ class Stop:
     stack: MergedStack                # what the backtrace shows
     locals: tuple[Variable, ...]
     selected: int = 0
+    locals_note: str | None = None    # why there are no locals, when that says something
 
     @property
     def frame(self) -> NativeFrame | None:

@@ -63,7 +63,8 @@ def stop_view(state: Stop, compact: bool = False) -> str:
              source_snippet(frame, context=1 if compact else 4)]
     if not compact:
         parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.stack, state.selected))}</pre></details>")
-    parts.append(f"<details open><summary>locals</summary><pre>{escape(text.locals_table(state.locals))}</pre></details>")
+    shown = state.locals_note if state.locals_note else text.locals_table(state.locals)
+    parts.append(f"<details open><summary>locals</summary><pre>{escape(shown)}</pre></details>")
     if state.handed_off:
         parts.append("<p><i>The GIL was released at this line so the kernel stays responsive (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")

@@ -162,7 +162,7 @@ def stop_view(state: Stop, compact: bool = False) -> str:
     parts = [title, source_snippet(frame, context=1 if compact else 4)]
     if not compact:
         parts += ["backtrace:", backtrace(state.stack, state.selected)]
-    parts += ["locals:", locals_table(state.locals)]
+    parts += ["locals:", state.locals_note if state.locals_note else locals_table(state.locals)]
     if state.handed_off:
         parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
                      "allow_threads; it is taken back before the thread runs on)")
