@@ -94,6 +94,7 @@ def mixed_project(demo_crate, tmp_path_factory):
     return build_mixed_project(tmp_path_factory.mktemp("mixed-project"), "--profile", "dev")
 
 
+@pytest.mark.timeout(900)  # compiles pyo3 with the release profile on a fresh clone
 def test_a_release_build_with_line_tables_only_pauses_and_says_why_locals_are_missing(
         demo_crate, gdb_path, tmp_path):
     """What many projects ship: `[profile.release] debug = "line-tables-only"`."""
