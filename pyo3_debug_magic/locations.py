@@ -166,7 +166,10 @@ def _files_on_disk(path: str, root: Path, limit: int = 20000) -> list[str]:
     """Files under ``root`` whose path ends with ``path`` (bounded walk, build dirs skipped)."""
     candidate = Path(path)
     if candidate.is_absolute():
-        return [str(candidate)] if candidate.is_file() else []
+        try:
+            return [str(candidate)] if candidate.is_file() else []
+        except OSError:  # a name too long, a loop of links
+            return []
     found, seen = [], 0
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if d not in SKIPPED_DIRS and not d.startswith(".")]

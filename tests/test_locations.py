@@ -123,3 +123,9 @@ def test_crate_names_match_with_dashes_or_underscores(tmp_path):
     assert in_crate(str(crate / "lib.rs"), "my_crate") and not in_crate(str(crate / "lib.rs"), "other")
     (crate.parent / "Cargo.toml").write_text('[package]\nname = "my-crate"\n[lib]\nname = "my_pkg_core"\n')
     assert crate_of(str(crate / "lib.rs")) == "my_pkg_core" and in_crate(str(crate / "lib.rs"), "my_pkg_core")
+
+
+def test_an_absolute_path_too_long_for_the_system_stays_a_usage_matter(tmp_path):
+    """Found by the fuzz suite: os.stat raised ENAMETOOLONG out of the resolver."""
+    resolved = resolve(parse_location("/" + "a" * 5000 + "src/lib.rs:20"), sources(), cwd=tmp_path)
+    assert resolved.pending and resolved.source.endswith("src/lib.rs")
