@@ -20,14 +20,10 @@ def from_raw(raw: RawSnapshot, engine: str = "gdb", names: dict | None = None) -
     knows OS thread names, which Python 3.11 does not set)."""
     threads = stacks.merged_threads(raw.threads, raw.python)
     if names:
-        threads = tuple(t if t.os_thread_id is None else _renamed(t, raw, names) for t in threads)
+        # merged_threads keeps gdb's order: each stack sits beside its row
+        threads = tuple(t if t.os_thread_id is None else replace(t, name=names.get(row.ident) or t.name)
+                        for t, row in zip(threads, raw.threads))
     return Snapshot(engine, threads, raw.python.error, python_source=raw.python.source)
-
-
-def _renamed(thread, raw: RawSnapshot, names: dict):
-    row = next((r for r in raw.threads if str(r.thread) == thread.label), None)
-    name = names.get(row.ident) if row is not None else None
-    return replace(thread, name=name or thread.name)
 
 
 def capture(engine: str, debugger=None, threads: list[int] | None = None, with_locals: bool = False,

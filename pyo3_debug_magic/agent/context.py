@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import model
+from ..pyspy import python_stacks_nonblocking
 from .gdb_session import GdbSession, require
 
 
@@ -26,3 +27,10 @@ class AgentContext:
 
     def notify(self, message: str) -> None:
         self.send_event(model.Notice(message=message))
+
+    def readable_python(self, python: model.PythonStacks) -> model.PythonStacks:
+        """``python`` as read from memory, or, when libpython has no debug info, the Python
+        frames from ``py-spy dump --nonblocking``: the agent's one py-spy fallback."""
+        if not python.error:
+            return python
+        return python_stacks_nonblocking(self.target_pid, python.error, self.settings.py_spy)

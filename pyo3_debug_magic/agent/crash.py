@@ -13,7 +13,6 @@ from pathlib import Path
 from .. import model
 from ..locations import first_user_level, is_user_source
 from ..protocol import to_wire
-from ..pyspy import python_stacks_nonblocking
 from ..stacks import is_cell_file, python_thread_for
 from .context import AgentContext
 from .gdbmi import GdbCommandError, GdbTimeoutError, mi_quote
@@ -149,10 +148,7 @@ class CrashRecorder:
         except (GdbCommandError, GdbTimeoutError, ValueError):
             pass
         snapshot = gdb.snapshot(set(self.paused_threads()))
-        python = snapshot.python
-        if python.error:
-            python = python_stacks_nonblocking(self.context.target_pid, python.error,
-                                               self.context.settings.py_spy)
+        python = self.context.readable_python(snapshot.python)
         faulting = next((row for row in snapshot.threads if row.thread == thread), None)
         frames = faulting.frames if faulting else ()
         user_level = first_user_level(frames)

@@ -19,7 +19,6 @@ import traceback
 from .. import model
 from .. import protocol as p
 from ..errors import AgentError, DebugMagicError, NotAttachedError, ProtocolMismatchError
-from ..pyspy import python_stacks_nonblocking
 from .breakpoints import Breakpoints
 from .context import AgentContext
 from .crash import CrashRecorder, StderrTee  # noqa: F401 - StderrTee: used by __main__
@@ -265,10 +264,7 @@ class Agent:
         frames from py-spy when libpython has no debug info."""
         raw = self.context.gdb.snapshot(set(self.pauses.active), list(request.threads or ()),
                                         request.with_locals)
-        if raw.python.error:
-            raw = model.RawSnapshot(raw.threads, python_stacks_nonblocking(
-                self.context.target_pid, raw.python.error, self.context.settings.py_spy))
-        return raw
+        return model.RawSnapshot(raw.threads, self.context.readable_python(raw.python))
 
 
 def _exit_on_sigterm(signum, frame):

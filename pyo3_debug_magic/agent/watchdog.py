@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import model
 from ..locations import first_user_level
-from ..pyspy import python_stacks_nonblocking
+from ..stacks import python_thread_for
 from . import handoff
 from .context import AgentContext
 from .gdbmi import GdbCommandError, GdbTimeoutError
@@ -103,10 +103,7 @@ class HangWatchdog:
             gdb.drop_stop_records([MAIN_THREAD])
         ident, lwp = gdb.thread_identity(MAIN_THREAD)
         row = model.ThreadRow(MAIN_THREAD, "main", ident, lwp, False, gdb.frames(MAIN_THREAD))
-        python = gdb.python_stacks()
-        if python.error:
-            python = python_stacks_nonblocking(self.context.target_pid, python.error,
-                                               self.context.settings.py_spy)
+        python = self.context.readable_python(gdb.python_stacks())
         holds = holds_gil(python, row)
         user_level = first_user_level(row.frames)
         unsafe = self.pauses.calls_unsafe
@@ -167,7 +164,5 @@ def holds_gil(python: model.PythonStacks, row: model.ThreadRow) -> bool | None:
     """Whether the thread of ``row`` holds the GIL (None when that cannot be known)."""
     if not python.gil_known:
         return None
-    for thread in python.threads:
-        if thread.thread_id == row.ident or (thread.native_thread_id and thread.native_thread_id == row.lwp):
-            return bool(thread.holds_gil)
-    return False
+    thread = python_thread_for(row, python)
+    return bool(thread.holds_gil) if thread is not None else False

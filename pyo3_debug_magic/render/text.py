@@ -27,10 +27,6 @@ def _num(value) -> str:
     return f"{value:+.0f}" if float(value).is_integer() else f"{value:+.2f}"
 
 
-def _bytes(value: float) -> str:
-    return signed_bytes(value)
-
-
 def refcheck_rows(report) -> list[tuple[str, str, str, str, str, str]]:
     """(object, type, refcount before, after, change/call, verdict + note) for each row."""
     rows = []
@@ -46,7 +42,7 @@ def refcheck_rows(report) -> list[tuple[str, str, str, str, str, str]]:
 def counter_lines(report) -> list[str]:
     lines = []
     for counter in report.counters:
-        amount = _bytes(counter.per_call) if counter.unit == "bytes" else f"{_num(counter.per_call)} {counter.unit}"
+        amount = signed_bytes(counter.per_call) if counter.unit == "bytes" else f"{_num(counter.per_call)} {counter.unit}"
         note = f" ({counter.note})" if counter.note else ""
         if counter.verdict.name == "OK" and counter.per_call and not counter.note:
             grew = sum(delta > 0 for delta in counter.deltas)
