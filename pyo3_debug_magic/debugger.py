@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from . import locations, userinput
+from . import locations, source_paths, userinput
 from . import protocol as p
 from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
@@ -29,6 +29,7 @@ class BreakpointRequest:
     backtrace: bool = False
     crate: str | None = None
     force: bool = False
+    source_dir: str | None = None
 
 
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
@@ -114,8 +115,12 @@ class NativeDebugger(DebuggerSettings):
             raise UsageProblem(f"not a crate name: {userinput.printable(request.crate)[:80]!r}",
                                "--crate takes the crate's name, e.g. --crate my_crate")
         parsed = locations.parse_location(request.location)
+        source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
+        line = parsed.line
+        if parsed.function:
+            resolved, line = self._function_in_loaded_crates(parsed, resolved, request.crate)
         notes = []
         if attached_now and attached_now.printers != "loaded":
             notes.append(attached_now.printers)
@@ -125,10 +130,11 @@ class NativeDebugger(DebuggerSettings):
                 raise UsageProblem(f"{stale}",
                                    "restart the kernel to load the current build (or pass --force)")
         created = self._request(p.BreakInsert(
-            kind="log" if request.log else "pause", source=resolved.source, line=parsed.line,
+            kind="log" if request.log else "pause", source=resolved.source, line=line,
             function=resolved.function, condition=request.condition, ignore=request.ignore,
             temporary=request.temporary, expressions=tuple(request.expressions),
-            backtrace=request.backtrace, user_only=True, crate=request.crate, location=request.location))
+            backtrace=request.backtrace, user_only=True, crate=request.crate, location=request.location,
+            source_dir=source_dir))
         if created.pending:
             functions = ()
             if parsed.function:
@@ -151,6 +157,24 @@ class NativeDebugger(DebuggerSettings):
         return BreakpointInfo(created.number, "log" if request.log else "pause", request.location,
                               True, 0, request.condition, created.pending,
                               tuple(_where(loc) for loc in created.locations), "; ".join(notes))
+
+    def _function_in_loaded_crates(self, parsed: locations.Location, resolved: locations.Resolved,
+                                   crate: str | None) -> tuple[locations.Resolved, int | None]:
+        """What gdb calls the function the user named (``Counter::add``, ``Meter::scale``, a
+        generic, a closure), if a loaded crate has it: one name, or, for the instances of a
+        generic, the line of its ``fn`` (a location in each instance)."""
+        matches = self._request(p.FindFunction(parsed.function, crate or ""), timeout=SLOW_REQUEST_TIMEOUT)
+        functions = {(locations.without_generics(m.name), m.fullname, m.line): m for m in matches}
+        if len(functions) > 1:
+            names = sorted({m.spelled for m in functions.values()})
+            raise UsageProblem(f"{parsed.function} names several functions: {', '.join(names[:8])}",
+                               "write more of the path (crate::Type::method) or add `--crate NAME`")
+        if not functions:
+            return resolved, None
+        match = next(iter(functions.values()))
+        if len({m.name for m in matches}) == 1:
+            return locations.Resolved(parsed, None, match.name, pending=False), None
+        return locations.Resolved(parsed, match.fullname, None, pending=False), match.line
 
     def breakpoints(self) -> list[BreakpointInfo]:
         if not self.attached:

@@ -17,6 +17,12 @@ from .errors import UsageProblem
 
 FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$", re.ASCII)
 RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$", re.ASCII)
+# what a Rust function is also written as: Type::method, <Type as Trait>::method, a generic's
+# instance (largest<i64>), a closure (compute::{closure#0})
+RUST_FUNCTION = re.compile(r"^(<[\w:<>, &*]+ as [\w:<>, &*]+>::)?[\w<>{}#, &*]+(::[\w<>{}#, &*]+)*$", re.ASCII)
+GENERIC_ARGS = re.compile(r"<[^<>]*>")
+SYMBOL_HASH = re.compile(r"::h[0-9a-f]{16}$")
+TRAIT_IMPL = re.compile(r"^<(?P<type>.+) as (?P<trait>.+)>::(?P<method>[^:]+)$")
 NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
                    "/python-build.", "/usr/include/", "/usr/src/", "/usr/lib/gcc/", "/usr/lib/llvm-",
                    "/usr/local/include/", "/include/python3")
@@ -61,6 +67,12 @@ def _outside_libraries(path: str | None) -> bool:
     headers and CPython's build tree (glibc's frames carry relative paths like ./nptl/...)."""
     return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
             and not SHARED_LIBRARY.search(path))
+
+
+def built_elsewhere(path: str | None) -> bool:
+    """A source of a crate compiled in a folder this machine does not have (a wheel built in
+    a container or CI): not a library's, and not on disk."""
+    return _outside_libraries(path) and not os.path.isfile(path)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -120,10 +132,47 @@ def parse_location(text: str) -> Location:
         if line < 1:
             raise UsageProblem(f"line numbers start at 1: {text!r}", "write FILE:LINE, e.g. src/lib.rs:42")
         return Location(text, path=os.path.normpath(match.group("path")), line=line)
-    if RUST_PATH.match(text):
+    if len(text) <= 300 and (RUST_PATH.match(text) or RUST_FUNCTION.match(text)):
         return Location(text, function=text)
     raise UsageProblem(f"not a location: {text!r}",
                        "write FILE:LINE (src/lib.rs:42) or a Rust path (rustdemo::compute)")
+
+
+def without_generics(name: str) -> str:
+    """``my_pkg::largest<i64>`` -> ``my_pkg::largest`` (nested arguments too)."""
+    while True:
+        shorter = GENERIC_ARGS.sub("", name)
+        if shorter == name:
+            return name
+        name = shorter
+
+
+def _path_suffix(path: str, wanted: str) -> bool:
+    return path == wanted or path.endswith("::" + wanted)
+
+
+def function_matches(wanted: str, name: str, spelled: str = "") -> bool:
+    """Whether the user's ``wanted`` names gdb's function ``name``.
+
+    ``spelled`` is the symbol table's form of a trait method (``<my_pkg::Meter as
+    my_pkg::Scale>::scale``, which gdb's debug info calls ``my_pkg::{impl#0}::scale``). A tail of
+    the path is enough (``Counter::add``), a generic matches each instance (``largest``), and a
+    trait method is found as ``Meter::scale``, ``Scale::scale`` or ``<Meter as Scale>::scale``."""
+    asked = TRAIT_IMPL.match(" ".join(wanted.split()))
+    wanted = wanted.replace(" ", "")
+    if not wanted.startswith("<") and (_path_suffix(name.replace(" ", ""), wanted)
+                                       or _path_suffix(without_generics(name), without_generics(wanted))):
+        return True
+    impl = TRAIT_IMPL.match(SYMBOL_HASH.sub("", spelled))
+    if not impl:
+        return False
+    type_, trait, method = (without_generics(impl.group(g)).replace(" ", "") for g in ("type", "trait", "method"))
+    if asked:
+        return (asked.group("method") == method
+                and _path_suffix(type_, without_generics(asked.group("type")).replace(" ", ""))
+                and _path_suffix(trait, without_generics(asked.group("trait")).replace(" ", "")))
+    wanted = without_generics(wanted)
+    return _path_suffix(f"{type_}::{method}", wanted) or _path_suffix(f"{trait}::{method}", wanted)
 
 
 def _suffix_match(fullname: str, path: str) -> bool:
@@ -189,8 +238,10 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
     if location.function:
         crate_name = location.function.split("::")[0]
         module = next((s.objfile for s in sources if _module_name(s.objfile) == crate_name), None)
-        note = "" if module else (f"pending: no loaded module is the crate {crate_name} yet; the "
-                                  "breakpoint resolves when it is imported")
+        note = "" if module else (
+            f"pending: no loaded module has {location.function} yet; gdb binds it when the module is "
+            "imported if this is the full Rust path (my_crate::function, my_crate::Type::method); "
+            "for a trait method, a generic or a closure, import the module first")
         return Resolved(location, None, location.function, pending=module is None, objfile=module, note=note)
     assert location.path is not None
     user = [s for s in sources if is_user_source(s.fullname) and _suffix_match(s.fullname, location.path)]

@@ -256,9 +256,10 @@ class NativeDebugMagics(Magics):
         show(text.snapshot(view, full=options.full), html.snapshot(view, full=options.full))
 
     @magic_arguments()
-    @argument("location", nargs="?",
-              help="FILE:LINE (src/lib.rs:42) or a Rust function (rustdemo::compute); "
-                   "without it, list the breakpoints")
+    @argument("location", nargs="*",
+              help="FILE:LINE (src/lib.rs:42) or a Rust function: rustdemo::compute, Counter::add, "
+                   "<Meter as Scale>::scale, a generic (largest: every instance), a closure "
+                   "(compute::{closure#0}); without it, list the breakpoints")
     @argument("--if", dest="condition", metavar="COND",
               help="pause only when this Rust/C expression is true, e.g. --if \"total > 10\"")
     @argument("--ignore", type=int, default=0, metavar="N", help="skip the first N hits")
@@ -270,6 +271,9 @@ class NativeDebugMagics(Magics):
     @argument("--crate", metavar="NAME", help="the crate the file belongs to, when several match")
     @argument("--force", action="store_true",
               help="set it even if the source is newer than the loaded module")
+    @argument("--source", metavar="DIR",
+              help="your checkout of a crate whose module was built elsewhere (a wheel from CI or "
+                   "another folder): its recorded paths are mapped to DIR, and remembered")
     @line_magic
     @user_errors_as_usage
     def native_break(self, line: str = ""):
@@ -285,12 +289,14 @@ class NativeDebugMagics(Magics):
 
             %native_break src/lib.rs:42
             %native_break rustdemo::compute --if "values.len > 2"
+            %native_break Counter::add                 # a #[pymethods] method
+            %native_break <Meter as Scale>::scale      # a trait method (or Meter::scale)
             %native_break src/lib.rs:20 --log "total, index"
             %native_break                      # list breakpoints
         """
         options = parse_args(self.native_break, line)
         options.condition, options.log = unquote(options.condition), unquote(options.log)
-        options.location = unquote(options.location)
+        options.location = unquote(" ".join(options.location)) if options.location else None
         debugger = get_debugger()
         if options.location is None and options.log and ":" in options.log:
             options.location, options.log = options.log, ""  # `--log FILE:LINE` with no expressions
@@ -306,7 +312,7 @@ class NativeDebugMagics(Magics):
             location=options.location, condition=options.condition, ignore=options.ignore,
             temporary=options.temporary, log=options.log is not None,
             expressions=split_expressions(options.log or ""), backtrace=options.bt,
-            crate=options.crate, force=options.force))
+            crate=options.crate, force=options.force, source_dir=unquote(options.source)))
         show(text.breakpoint_created(created), html.breakpoint_created(created))
 
     @magic_arguments()

@@ -180,6 +180,14 @@ class Functions(Request):
 
 
 @dataclass(frozen=True)
+class FindFunction(Request):
+    op: ClassVar[str] = "find_function"
+    reply: ClassVar[Any] = tuple[model.FunctionMatch, ...]
+    text: str = ""                        # what the user typed: Counter::add, largest, ...
+    crate: str = ""                       # only this crate's functions
+
+
+@dataclass(frozen=True)
 class BreakInsert(Request):
     op: ClassVar[str] = "break_insert"
     reply: ClassVar[Any] = model.BreakpointCreated
@@ -195,6 +203,7 @@ class BreakInsert(Request):
     user_only: bool = False
     crate: str | None = None              # bind only to this crate's files
     location: str = ""
+    source_dir: str | None = None         # the user's checkout of a crate built elsewhere
 
 
 @dataclass(frozen=True)
@@ -294,7 +303,7 @@ class Quit(Request):
 
 
 REQUEST_TYPES: dict[str, type[Request]] = {cls.op: cls for cls in (
-    Hello, Configure, Attach, Status, Detach, Shutdown, Sources, Functions, BreakInsert, BreakList,
+    Hello, Configure, Attach, Status, Detach, Shutdown, Sources, Functions, FindFunction, BreakInsert, BreakList,
     BreakDelete, BreakEnable, CellStarts, CellDone, Watch, HangShown, TakeLogs, TakeSnapshot,
     Frames, Locals, Evaluate, Resume, Quit)}
 

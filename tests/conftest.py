@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import CRATE, LIB_RS, ROOT, KernelHarness, descendants_of, kill_all
+from harness import LIB_RS, ROOT, KernelHarness, descendants_of, kill_all
 
 
 @dataclass(frozen=True)

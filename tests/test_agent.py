@@ -1,7 +1,6 @@
 """The agent against a real target process: attach without stopping it, and detach on every exit path."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess

@@ -43,6 +43,8 @@ def stop(reason, thread=1, signal=None, breakpoint=None, where=HERE):
     ("a breakpoint, stdin available", stop("breakpoint-hit", breakpoint=1), StopContext(), Decision("pause")),
     ("a breakpoint, unattended cell", stop("breakpoint-hit", breakpoint=1), StopContext(pausing_allowed=False),
      Decision("log-unattended")),
+    ("a breakpoint at another crate's location runs on", stop("breakpoint-hit", breakpoint=1),
+     StopContext(foreign_location=True), Decision("continue")),
     ("a step ends on a new line", stop("end-stepping-range"),
      StopContext(step_started_at=(("mycrate::compute", LIB, 19), False, STEP_COMMAND)), Decision("pause")),
     ("a step stays on its line once", stop("end-stepping-range"),

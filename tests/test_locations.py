@@ -129,3 +129,61 @@ def test_an_absolute_path_too_long_for_the_system_stays_a_usage_matter(tmp_path)
     """Found by the fuzz suite: os.stat raised ENAMETOOLONG out of the resolver."""
     resolved = resolve(parse_location("/" + "a" * 5000 + "src/lib.rs:20"), sources(), cwd=tmp_path)
     assert resolved.pending and resolved.source.endswith("src/lib.rs")
+
+
+TRAIT_METHOD = "<my_pkg::Meter as my_pkg::Scale>::scale"
+
+
+@pytest.mark.parametrize("typed, name, spelled, matches", [
+    ("my_pkg::double", "my_pkg::double", "", True),
+    ("double", "my_pkg::double", "", True),                  # a tail of the path
+    ("ouble", "my_pkg::double", "", False),                  # whole segments only
+    ("Counter::add", "my_pkg::Counter::add", "", True),       # a #[pymethods] method
+    ("Counter::add", "my_pkg::Counter::__pymethod_add__", "", False),
+    ("largest", "my_pkg::largest<i64>", "", True),            # each instance of a generic
+    ("my_pkg::largest<i64>", "my_pkg::largest<i64>", "", True),
+    ("largest<f64>", "my_pkg::largest<i64>", "", True),       # generic arguments do not choose
+    ("combine::{closure#0}", "my_pkg::combine::{closure#0}", "", True),
+    ("combine::{closure#1}", "my_pkg::combine::{closure#0}", "", False),
+    ("Meter::scale", "my_pkg::{impl#0}::scale", TRAIT_METHOD + "::h84ba6d1cf243f7d7", True),
+    ("Scale::scale", "my_pkg::{impl#0}::scale", TRAIT_METHOD, True),
+    ("<Meter as Scale>::scale", "my_pkg::{impl#0}::scale", TRAIT_METHOD, True),
+    ("<my_pkg::Meter  as  Scale>::scale", "my_pkg::{impl#0}::scale", TRAIT_METHOD, True),
+    ("<Gram as Scale>::scale", "my_pkg::{impl#0}::scale", TRAIT_METHOD, False),
+    ("Meter::scale", "my_pkg::{impl#0}::scale", "", False),   # no symbol-table name: no trait match
+])
+def test_what_a_typed_function_name_matches(typed, name, spelled, matches):
+    from pyo3_debug_magic.locations import function_matches
+
+    assert function_matches(typed, name, spelled) is matches
+
+
+@pytest.mark.parametrize("text", ["Counter::add", "<Meter as Scale>::scale", "combine::{closure#0}",
+                                  "largest<Vec<i64>>", "double"])
+def test_rust_function_spellings_are_locations(text):
+    assert parse_location(text).function == text
+
+
+@pytest.mark.parametrize("text", ["a; shell", "f$x", "f(x)", "x::{closure#0}\"", "`id`"])
+def test_other_text_is_not_a_location(text):
+    with pytest.raises(UsageProblem):
+        parse_location(text)
+
+
+def test_a_recorded_folder_maps_to_the_checkout_that_has_the_file(tmp_path):
+    from pyo3_debug_magic.source_paths import mapping_for
+
+    (tmp_path / "mycrate" / "src").mkdir(parents=True)
+    (tmp_path / "mycrate" / "src" / "lib.rs").write_text("fn main() {}\n")
+    checkout = str(tmp_path / "mycrate")
+    assert mapping_for("/project/src/lib.rs", checkout) == ("/project", checkout)
+    assert mapping_for("/build/ci/mycrate/src/lib.rs", checkout) == ("/build/ci/mycrate", checkout)
+    assert mapping_for("/project/src/other.rs", checkout) is None
+    assert mapping_for(f"{checkout}/src/lib.rs", checkout) is None  # already here
+
+
+def test_gdb_regex_keeps_rust_punctuation_literal():
+    from pyo3_debug_magic.agent.breakpoints import gdb_regex
+
+    assert gdb_regex("{closure#0}") == "[{]closure#0[}]"
+    assert gdb_regex("a.b*") == "a[.]b[*]"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -75,18 +78,24 @@ def test_pyo3_values_show_as_python_values(loaded_kernel):
 MIXED_PROJECT = ROOT / "tests" / "crates" / "mixed_project"
 
 
-def build_mixed_project(out, *options: str, env: dict | None = None):
-    """maturin's mixed layout built as a real wheel: crate my_pkg, extension my_pkg._core,
-    unpacked into a folder the kernel imports from (nothing installed into the venv)."""
+def build_wheel(project: Path, out: Path, *options: str, env: dict | None = None) -> Path:
+    """``project`` built by maturin as a real wheel and unpacked into ``out/site``, a folder the
+    kernel imports from (nothing installed into the venv). pyo3 is compiled once for all the
+    test crates (one target folder)."""
     build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", *options,
-                            "-i", sys.executable, "--out", str(out / "wheel")], cwd=MIXED_PROJECT,
+                            "-i", sys.executable, "--out", str(out / "wheel")], cwd=project,
                            env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target"), **(env or {})},
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr
-    wheel = next((out / "wheel").glob("my_pkg-*.whl"))
+    wheel = max((out / "wheel").glob("*.whl"), key=lambda w: w.stat().st_mtime)
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(out / "site")
     return out / "site"
+
+
+def build_mixed_project(out, *options: str, env: dict | None = None):
+    """maturin's mixed layout: crate my_pkg (package my-pkg), extension my_pkg._core."""
+    return build_wheel(MIXED_PROJECT, out, *options, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -143,5 +152,167 @@ def test_function_breakpoints_where_module_and_crate_names_differ(mixed_project,
         by_module = kernel.run("%native_break _core::double")
         assert "no function _core::double" in by_module.stderr and "my_pkg::double" in by_module.stderr, \
             by_module.text
+    finally:
+        assert kernel.shutdown() == []
+
+
+@pytest.mark.parametrize("typed, call, marker, value, result", [
+    ("Counter::add", "my_pkg.Counter().add(7)", "counter-add", ("amount", "7"), "7"),      # #[pymethods]
+    ("my_pkg::Counter::add", "my_pkg.Counter().add(3)", "counter-add", ("amount", "3"), "3"),
+    ("Meter::scale", "my_pkg.combine([4, 9])", "trait-scale", ("by", "2"), "19"),          # trait impl
+    ("<Meter as Scale>::scale", "my_pkg.combine([5])", "trait-scale", ("by", "1"), "6"),
+    ("<my_pkg::Meter as Scale>::scale", "my_pkg.combine([1, 2, 3])", "trait-scale", ("by", "3"), "10"),
+    ("largest", "my_pkg.combine([8, 2])", "generic-largest", ("items", "{8, 2}"), "17"),  # generic
+    ("my_pkg::combine::{closure#0}", "my_pkg.combine([6])", "closure-add-one", ("x", "6"), "7"),
+])
+def test_function_breakpoints_on_methods_trait_impls_generics_and_closures(
+        mixed_project, gdb_path, tmp_path, typed, call, marker, value, result):
+    line = marker_line(marker, MIXED_PROJECT / "src" / "lib.rs")
+    kernel = KernelHarness(env={"PYTHONPATH": str(mixed_project)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport my_pkg")
+        created = kernel.run(f"%native_break {typed}", timeout=60)
+        assert created.status == "ok" and f"src/lib.rs:{line}" in created.output, created.text
+        paused = kernel.run(call, answers=[f"p {value[0]}", "c"], timeout=90)
+        assert paused.results == [result] and len(paused.prompts) == 2, paused.text  # p, c: one pause
+        stop = next(v for v in shown(paused) if "native breakpoint" in v)
+        assert f"src/lib.rs:{line}" in stop, stop
+        printed = next(v for v in shown(paused) if v.startswith(f"{value[0]} = "))
+        assert value[1] in printed, printed
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_a_function_name_that_matches_several_functions_is_refused_with_each_listed(mixed_project, gdb_path, tmp_path):
+    kernel = KernelHarness(env={"PYTHONPATH": str(mixed_project)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport my_pkg")
+        several = kernel.run("%native_break Scale::scale")  # implemented by Meter and by Gram
+        assert "Scale::scale names several functions: <my_pkg::Gram as my_pkg::Scale>::scale, " \
+               "<my_pkg::Meter as my_pkg::Scale>::scale" in several.stderr, several.text
+        assert "write more of the path" in several.stderr, several.text
+        listing = kernel.run("%native_break")  # nothing was set
+        assert "Scale" not in listing.output, listing.text
+    finally:
+        assert kernel.shutdown() == []
+
+
+@pytest.fixture(scope="module")
+def moved_wheel(demo_crate, tmp_path_factory):
+    """The mixed project built in a folder that is then removed (a wheel from CI or a
+    container): the paths in its debug info exist nowhere on this machine."""
+    out = tmp_path_factory.mktemp("moved-wheel")
+    build_dir = out / "ci-checkout" / "mixed_project"
+    shutil.copytree(MIXED_PROJECT, build_dir, ignore=shutil.ignore_patterns("target"))
+    # a library and version of its own: cargo compiles it anew, in this folder, and its output
+    # does not replace the mixed project's in the target folder they share
+    toml = build_dir / "Cargo.toml"
+    toml.write_text(toml.read_text().replace('version = "0.1.0"', f'version = "0.1.{time.time_ns() // 1000 % 10**9}"', 1)
+                    .replace('name = "my_pkg"', 'name = "my_pkg_ci"'))
+    site = build_wheel(build_dir, out, "--profile", "dev")
+    shutil.rmtree(out / "ci-checkout")
+    return site
+
+
+def test_a_wheel_built_elsewhere_finds_its_sources_with_source_dir_and_remembers_it(
+        moved_wheel, gdb_path, tmp_path):
+    line = marker_line("double", MIXED_PROJECT / "src" / "lib.rs")
+    source_line = (MIXED_PROJECT / "src" / "lib.rs").read_text().splitlines()[line - 1].strip()
+    env = {"PYTHONPATH": str(moved_wheel), "PYO3_DEBUG_MAGIC_STATE": str(tmp_path / "state")}
+    (tmp_path / "state").mkdir(mode=0o700)
+    kernel = KernelHarness(env=env, cwd=tmp_path)
+    try:  # without --source: told why the breakpoint cannot bind, and what to add
+        kernel.run("%load_ext pyo3_debug_magic")
+        kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        unmapped = kernel.run("import my_pkg\nmy_pkg.double(2)", answers=["c"], timeout=90)
+        assert unmapped.results == ["4"], unmapped.text
+        assert "ci-checkout/mixed_project/src/lib.rs was compiled in a folder this machine does not have" \
+            in unmapped.output and "--source DIR" in unmapped.output, unmapped.text
+        # with --source, the pause shows the source from the user's checkout
+        kernel.run("%native_delete all")
+        created = kernel.run(f"%native_break src/lib.rs:{line} --source {MIXED_PROJECT}", timeout=60)
+        assert created.status == "ok", created.text
+        paused = kernel.run("my_pkg.double(21)", answers=["p value", "c"], timeout=90)
+        assert paused.results == ["42"] and "value = 21" in shown(paused), paused.text
+        assert f"are read from {MIXED_PROJECT}" in paused.output or f"are read from {MIXED_PROJECT}" \
+            in created.output, created.text + paused.text
+        stop = next(v for v in shown(paused) if "native breakpoint" in v)
+        assert source_line in stop, stop
+    finally:
+        assert kernel.shutdown() == []
+    later = KernelHarness(env=env, cwd=tmp_path)  # a later kernel: the mapping was remembered
+    try:
+        later.run("%load_ext pyo3_debug_magic")
+        created = later.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        assert created.status == "ok" and "pending" in created.output, created.text
+        paused = later.run("import my_pkg\nmy_pkg.double(5)", answers=["c"], timeout=90)
+        assert paused.results == ["10"] and len(paused.prompts) == 1, paused.text
+        stop = next(v for v in shown(paused) if "native breakpoint" in v)
+        assert source_line in stop, stop
+        listing = later.run("%native_break").output
+        assert f"-> {MIXED_PROJECT}/src/lib.rs:{line}" in listing, listing
+    finally:
+        assert later.shutdown() == []
+
+
+WORKSPACE = ROOT / "tests" / "crates" / "workspace"
+
+
+@pytest.fixture(scope="module")
+def workspace(demo_crate, tmp_path_factory):
+    """A cargo workspace with two extension crates (alpha, beta) that both have src/lib.rs."""
+    out = tmp_path_factory.mktemp("workspace")
+    build_wheel(WORKSPACE / "alpha", out, "--profile", "dev")
+    return build_wheel(WORKSPACE / "beta", out, "--profile", "dev")
+
+
+LAYOUTS = {  # name: (site fixture, file with the marker, --crate, import, call, p EXPR, its value, result)
+    "mixed": ("mixed_project", MIXED_PROJECT / "src" / "lib.rs", "", "import my_pkg", "my_pkg.double(21)",
+              "value", "21", "42"),
+    "dashed-package": ("mixed_project", MIXED_PROJECT / "src" / "lib.rs", " --crate my-pkg", "import my_pkg",
+                       "my_pkg.double(4)", "value", "4", "8"),
+    "workspace": ("workspace", WORKSPACE / "beta" / "src" / "lib.rs", " --crate beta", "import alpha, beta",
+                  "alpha.shift(1) + beta.shift(250)", "value", "250", "251"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_each_layout_pauses_at_a_breakpoint_set_before_import(request, layout, gdb_path, notebook_folder):
+    """From a folder outside the crate and from one holding another crate: the breakpoint is
+    set before the import, pauses at the right line, and answers p, n and c."""
+    fixture, source, crate, imports, call, name, value, result = LAYOUTS[layout]
+    site = request.getfixturevalue(fixture)
+    marker = "double" if fixture == "mixed_project" else "shift"
+    line = marker_line(marker, source)
+    kernel = KernelHarness(env={"PYTHONPATH": str(site)}, cwd=notebook_folder)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        created = kernel.run(f"%native_break src/lib.rs:{line}{crate}", timeout=60)
+        assert created.status == "ok" and "pending" in created.output, created.text
+        paused = kernel.run(f"{imports}\n{call}", answers=[f"p {name}", "n", "c"], timeout=90)
+        assert paused.results == [result] and len(paused.prompts) == 3, paused.text  # one pause
+        assert f"{name} = {value}" in shown(paused), shown(paused)
+        stop = next(v for v in shown(paused) if "native breakpoint" in v)
+        assert f"src/lib.rs:{line}" in stop and source.read_text().splitlines()[line - 1].strip() in stop, stop
+        stepped = re.search(r"stopped .*: \S+ at \S*src/lib.rs:(\d+)", paused.output)
+        assert stepped and int(stepped.group(1)) > line, paused.text  # `n` went on in the function
+        listing = kernel.run("%native_break").output
+        assert f"-> {source}:{line}" in listing and "othercrate" not in listing, listing
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_two_loaded_workspace_crates_with_the_same_file_need_crate(workspace, gdb_path, tmp_path):
+    line = marker_line("shift", WORKSPACE / "alpha" / "src" / "lib.rs")
+    kernel = KernelHarness(env={"PYTHONPATH": str(workspace)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic\nimport alpha, beta")
+        both = kernel.run(f"%native_break src/lib.rs:{line}")
+        assert "matches several loaded crates" in both.stderr and "workspace/alpha/src/lib.rs" in both.stderr \
+            and "workspace/beta/src/lib.rs" in both.stderr and "--crate" in both.stderr, both.text
+        picked = kernel.run(f"%native_break src/lib.rs:{line} --crate alpha", timeout=60)
+        assert picked.status == "ok" and f"workspace/alpha/src/lib.rs:{line}" in picked.output, picked.text
+        paused = kernel.run("beta.shift(1), alpha.shift(2)", answers=["p value", "c"], timeout=90)
+        assert paused.results == ["(-99, 102)"] and "value = 2" in shown(paused), paused.text
     finally:
         assert kernel.shutdown() == []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from .. import model
+from .. import model, source_paths
 from ..errors import UsageProblem
-from ..locations import crate_of, crate_relative, in_crate, is_user_source
+from ..locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative, function_matches, in_crate, is_user_source,
+                         without_generics)
 from ..protocol import BreakInsert, from_wire
 from .context import AgentContext
 from .gdbmi import mi_quote
@@ -64,22 +65,24 @@ class Breakpoints:
         if not spec or not spec.get("user_only"):
             return
         gdb, kept = self.context.gdb, []
+        if self._map_sources_built_elsewhere(number, bkpt, spec):
+            bkpt = gdb.command(f"-break-info {number}").payload.get("BreakpointTable", {}).get("body", [bkpt])[0]
         several = bool(bkpt.get("locations"))
         rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>", "<MULTIPLE>") else [])
         for location in rows:
             fullname = location.get("fullname")
-            ours = is_user_source(fullname) and (not spec.get("crate") or in_crate(fullname, spec["crate"]))
-            if ours:
+            if self._ours(spec, fullname):
                 kept.append(location)
             elif location.get("enabled") == "y" and several:
                 gdb.command(f"-break-disable {location['number']}")
             elif location.get("enabled") == "y":
-                # its only location is not the user's (another crate, pyo3's src/lib.rs): hold the
-                # whole breakpoint off until a module of the right crate brings a location
-                gdb.command(f"-break-disable {number}")
+                # its only location is not the user's (another crate, pyo3's src/lib.rs): held,
+                # its hits run on unseen (see `foreign`). It stays enabled (gdb 13 would disable
+                # the breakpoint with its only location), so that the location a module of the
+                # right crate brings is inserted by gdb while that module loads: no race with a
+                # call made right after the import. Once there are two, the foreign one is disabled.
                 spec["held"] = True
         if kept and spec.get("held"):
-            gdb.command(f"-break-enable {number}")
             spec["held"] = False
         if (spec.get("pending") or spec.get("held") is False) and kept and not spec.get("announced"):
             spec["announced"] = True
@@ -87,6 +90,41 @@ class Breakpoints:
             where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
                               for loc in kept)
             self.context.notify(f"breakpoint {number} resolved: {where}")
+
+    def _map_sources_built_elsewhere(self, number: int, bkpt: dict, spec: dict) -> bool:
+        """Locations in a crate compiled in a folder this machine does not have: with
+        ``--source DIR``, map that folder to DIR (gdb's substitute-path, remembered for later
+        kernels); without, say once how to. Whether a mapping was added."""
+        rows = bkpt.get("locations") or [bkpt]
+        elsewhere = [r.get("fullname") for r in rows if built_elsewhere(r.get("fullname"))]
+        if not elsewhere:
+            return False
+        mapping = source_paths.mapping_for(elsewhere[0], spec["source_dir"]) if spec.get("source_dir") else None
+        if mapping is None:  # (a file the kernel resolved to pauses: its view says the source is missing)
+            if not spec.get("told_elsewhere") and elsewhere[0] != spec.get("source"):
+                spec["told_elsewhere"] = True
+                self.context.notify(
+                    f"breakpoint {number}: {elsewhere[0]} was compiled in a folder this machine does not "
+                    f"have{' (not under ' + spec['source_dir'] + ')' if spec.get('source_dir') else ''}: "
+                    f"`%native_break {spec['location']} --source DIR`, DIR your checkout of the crate")
+            return False
+        self.context.gdb.console(source_paths.gdb_command(*mapping))
+        source_paths.remember(*mapping)
+        self.sources_cache = None
+        self.context.notify(f"sources of {mapping[0]} are read from {mapping[1]} (remembered for later kernels)")
+        return True
+
+    def foreign(self, number: int | None, fullname: str | None) -> bool:
+        """A hit of breakpoint ``number`` in ``fullname`` is not for the user: a location outside
+        their crates (or ``--crate``) that is not disabled yet (its module loaded an instant
+        ago, or it is the breakpoint's only location). Such hits run on unseen."""
+        spec = self.specs.get(number or 0)
+        return bool(spec and spec.get("user_only")) and not self._ours(spec, fullname)
+
+    @staticmethod
+    def _ours(spec: dict, fullname: str | None) -> bool:
+        return ((is_user_source(fullname) or fullname == spec.get("source"))  # the kernel chose that file
+                and (not spec.get("crate") or in_crate(fullname, spec["crate"])))
 
     # ----- what the loaded modules hold -------------------------------------------------
     def sources(self) -> tuple[model.SourceRecord, ...]:
@@ -112,6 +150,29 @@ class Breakpoints:
                              for symbol in group.get("symbols", [])
                              if crate or is_user_source(group.get("fullname"))} - {""}))
 
+    def find_function(self, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
+        """The functions of the user's crates (of ``crate``) that ``text`` names: a path or its
+        tail, a generic (each instance), a closure, a trait method as the user writes it."""
+        last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
+        pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
+        payload = self.context.gdb.command(
+            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
+        found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
+                 for symbol in group.get("symbols", [])
+                 if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
+        impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
+        spellings = {}
+        if impls:
+            self.context.gdb.call_python("symbol_spellings", impls[:100])
+            spellings = (self.context.gdb.mi.take_message("spellings") or {}).get("names", {})
+        matches = []
+        for fullname, symbol in found:
+            name = symbol.get("name", "")
+            spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
+            if function_matches(text, name, spelled):
+                matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
+        return tuple(matches)
+
     # ----- requests ---------------------------------------------------------------------
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:
         gdb = self.context.gdb
@@ -128,6 +189,7 @@ class Breakpoints:
             number = int(created["number"])
             self.specs[number] = {"kind": "log", "location": request.location, "condition": request.condition,
                                   "user_only": request.user_only, "crate": request.crate,
+                                  "source": request.source, "source_dir": request.source_dir,
                                   "pending": bool(created.get("pending"))}
             self.refresh_addresses()
             return model.BreakpointCreated(number, bool(created.get("pending")), tuple(
@@ -147,6 +209,7 @@ class Breakpoints:
         number = int(bkpt.get("number", 0))
         self.specs[number] = {"kind": "pause", "location": request.location, "condition": request.condition,
                               "user_only": request.user_only, "crate": request.crate,
+                              "source": request.source, "source_dir": request.source_dir,
                               "pending": bkpt.get("addr") == "<PENDING>"}
         self.on_changed(bkpt)
         if self.specs[number].get("held"):  # bound only outside the user's crate: pending for the user
@@ -171,7 +234,8 @@ class Breakpoints:
                 number, spec["kind"], spec["location"], bkpt.get("enabled") == "y" or bool(spec.get("held")),
                 int(counts.get(str(number), int(bkpt.get("times", 0) or 0))), spec.get("condition"),
                 bkpt.get("addr") == "<PENDING>" or bool(spec.get("held")),
-                tuple(loc for loc in locations_of(bkpt) if loc.enabled)))
+                tuple(loc for loc in locations_of(bkpt)
+                      if loc.enabled and (not spec.get("user_only") or self._ours(spec, loc.fullname)))))
         return tuple(rows)
 
     def known(self, numbers) -> list[int]:
@@ -220,6 +284,11 @@ class Breakpoints:
     def forget(self) -> None:
         self.specs.clear()
         self.addresses.clear()
+
+
+def gdb_regex(literal: str) -> str:
+    """``literal`` as gdb's (GNU basic) regular expression, where ``\\<`` would mean a word start."""
+    return "".join(f"[{ch}]" if ch in ".*+?()[]{}|$" else "\\^" if ch == "^" else ch for ch in literal)
 
 
 def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:

@@ -76,6 +76,7 @@ class StopContext:
     pausing_allowed: bool = True            # the cell can answer a prompt
     step_started_at: tuple | None = None    # (where, retried, command) of this thread's step
     paused_threads: int = 0
+    foreign_location: bool = False          # the hit location is outside the user's crate (for --crate)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def decide(stop: Stopped, context: StopContext) -> Decision:
     started = context.step_started_at
     if stop.reason == "end-stepping-range" and started and started[0] == stop.where and not started[1]:
         return Decision("step-again", command=started[2], cancels_hang=cancels)
+    if stop.reason == "breakpoint-hit" and context.foreign_location:
+        return Decision("continue", cancels_hang=cancels)
     if stop.reason == "breakpoint-hit" and not context.pausing_allowed:
         return Decision("log-unattended", cancels_hang=cancels)
     return Decision("pause", cancels_hang=cancels)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import model
+from .. import model, source_paths
 from ..errors import NotAttachedError
 from ..locations import first_user_level, is_user_source
 from ..protocol import from_wire
@@ -73,6 +73,8 @@ def start_gdb(gdb_path: str, live: bool, timeout: float = 10.0, debug_file_direc
                 gdb.console_command(setting, timeout)
             except GdbCommandError:
                 pass
+        for recorded_dir, source_dir in source_paths.remembered().items():  # `--source` of earlier kernels
+            gdb.console_command(source_paths.gdb_command(recorded_dir, source_dir), timeout)
         printers = _load_rust_printers(gdb, timeout, rustc)
         # after Rust's: they go first in line, so a PyO3 handle is not taken apart field by field
         gdb.console_command(f"python register_pyo3_printers({str(PYO3_PRINTERS)!r})", timeout)

@@ -106,6 +106,21 @@ def forget_log_breakpoint(number):
     _log_breakpoints.pop(int(number), None)
 
 
+def symbol_spellings(encoded):
+    """The symbol table's names (``<my_pkg::Meter as my_pkg::Scale>::scale::h...``) of
+    functions that the debug info names by impl number (``my_pkg::{impl#0}::scale``)."""
+    spelled = {}
+    for name in _decode(encoded):
+        try:
+            symbol = gdb.lookup_static_symbol(name) or gdb.lookup_global_symbol(name)
+            address = int(symbol.value().address)
+            text = gdb.execute(f"info symbol {address:#x}", to_string=True)
+            spelled[name] = text.strip().removeprefix('~"').split(" in section ")[0].strip()  # MI wraps it
+        except Exception:  # noqa: BLE001 - no symbol: matched by its debug name only
+            pass
+    _emit("spellings", {"names": spelled})
+
+
 def register_rust_pretty_printers(etc_dir):
     """Rust's printers are not auto-loaded for cdylib extension modules (rust-lang/rust#96365)."""
     import sys

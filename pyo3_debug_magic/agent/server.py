@@ -54,6 +54,7 @@ class Agent:
             p.Status: lambda r: self.lifecycle.status(), p.Shutdown: self.shutdown,
             p.Sources: lambda r: self.breakpoints.sources(),
             p.Functions: lambda r: self.breakpoints.functions(r.crate, r.name),
+            p.FindFunction: lambda r: self.breakpoints.find_function(r.text, r.crate),
             p.BreakInsert: self.breakpoints.insert,
             p.BreakList: lambda r: self.breakpoints.rows(),
             p.BreakDelete: lambda r: self.breakpoints.delete(r.numbers),
@@ -69,7 +70,7 @@ class Agent:
             p.Resume: lambda r: self.pauses.resume(r.thread, r.how, r.frame) or {"thread": r.thread},
             p.Quit: lambda r: self.lifecycle.quit(),
         }
-        self.need_attached = {p.Sources, p.Functions, p.BreakInsert, p.BreakList, p.BreakDelete,
+        self.need_attached = {p.Sources, p.Functions, p.FindFunction, p.BreakInsert, p.BreakList, p.BreakDelete,
                               p.BreakEnable, p.TakeSnapshot, p.Frames, p.Locals, p.Evaluate, p.Resume}
 
     # ----- loop -----------------------------------------------------------------------
@@ -197,7 +198,8 @@ class Agent:
         hang = self.watchdog.in_progress
         started_at = pauses.stepping_from.pop(stop.thread, None) if stop.thread else None
         decision = decide(stop, StopContext(hang.row.thread if hang else None, pauses.pausing_allowed,
-                                            started_at, len(pauses.active)))
+                                            started_at, len(pauses.active),
+                                            self.breakpoints.foreign(stop.breakpoint, stop.fullname)))
         if decision.cancels_hang:
             self.watchdog.cancel()
         action = decision.action

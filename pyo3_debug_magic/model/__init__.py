@@ -14,7 +14,7 @@ from .reports import CrashRecord, CrashReport, HangReport, signed_bytes
 from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
                      RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
 from .state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo,
-                    BreakpointLocation, BreakpointRow, HitPlace, LogHit, LogRecord, QuitResult, SourceRecord,
+                    BreakpointLocation, BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord, QuitResult, SourceRecord,
                     Stop, ThreadInfo)
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "LogRecord",
     "QuitResult",
     "SourceRecord",
+    "FunctionMatch",
     "Stop",
     "ThreadInfo",
 ]

@@ -64,6 +64,16 @@ class SourceRecord:
 
 
 @dataclass(frozen=True)
+class FunctionMatch:
+    """A function in the user's crates that what the user typed names."""
+
+    name: str            # gdb's name (my_pkg::{impl#0}::scale, my_pkg::largest<i64>)
+    spelled: str         # as the user reads it (<my_pkg::Meter as my_pkg::Scale>::scale)
+    fullname: str        # its source file
+    line: int            # the line of its `fn` (or closure)
+
+
+@dataclass(frozen=True)
 class BreakpointLocation:
     address: str | None = None
     fullname: str | None = None

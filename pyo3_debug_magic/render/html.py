@@ -46,7 +46,8 @@ def source_snippet(frame, context: int = 3) -> str:
         return "<pre>no source for this frame</pre>"
     lines = text._read_lines(frame.fullname)
     if not lines:
-        return f"<pre>{escape(frame.where)}: source not available</pre>"
+        return (f"<pre>{escape(frame.where)}: source not available ({escape(frame.fullname or '?')}; built "
+                "elsewhere? <code>%native_break LOCATION --source DIR</code> reads it from your checkout)</pre>")
     start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
     formatter = HtmlFormatter(noclasses=True, linenos="inline", linenostart=start,
                               hl_lines=[frame.line - start + 1], style="default")

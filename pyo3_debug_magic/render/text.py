@@ -97,7 +97,8 @@ def source_snippet(frame, context: int = 3) -> str:
         return "no source for this frame"
     lines = _read_lines(frame.fullname)
     if not lines:
-        return f"{frame.where}: source not available ({frame.fullname})"
+        return (f"{frame.where}: source not available ({frame.fullname}; built elsewhere? "
+                "`%native_break LOCATION --source DIR` reads it from your checkout)")
     start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
     width = len(str(end))
     return "\n".join(f"{'->' if n == frame.line else '  '} {n:>{width}}  {lines[n - 1]}"

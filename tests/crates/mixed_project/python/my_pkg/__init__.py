@@ -1,3 +1,3 @@
-from ._core import double
+from ._core import Counter, combine, double
 
-__all__ = ["double"]
+__all__ = ["Counter", "combine", "double"]
