@@ -31,6 +31,9 @@ def load_ipython_extension(ipython) -> None:
         ipython.configurables.append(debugger)  # %config NativeDebugger.hang_after = 5
     kernel_hooks.install(ipython)
     from . import crashes
+    from .output import show_attach_progress
+
+    debugger.attach_progress = show_attach_progress
 
     notice = crashes.announce_once(crashes.kernel_identity())
     if notice:

@@ -12,7 +12,7 @@ from . import locations, source_paths, userinput
 from . import protocol as p
 from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
-from .model import AttachStatus, BreakpointInfo, Event, GdbDied, LogHit, RawSnapshot, Snapshot
+from .model import AttachProgress, AttachStatus, BreakpointInfo, Event, GdbDied, LogHit, RawSnapshot, Snapshot
 from .session import AgentSession
 
 
@@ -32,6 +32,7 @@ class BreakpointRequest:
     source_dir: str | None = None
 
 
+SLOW_ATTACH = 1.0  # s: a longer attach shows what it is doing
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
 
 
@@ -49,13 +50,20 @@ class NativeDebugger(DebuggerSettings):
         self._session: AgentSession | None = None
         self._listeners: list[Callable[[Event], None]] = [self._on_event]
         self._gdb_gone = False
+        self._gdb_attached = False
+        self._attach_doing = ""
+        # called as (seconds, what it does, finished) while an attach has taken over a second
+        self.attach_progress: Callable[[float, str, bool], None] | None = None
         self.observe(self._settings_changed)
 
     @property
     def attached(self) -> bool:
-        return self._session is not None and self._session.alive and not self._gdb_gone
+        return (self._session is not None and self._session.alive and not self._gdb_gone
+                and self._gdb_attached)
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, AttachProgress):
+            self._attach_doing = event.doing
         if isinstance(event, GdbDied):
             self._gdb_gone = True  # the agent lives on; the next attach starts a new gdb
 
@@ -65,10 +73,15 @@ class NativeDebugger(DebuggerSettings):
             self._session.request_timeout = self.request_wait
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """Receive the agent's events (paused, interrupted, error, crash) from a reader thread."""
-        self._listeners.append(listener)
+        """Receive the agent's events (paused, interrupted, error, crash) from a reader thread;
+        an attach's progress goes to ``attach_progress`` instead."""
+        def deliver(event: Event) -> None:
+            if not isinstance(event, AttachProgress):
+                listener(event)
+
+        self._listeners.append(deliver)
         if self._session is not None:
-            self._session.add_listener(listener)
+            self._session.add_listener(deliver)
 
     def attach(self) -> AttachStatus:
         """Start the agent if needed and attach in non-stop mode (threads keep running)."""
@@ -84,8 +97,19 @@ class NativeDebugger(DebuggerSettings):
             self._gdb_gone = False
             kernel_id = crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None
             # the agent bounds attaching at 2 x 20 s: the kernel waits longer
-            return AttachStatus.from_agent(self._session.request(
-                p.Attach(kernel_id, str(crashes.report_dir())), timeout=SLOW_REQUEST_TIMEOUT))
+            reported = []
+
+            def slow(seconds: float) -> None:
+                if seconds >= SLOW_ATTACH and self.attach_progress is not None:
+                    reported.append(seconds)
+                    self.attach_progress(seconds, self._attach_doing, False)
+
+            status = AttachStatus.from_agent(self._session.request(
+                p.Attach(kernel_id, str(crashes.report_dir())), timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
+            if reported and self.attach_progress is not None:
+                self.attach_progress(status.attach_seconds or reported[-1], "", True)
+            self._gdb_attached = True
+            return status
         except Exception:
             self.close()
             raise
@@ -258,15 +282,25 @@ class NativeDebugger(DebuggerSettings):
             raise NotAttachedError()
         return AttachStatus.from_agent(self._session.request(p.Status()))
 
-    def detach(self) -> str:
-        """Detach gdb and stop the agent; returns how the agent ended."""
+    def detach(self, stop_helper: bool = False) -> str:
+        """Detach gdb. The agent and its gdb stay, idle, with the symbols gdb read, so the next
+        attach is quick ("kept"); ``stop_helper`` ends them too (returns how the agent ended)."""
         if not self.attached:
             raise NotAttachedError()
-        return self.close()
+        if stop_helper:
+            return self.close()
+        try:
+            self._session.request(p.Detach(), timeout=SLOW_REQUEST_TIMEOUT)
+        except Exception:
+            self.close()
+            raise
+        self._gdb_attached = False
+        return "kept"
 
     def close(self) -> str:
         """Detach and stop the agent if it runs; safe to call twice."""
         session, self._session = self._session, None
+        self._gdb_attached = False
         return session.close() if session is not None else "not running"
 
 

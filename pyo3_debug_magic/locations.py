@@ -132,7 +132,7 @@ def parse_location(text: str) -> Location:
         if line < 1:
             raise UsageProblem(f"line numbers start at 1: {text!r}", "write FILE:LINE, e.g. src/lib.rs:42")
         return Location(text, path=os.path.normpath(match.group("path")), line=line)
-    if len(text) <= 300 and (RUST_PATH.match(text) or RUST_FUNCTION.match(text)):
+    if len(text) <= 300 and (RUST_PATH.match(text) or (RUST_FUNCTION.match(text) and _spaces_in_brackets(text))):
         return Location(text, function=text)
     raise UsageProblem(f"not a location: {text!r}",
                        "write FILE:LINE (src/lib.rs:42) or a Rust path (rustdemo::compute)")
@@ -173,6 +173,16 @@ def function_matches(wanted: str, name: str, spelled: str = "") -> bool:
                 and _path_suffix(trait, without_generics(asked.group("trait")).replace(" ", "")))
     wanted = without_generics(wanted)
     return _path_suffix(f"{type_}::{method}", wanted) or _path_suffix(f"{trait}::{method}", wanted)
+
+
+def _spaces_in_brackets(text: str) -> bool:
+    """Spaces only inside ``<...>`` (``<Meter as Scale>::scale``, ``largest<Vec<i64>, u8>``)."""
+    depth = 0
+    for ch in text:
+        depth += (ch == "<") - (ch == ">")
+        if depth < 0 or (ch == " " and depth == 0):
+            return False
+    return depth == 0
 
 
 def _suffix_match(fullname: str, path: str) -> bool:

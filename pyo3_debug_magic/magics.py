@@ -115,17 +115,19 @@ class NativeDebugMagics(Magics):
         show(text.attach_status(status), html.attach_status(status))
 
     @magic_arguments()
+    @argument("--stop", action="store_true", help="also end the helper process and its gdb (frees their memory)")
     @line_magic
     @user_errors_as_usage
     def native_detach(self, line: str = ""):
-        """Detach gdb from this kernel and stop the helper process.
-
-        The kernel keeps running with all its variables. Example::
+        """Detach gdb from this kernel (breakpoints deleted, paused threads resumed); the kernel
+        keeps running with its variables, the helper process and gdb stay idle for a quick
+        next attach. Example::
 
             %native_detach
+            %native_detach --stop      # end the helper process too
         """
-        parse_args(self.native_detach, line)
-        how = get_debugger().detach()
+        options = parse_args(self.native_detach, line)
+        how = get_debugger().detach(stop_helper=options.stop)
         print(text.detached(how))
 
     @magic_arguments()
@@ -271,9 +273,8 @@ class NativeDebugMagics(Magics):
     @argument("--crate", metavar="NAME", help="the crate the file belongs to, when several match")
     @argument("--force", action="store_true",
               help="set it even if the source is newer than the loaded module")
-    @argument("--source", metavar="DIR",
-              help="your checkout of a crate whose module was built elsewhere (a wheel from CI or "
-                   "another folder): its recorded paths are mapped to DIR, and remembered")
+    @argument("--source", metavar="DIR", help="your checkout of a crate whose module was built elsewhere "
+                                               "(a wheel from CI): its recorded paths map to DIR, remembered")
     @line_magic
     @user_errors_as_usage
     def native_break(self, line: str = ""):

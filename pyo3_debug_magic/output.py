@@ -2,6 +2,25 @@
 from __future__ import annotations
 
 
+_progress = None  # the display an attach's progress line updates
+
+
+def show_attach_progress(seconds: float, doing: str, finished: bool) -> None:
+    """One line in the running cell, updated in place, while an attach takes over a second."""
+    global _progress
+    from IPython.display import display
+
+    from .render import text
+
+    bundle = {"text/plain": text.attach_progress(seconds, doing, finished)}
+    if _progress is None:
+        _progress = display(bundle, raw=True, display_id=True)
+    else:
+        _progress.update(bundle, raw=True)
+    if finished:
+        _progress = None
+
+
 def show(plain: str, html: str | None = None) -> None:
     """Display into the running cell (``display`` reaches the running cell from any thread,
     where ipykernel 6 routes a thread's ``print`` by where the thread was started)."""

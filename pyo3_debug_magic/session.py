@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable
 
 from . import paths, protocol, tools
@@ -156,8 +157,10 @@ class AgentSession:
         """Call ``listener(event)`` for every event the agent pushes (from a reader thread)."""
         self._listeners.append(listener)
 
-    def request(self, request: Request, timeout: float | None = None):
-        """Send one request and wait for its typed answer; raise the agent's error if it failed."""
+    def request(self, request: Request, timeout: float | None = None,
+                while_waiting: Callable[[float], None] | None = None):
+        """Send one request and wait for its typed answer; raise the agent's error if it failed.
+        ``while_waiting(seconds)`` is called about every 0.25 s until the answer comes."""
         timeout = timeout or self.request_timeout
         op = request.op
         if not self.alive or self._sock is None:
@@ -175,9 +178,19 @@ class AgentSession:
                 self._pending.pop(request_id, None)
             raise AgentError(f"the debugger helper went away before {op!r}",
                              f"see its log {self.log_path}; `%native_attach` starts a new one") from None
+        started = time.monotonic()
         with self._answered:
-            answered = self._answered.wait_for(
-                lambda: self._pending[request_id] or not self.alive, timeout)
+            while True:
+                left = started + timeout - time.monotonic()
+                answered = self._answered.wait_for(lambda: self._pending[request_id] or not self.alive,
+                                                   max(0.0, min(left, 0.25) if while_waiting else left))
+                if answered or while_waiting is None or time.monotonic() >= started + timeout:
+                    break
+                self._answered.release()  # the reader thread delivers meanwhile
+                try:
+                    while_waiting(time.monotonic() - started)
+                finally:
+                    self._answered.acquire()
             reply = self._pending.pop(request_id)
         if not answered:
             # A stuck agent must not act later on requests the user has given up on: it is

@@ -65,6 +65,14 @@ def marker_line(name: str, source: Path = LIB_RS) -> int:
 
 
 # ----- processes -------------------------------------------------------------------
+def tracer_of(pid: int) -> int:
+    """The pid ptrace-attached to ``pid`` (0: none)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    raise AssertionError("no TracerPid line")
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of ``pid`` (from /proc)."""
     found = []
@@ -190,6 +198,7 @@ class CellResult:
     stderr: str = ""
     results: list[str] = field(default_factory=list)   # execute_result text/plain
     displays: list[dict] = field(default_factory=list)  # display_data bundles
+    updates: list[dict] = field(default_factory=list)   # update_display_data bundles
     output: str = ""  # what the cell showed as text, in order: stdout and displays' text/plain
     error: dict | None = None
     prompts: list[str] = field(default_factory=list)    # input() prompts answered
@@ -291,6 +300,8 @@ class KernelHarness:
                 result.stderr += content["text"]
         elif kind == "execute_result":
             result.results.append(content["data"].get("text/plain", ""))
+        elif kind == "update_display_data":
+            result.updates.append(content["data"])
         elif kind == "display_data":
             result.displays.append(content["data"])
             result.output += content["data"].get("text/plain", "") + "\n"

@@ -1,16 +1,16 @@
 """The agent against a real target process: attach without stopping it, and detach on every exit path."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from harness import gdb_processes, is_alive
+from harness import gdb_processes, is_alive, tracer_of
 from pyo3_debug_magic.debugger import NativeDebugger
 from pyo3_debug_magic.errors import AttachError
 from pyo3_debug_magic.protocol import Attach
@@ -40,13 +40,6 @@ def answers(process, text="abc") -> bool:
     return process.stdout.readline().strip() == text[::-1]
 
 
-def tracer_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("TracerPid:"):
-            return int(line.split()[1])
-    raise AssertionError("no TracerPid line")
-
-
 def wait_until(predicate, timeout=10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,10 +57,19 @@ def test_attach_keeps_the_target_running_and_detach_releases_it(target, gdb_path
         assert tracer_of(target.pid) != 0
         assert answers(target)  # non-stop attach: the target keeps answering
         assert debugger.status().attached
+        helper = debugger._session.process.pid
     finally:
-        assert debugger.detach() == "exited"
+        assert debugger.detach() == "kept"
     assert wait_until(lambda: tracer_of(target.pid) == 0)
     assert answers(target, "after")
+    # a second attach goes through the same helper and gdb; --stop ends them
+    again = debugger.attach()
+    try:
+        assert again.attached and debugger._session.process.pid == helper and tracer_of(target.pid) != 0
+        assert answers(target, "again")
+    finally:
+        assert debugger.detach(stop_helper=True) == "exited"
+    assert wait_until(lambda: tracer_of(target.pid) == 0) and not gdb_processes(os.getpid())
 
 
 @pytest.mark.parametrize("ending", ["kernel-socket-closed", "sigterm"])

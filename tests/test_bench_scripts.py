@@ -39,3 +39,13 @@ def test_backtrace_benchmark_meets_its_py_spy_target(demo_crate, gdb_path):
     result, printed = run_benchmark("backtrace_bench.py", timeout=190)
     assert result["gdb_engine_ms"] > 0 and result["pyspy_raw_ms"] > 0
     assert result["target_met"], f"the py-spy engine costs over 2x raw py-spy:\n{printed}"
+
+
+@pytest.mark.timeout(900)  # builds the large debug crate once (about a minute)
+def test_attach_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
+    result, printed = run_benchmark("attach_bench.py", timeout=880)
+    for case in ("polars", "large_debug"):
+        row = result[case]
+        assert row["raw_s"] > 0 and row["first_s"] > 0 and row["second_s"] > 0, printed
+        assert row["library_mb"] >= 100, printed  # the large extensions were really loaded
+    assert "target_met" in result

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, KernelHarness, agent_processes, gdb_processes
+from harness import ROOT, KernelHarness, agent_processes, gdb_processes, tracer_of
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
@@ -26,10 +26,18 @@ def test_attach_keeps_the_kernel_responsive_and_detach_cleans_up(kernel, gdb_pat
     assert kernel.heartbeat_ok()
     mixed = kernel.run("import rustdemo\nrustdemo.call_python(lambda v: rustdemo.square(v) + 1, 4)")
     assert mixed.results == ["17"], mixed.text
+    helpers = agent_processes(kernel.pid) + gdb_processes(kernel.pid)
     detached = kernel.run("%native_detach")
-    assert "detached" in detached.output, detached.text
-    assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid)
+    assert "detached" in detached.output and "--stop" in detached.output, detached.text
+    assert tracer_of(kernel.pid) == 0  # gdb let go; the helper waits, idle, for the next attach
+    assert agent_processes(kernel.pid) + gdb_processes(kernel.pid) == helpers
     assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
+    again = kernel.run("%native_attach")
+    assert again.status == "ok" and agent_processes(kernel.pid) + gdb_processes(kernel.pid) == helpers, again.text
+    stopped = kernel.run("%native_detach --stop")
+    assert "detached" in stopped.output, stopped.text
+    assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid)
+    assert tracer_of(kernel.pid) == 0
 
 
 def test_kernel_shutdown_while_attached_leaves_nothing_running(demo_crate, gdb_path):

@@ -183,7 +183,7 @@ def test_a_recorded_folder_maps_to_the_checkout_that_has_the_file(tmp_path):
 
 
 def test_gdb_regex_keeps_rust_punctuation_literal():
-    from pyo3_debug_magic.agent.breakpoints import gdb_regex
+    from pyo3_debug_magic.agent.symbols import gdb_regex
 
     assert gdb_regex("{closure#0}") == "[{]closure#0[}]"
     assert gdb_regex("a.b*") == "a[.]b[*]"

@@ -316,3 +316,24 @@ def test_two_loaded_workspace_crates_with_the_same_file_need_crate(workspace, gd
         assert paused.results == ["(-99, 102)"] and "value = 2" in shown(paused), paused.text
     finally:
         assert kernel.shutdown() == []
+
+
+def test_an_attach_over_a_second_shows_what_it_is_doing_in_the_cell(demo_crate, gdb_path, tmp_path):
+    """A slow gdb start (a wrapper that waits 1.5 s, as a cold disk would) makes the attach
+    take over a second: the cell shows one line, updated in place, then how long it took."""
+    slow_gdb = tmp_path / "slow-gdb"
+    slow_gdb.write_text(f"#!/bin/sh\nsleep 1.5\nexec {gdb_path} \"$@\"\n")
+    slow_gdb.chmod(0o755)
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_GDB": str(slow_gdb)}, cwd=tmp_path)
+    try:
+        attached = kernel.run("%load_ext pyo3_debug_magic\n%native_attach", timeout=60)
+        assert attached.status == "ok" and "attached to kernel pid" in attached.output, attached.text
+        first = next(d["text/plain"] for d in attached.displays if "attaching" in d.get("text/plain", ""))
+        assert re.fullmatch(r"native debugger: attaching, starting gdb \(1\.\d s\)", first), first
+        lines = [u["text/plain"] for u in attached.updates]
+        assert lines and re.fullmatch(r"native debugger: gdb attached in \d+\.\d s", lines[-1]), lines
+        kernel.run("%native_detach")
+        quick = kernel.run("%native_attach", timeout=60)  # the helper and its gdb were kept: no wait
+        assert quick.status == "ok" and "attaching" not in quick.output, quick.text
+    finally:
+        assert kernel.shutdown() == []

@@ -255,15 +255,17 @@ def test_attach_detach_soak(demo_crate, reliability):
         # one whole cycle first, so lazily created threads (the pause console) and files are
         # there before counting
         kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square(1)", answers=["c"], timeout=60)
-        kernel.run("%native_delete all\n%native_detach", timeout=60)
+        kernel.run("%native_delete all\n%native_detach --stop", timeout=60)
         descriptors, threads = open_descriptors(kernel.pid), thread_count(kernel.pid)
         for cycle in range(cycles):
             result = kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square({cycle})",
                                 answers=["c"], timeout=60)
             assert result.status == "ok" and result.results == [str(cycle * cycle)], f"cycle {cycle}: {result.text}"
-            ended = kernel.run("%native_delete all\n%native_detach", timeout=60)
+            stop = cycle % 2 == 1  # every other detach ends the helper too
+            ended = kernel.run(f"%native_delete all\n%native_detach{' --stop' if stop else ''}", timeout=60)
             assert ended.status == "ok", f"cycle {cycle}: {ended.text}"
-            assert not agent_processes(kernel.pid) and not gdb_processes(kernel.pid), f"cycle {cycle}"
+            helpers = (agent_processes(kernel.pid), gdb_processes(kernel.pid))
+            assert (not any(helpers)) if stop else tuple(map(len, helpers)) == (1, 1), f"cycle {cycle}: {helpers}"
         still_intact(kernel)
         # the last helper's pipes and threads close a moment after it exits
         wait_until(lambda: thread_count(kernel.pid) <= threads and open_descriptors(kernel.pid) <= descriptors, 10)

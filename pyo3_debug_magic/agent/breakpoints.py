@@ -10,7 +10,8 @@ from ..locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative,
                          without_generics)
 from ..protocol import BreakInsert, from_wire
 from .context import AgentContext
-from .gdbmi import mi_quote
+from .gdbmi import GdbCommandError, mi_quote
+from .symbols import gdb_regex
 
 LOG_KEPT = 10_000
 
@@ -65,8 +66,13 @@ class Breakpoints:
         if not spec or not spec.get("user_only"):
             return
         gdb, kept = self.context.gdb, []
+        # gdb numbers locations by address, and a later library may have renumbered them since
+        # this event was sent: act on the breakpoint as it is now
+        bkpt = self._current(number)
+        if bkpt is None:
+            return
         if self._map_sources_built_elsewhere(number, bkpt, spec):
-            bkpt = gdb.command(f"-break-info {number}").payload.get("BreakpointTable", {}).get("body", [bkpt])[0]
+            bkpt = self._current(number) or bkpt
         several = bool(bkpt.get("locations"))
         rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>", "<MULTIPLE>") else [])
         for location in rows:
@@ -90,6 +96,13 @@ class Breakpoints:
             where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
                               for loc in kept)
             self.context.notify(f"breakpoint {number} resolved: {where}")
+
+    def _current(self, number: int) -> dict | None:
+        try:
+            body = self.context.gdb.command(f"-break-info {int(number)}").payload.get("BreakpointTable", {})
+        except GdbCommandError:  # deleted meanwhile
+            return None
+        return next(iter(body.get("body") or []), None)
 
     def _map_sources_built_elsewhere(self, number: int, bkpt: dict, spec: dict) -> bool:
         """Locations in a crate compiled in a folder this machine does not have: with
@@ -284,11 +297,6 @@ class Breakpoints:
     def forget(self) -> None:
         self.specs.clear()
         self.addresses.clear()
-
-
-def gdb_regex(literal: str) -> str:
-    """``literal`` as gdb's (GNU basic) regular expression, where ``\\<`` would mean a word start."""
-    return "".join(f"[{ch}]" if ch in ".*+?()[]{}|$" else "\\^" if ch == "^" else ch for ch in literal)
 
 
 def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:

@@ -17,6 +17,7 @@ from ..locations import first_user_level, is_user_source
 from ..protocol import from_wire
 from ..tools import RUST_PRINTERS_MISSING, debug_file_directories, find_rust_pretty_printers
 from .gdbmi import GdbCommandError, GdbMI, GdbTimeoutError, MIResult, mi_quote
+from .symbols import LazySymbols
 
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
@@ -134,6 +135,7 @@ class GdbSession:
         self.printers = started.printers
         self.timeout = timeout
         self.deadline: float | None = None
+        self.symbols = LazySymbols()
 
     @property
     def alive(self) -> bool:
@@ -184,6 +186,14 @@ class GdbSession:
         return result.payload.get("value", "")
 
     def frames(self, thread: int) -> tuple[model.GdbFrame, ...]:
+        frames = self._frames(thread)
+        for _ in range(4):  # a library read only now: unwind again with its symbols
+            if not self.symbols.read_for(self, frames):
+                break
+            frames = self._frames(thread)
+        return frames
+
+    def _frames(self, thread: int) -> tuple[model.GdbFrame, ...]:
         return frames_from_mi(self.command(f"-stack-list-frames --thread {int(thread)} 0 63")
                               .payload.get("stack", []))
 

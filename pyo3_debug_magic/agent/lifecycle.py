@@ -17,6 +17,7 @@ from .gdb_session import GdbSession, start_gdb
 from .gdbmi import GdbCommandError
 from .memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
 from .pauses import Pauses
+from .symbols import LazySymbols
 from .watchdog import HangWatchdog
 
 ATTACH_TIMEOUT = 20.0
@@ -53,6 +54,7 @@ class Lifecycle:
             started = start_gdb(self.gdb_path, live=True, timeout=settings.gdb_timeout,
                                 debug_file_directory=settings.debug_file_directory, rustc=settings.rustc)
             session = self.context.session = GdbSession(started, settings.gdb_timeout)
+            session.symbols = LazySymbols(lambda doing: self.context.send_event(model.AttachProgress(doing=doing)))
             self.pauses.calls_unsafe = calls_unsafe_reason(session.version, cpu_has_amx())
         return session
 
@@ -62,8 +64,11 @@ class Lifecycle:
         if self.context.attached:
             return self.status()
         self.breakpoints.sources_cache = None
+        self.context.send_event(model.AttachProgress(doing="starting gdb"))
         gdb = self._ensure_gdb()
+        self.context.send_event(model.AttachProgress(doing=f"attaching gdb to pid {self.context.target_pid}"))
         started = time.monotonic()
+        gdb.console("set auto-solib-add off")  # LazySymbols reads what is needed (most of an attach's time)
         try:
             gdb.mi.console_command(f"attach {int(self.context.target_pid)}&", timeout=ATTACH_TIMEOUT)
         except GdbCommandError as error:
@@ -73,6 +78,7 @@ class Lifecycle:
             raise AttachError(f"gdb attached to {self.context.target_pid} but the threads did not resume",
                               "run `%native_detach`; if the kernel is frozen, restart it")
         self.context.attached = True
+        gdb.symbols.after_attach(gdb)
         self.attach_seconds = time.monotonic() - started
         return self.status()
 

@@ -8,8 +8,8 @@ them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPyt
 - ``reports``: crash and hang reports;
 - ``events``: one class per event the agent pushes.
 """
-from .events import (EVENT_TYPES, AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupted,
-                     Notice, Paused)
+from .events import (EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event, GdbDied, HangSeen,
+                     Interrupted, Notice, Paused)
 from .reports import CrashRecord, CrashReport, HangReport, signed_bytes
 from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
                      RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
@@ -26,6 +26,7 @@ __all__ = [
     "HangSeen",
     "Interrupted",
     "Notice",
+    "AttachProgress",
     "Paused",
     "CrashRecord",
     "CrashReport",

@@ -43,6 +43,14 @@ class Notice(Event):
 
 
 @dataclass(frozen=True)
+class AttachProgress(Event):
+    """What an attach is doing now (the kernel shows it when the attach takes over a second)."""
+
+    kind: ClassVar[str] = "attach-progress"
+    doing: str = ""
+
+
+@dataclass(frozen=True)
 class GdbDied(Event):
     kind: ClassVar[str] = "gdb-died"
     message: str = ""
@@ -75,4 +83,4 @@ class HangSeen(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    Paused, Interrupted, Notice, GdbDied, AgentExited, CrashSeen, HangSeen)}
+    Paused, Interrupted, Notice, AttachProgress, GdbDied, AgentExited, CrashSeen, HangSeen)}

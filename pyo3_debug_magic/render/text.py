@@ -14,7 +14,16 @@ def attach_status(status: AttachStatus) -> str:
     return shown if status.printers == "loaded" else f"{shown}\n{status.printers}"
 
 
+def attach_progress(seconds: float, doing: str, finished: bool) -> str:
+    if finished:
+        return f"native debugger: gdb attached in {seconds:.1f} s"
+    return f"native debugger: attaching, {doing or 'starting'} ({seconds:.1f} s)"
+
+
 def detached(how: str) -> str:
+    if how == "kept":
+        return ("native debugger detached; the kernel keeps running (the helper stays idle with what gdb "
+                "read, so the next attach is quick; `%native_detach --stop` ends it)")
     if how == "exited":
         return "native debugger detached; the kernel keeps running"
     return f"native debugger detached (helper process {how}); the kernel keeps running"

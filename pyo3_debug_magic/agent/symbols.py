@@ -1,0 +1,82 @@
+"""Which shared libraries' symbols gdb reads when it attaches.
+
+Reading a big library's symbols is most of an attach (polars' 170+ MB runtime, a release
+build without debug info, is most of gdb's attach to a kernel that imported it). gdb attaches
+with ``auto-solib-add off``; the agent then reads at once what breakpoints, calls into the
+kernel and Python stacks need (the C runtime, libpython, every library with DWARF, which the
+user's crates are) and the small libraries, and defers the rest. Reading is then switched on
+again, so a library imported later is read by gdb as it loads (a pending breakpoint binds
+before the import returns); gdb also reads the deferred ones at that moment, and a stack that
+runs through one reads it first (``read_for``).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from .. import model
+
+EAGER_BYTES = 16 * 1024 * 1024  # below this a library without debug info is read at once anyway
+RUNTIME = re.compile(r"/(ld-linux[^/]*|lib(c|m|dl|rt|pthread|gcc_s|stdc\+\+|python[0-9.]*[a-z]*)\.so[^/]*)$")
+
+
+def has_debug_info(path: str) -> bool:
+    """The file has DWARF (section headers only are read); True when that cannot be told."""
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            return any(elf.get_section_by_name(name) is not None for name in (".debug_info", ".debug_line"))
+    except (OSError, ELFError, ValueError):
+        return True
+
+
+def read_at_once(path: str) -> bool:
+    """Whether gdb reads ``path``'s symbols as soon as it is known, or when a stack needs them."""
+    if RUNTIME.search(path):
+        return True
+    try:
+        if os.path.getsize(path) <= EAGER_BYTES:
+            return True
+    except OSError:
+        return True
+    return has_debug_info(path)
+
+
+def gdb_regex(literal: str) -> str:
+    """``literal`` as gdb's (GNU basic) regular expression, where ``\\<`` would mean a word start."""
+    return "".join(f"[{ch}]" if ch in ".*+?()[]{}|$\\" else "\\^" if ch == "^" else ch for ch in literal)
+
+
+class LazySymbols:
+    """The libraries whose symbols gdb has not read since the attach, and the reading of them."""
+
+    def __init__(self, progress=None):
+        self.progress = progress or (lambda doing: None)  # what is being read (for a slow attach)
+        self.deferred: set[str] = set()
+
+    def after_attach(self, session) -> None:
+        """Read what is needed at once among the libraries loaded before the attach."""
+        self.deferred.clear()
+        rows = session.command("-file-list-shared-libraries", 30).payload.get("shared-libraries", [])
+        for path in [row.get("id") or row.get("target-name") for row in rows if row.get("symbols-loaded") != "1"]:
+            if path and read_at_once(path):
+                self.read(session, path)
+            elif path:
+                self.deferred.add(path)
+        session.console("set auto-solib-add on")
+
+    def read_for(self, session, frames: tuple[model.GdbFrame, ...]) -> bool:
+        """Read the deferred libraries ``frames`` run in; whether any was (unwind again then)."""
+        needed = {frame.library for frame in frames if frame.library in self.deferred}
+        for path in needed:
+            self.read(session, path)
+        return bool(needed)
+
+    def read(self, session, path: str) -> None:
+        self.deferred.discard(path)
+        if "\n" not in path and "\r" not in path:
+            self.progress(f"reading the symbols of {os.path.basename(path)}")
+            session.console(f"sharedlibrary ^{gdb_regex(path)}$", 60)
