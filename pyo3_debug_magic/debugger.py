@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from . import locations, source_paths, userinput
+from . import locations, preimport, source_paths, userinput
 from . import protocol as p
 from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
@@ -145,6 +145,10 @@ class NativeDebugger(DebuggerSettings):
         line = parsed.line
         if parsed.function:
             resolved, line = self._function_in_loaded_crates(parsed, resolved, request.crate)
+        elif resolved.pending and self.target_pid in (None, os.getpid()):  # our sys.path: check it now
+            found = preimport.check_before_import(parsed, request.crate)
+            if found:
+                resolved = replace(resolved, note=f"{resolved.note}; {found}")
         notes = []
         if attached_now and attached_now.printers != "loaded":
             notes.append(attached_now.printers)

@@ -41,7 +41,8 @@ from .refcheck_report import BoundaryRow, CounterRow, RefcheckReport, Verdict  #
 
 MIN_MEASURED_CALLS = 3
 SETTLING_CALLS = 2         # unrecorded calls at the start of each measuring loop
-CONFIRM_ROUNDS = 4         # extra loops before a growing process-wide counter is called a leak
+CONFIRM_ROUNDS = 12        # extra loops before a growing process-wide counter is called a leak: a
+                           # cache may fill over a hundred calls (nh3.clean_text, in some process states)
 _KEPT_ALIVE: list[Any] = []  # references replaced after an over-release, so nothing is freed early
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageProblem
+from .tools import no_debug_info_fix
 
 FILE_LINE = re.compile(r"^(?P<path>[\w.+\-/ ]+\.[A-Za-z]+):(?P<line>\d+)$", re.ASCII)
 RUST_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$", re.ASCII)
@@ -28,7 +29,6 @@ NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/"
                    "/usr/local/include/", "/include/python3")
 SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")  # py-spy names the library when a frame has no line info
 SKIPPED_DIRS = {".git", ".venv", "venv", "target", "node_modules", "__pycache__", ".tox"}
-NO_DEBUG_INFO_FIX = "rebuild with `maturin develop` or set `[profile.release] debug = true`"
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
     for candidate in _files_on_disk(location.path, cwd or Path.cwd()):
         missing = _loaded_without_debug_info(candidate, sources)
         if missing and (not crate or _in_crate(candidate, crate)):
-            raise UsageProblem(f"no debug info for {location.path} in {Path(missing).name}", NO_DEBUG_INFO_FIX)
+            raise UsageProblem(f"no debug info for {location.path} in {Path(missing).name}", no_debug_info_fix())
     which = f"crate {crate}" if crate else "a crate of yours"
     note = (f"pending: {location.path} is in no loaded module yet; the breakpoint binds to {which} "
             "when its module is imported")

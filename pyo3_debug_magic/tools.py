@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -26,6 +27,28 @@ def _find_tool(name: str, override_variable: str, configured: str | None = None)
         if found:
             return found, candidates[0]
     return None, candidates[0]
+
+
+@functools.lru_cache(maxsize=1)
+def maturin_can_include_debuginfo() -> bool:
+    """The installed maturin has ``build --include-debuginfo`` (debug info packed into the wheel)."""
+    found, _ = _find_tool("maturin", "PYO3_DEBUG_MAGIC_MATURIN")
+    if found is None:
+        return False
+    try:
+        shown = subprocess.run([found, "build", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--include-debuginfo" in shown.stdout
+
+
+def no_debug_info_fix() -> str:
+    """How to get debug info into a PyO3 module, with what the installed maturin offers."""
+    fix = ("rebuild with debug info: `maturin develop` (or `maturin build --profile dev`), or set "
+           "`[profile.release] debug = true` (\"line-tables-only\" is enough for line breakpoints)")
+    if maturin_can_include_debuginfo():
+        fix += "; a wheel keeps it with `maturin build --release --include-debuginfo`"
+    return fix
 
 
 def debug_file_directories(configured: str | None = None) -> str | None:

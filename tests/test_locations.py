@@ -81,6 +81,8 @@ def test_loaded_module_without_debug_info_says_how_to_build(tmp_path):
         resolve(parse_location("src/lib.rs:1"), rows, cwd=tmp_path)
     assert "no debug info for src/lib.rs in mycrate" in str(error.value)
     assert "maturin develop" in str(error.value) and "debug = true" in str(error.value)
+    assert "maturin build --profile dev" in str(error.value)
+    assert "--include-debuginfo" in str(error.value)  # the maturin of the test extras has it
 
 
 def test_a_file_nowhere_stays_pending_with_close_matches(tmp_path, crate_source):

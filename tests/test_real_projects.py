@@ -3,6 +3,7 @@ notebook folder outside the crate, or from a folder that holds some other crate.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -78,12 +79,13 @@ def test_pyo3_values_show_as_python_values(loaded_kernel):
 MIXED_PROJECT = ROOT / "tests" / "crates" / "mixed_project"
 
 
-def build_wheel(project: Path, out: Path, *options: str, env: dict | None = None) -> Path:
+def build_wheel(project: Path, out: Path, *options: str, env: dict | None = None,
+                python: str = sys.executable) -> Path:
     """``project`` built by maturin as a real wheel and unpacked into ``out/site``, a folder the
     kernel imports from (nothing installed into the venv). pyo3 is compiled once for all the
     test crates (one target folder)."""
     build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", *options,
-                            "-i", sys.executable, "--out", str(out / "wheel")], cwd=project,
+                            "-i", python, "--out", str(out / "wheel")], cwd=project,
                            env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target"), **(env or {})},
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr
@@ -223,7 +225,9 @@ def test_a_wheel_built_elsewhere_finds_its_sources_with_source_dir_and_remembers
     kernel = KernelHarness(env=env, cwd=tmp_path)
     try:  # without --source: told why the breakpoint cannot bind, and what to add
         kernel.run("%load_ext pyo3_debug_magic")
-        kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        # rustdemo (the venv) has a src/lib.rs too; the moved crate is named by its folder
+        created = kernel.run(f"%native_break src/lib.rs:{line} --crate mixed_project", timeout=60)
+        assert created.status == "ok" and "pending" in created.output, created.text
         unmapped = kernel.run("import my_pkg\nmy_pkg.double(2)", answers=["c"], timeout=90)
         assert unmapped.results == ["4"], unmapped.text
         assert "ci-checkout/mixed_project/src/lib.rs was compiled in a folder this machine does not have" \
@@ -243,7 +247,7 @@ def test_a_wheel_built_elsewhere_finds_its_sources_with_source_dir_and_remembers
     later = KernelHarness(env=env, cwd=tmp_path)  # a later kernel: the mapping was remembered
     try:
         later.run("%load_ext pyo3_debug_magic")
-        created = later.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        created = later.run(f"%native_break src/lib.rs:{line} --crate mixed_project", timeout=60)
         assert created.status == "ok" and "pending" in created.output, created.text
         paused = later.run("import my_pkg\nmy_pkg.double(5)", answers=["c"], timeout=90)
         assert paused.results == ["10"] and len(paused.prompts) == 1, paused.text
@@ -267,8 +271,8 @@ def workspace(demo_crate, tmp_path_factory):
 
 
 LAYOUTS = {  # name: (site fixture, file with the marker, --crate, import, call, p EXPR, its value, result)
-    "mixed": ("mixed_project", MIXED_PROJECT / "src" / "lib.rs", "", "import my_pkg", "my_pkg.double(21)",
-              "value", "21", "42"),
+    "mixed": ("mixed_project", MIXED_PROJECT / "src" / "lib.rs", " --crate my_pkg", "import my_pkg",
+              "my_pkg.double(21)", "value", "21", "42"),
     "dashed-package": ("mixed_project", MIXED_PROJECT / "src" / "lib.rs", " --crate my-pkg", "import my_pkg",
                        "my_pkg.double(4)", "value", "4", "8"),
     "workspace": ("workspace", WORKSPACE / "beta" / "src" / "lib.rs", " --crate beta", "import alpha, beta",
@@ -337,3 +341,70 @@ def test_an_attach_over_a_second_shows_what_it_is_doing_in_the_cell(demo_crate, 
         assert quick.status == "ok" and "attaching" not in quick.output, quick.text
     finally:
         assert kernel.shutdown() == []
+
+
+def test_a_location_is_checked_in_the_debug_info_of_modules_not_imported_yet(workspace, gdb_path, tmp_path):
+    """alpha and beta (and rustdemo, in the venv) can be imported and carry debug info: before any
+    import, a file in several crates needs --crate, and a line past the code is refused."""
+    line = marker_line("shift", WORKSPACE / "beta" / "src" / "lib.rs")
+    length = len((WORKSPACE / "beta" / "src" / "lib.rs").read_text().splitlines())
+    kernel = KernelHarness(env={"PYTHONPATH": str(workspace)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        several = kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+        assert "src/lib.rs is in several crates Python can import" in several.stderr, several.text
+        assert "alpha (" in several.stderr and "beta (" in several.stderr and "--crate" in several.stderr
+        past = kernel.run(f"%native_break src/lib.rs:{length + 50} --crate beta", timeout=60)
+        assert f"no code at or after src/lib.rs:{length + 50} in beta" in past.stderr, past.text
+        assert f"code up to line {length - 1}" in past.stderr or f"code up to line {length}" in past.stderr, past.text
+        assert kernel.run("%native_break").output.strip() == "no native breakpoints"  # nothing left behind
+        created = kernel.run(f"%native_break src/lib.rs:{line} --crate beta", timeout=60)
+        assert created.status == "ok" and "checked in its debug info before the import" in created.output, \
+            created.text
+        paused = kernel.run("import beta\nbeta.shift(300)", answers=["c"], timeout=90)
+        assert paused.results == ["200"] and len(paused.prompts) == 1, paused.text
+    finally:
+        assert kernel.shutdown() == []
+
+
+PYENV = Path("/root/.pyenv/versions")
+
+
+@pytest.mark.timeout(900)  # compiles pyo3 for that Python on a fresh clone
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_pyo3_values_print_as_python_values_on_newer_pythons(demo_crate, gdb_path, tmp_path, version):
+    """CPython 3.12 changed the int and refcount layouts the printers read: rustdemo built for
+    that Python, paused in Basket.describe in a process running it, its locals read from memory."""
+    python = next(iter(sorted(PYENV.glob(f"{version}.*/bin/python{version}"))), None) \
+        or Path(shutil.which(f"python{version}") or f"/nonexistent/python{version}")
+    assert python.is_file(), f"no Python {version} on this machine (the test image has pyenv's)"
+    site = build_wheel(CRATE, tmp_path, "--profile", "dev", python=str(python),  # a target folder per
+                       env={"CARGO_TARGET_DIR": str(CRATE / "target" / f"python{version}")})  # Python: no rebuilds
+    target = subprocess.Popen([str(python), "-c", "import sys, rustdemo\nprint('ready', flush=True)\n"
+                               "for l in sys.stdin:\n    print(rustdemo.Basket('fruit').describe('apple', 2**70 + 5, "
+                               "[1, 2, 3]), flush=True)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(site)})
+    from pyo3_debug_magic import model
+    from pyo3_debug_magic.debugger import BreakpointRequest, NativeDebugger
+
+    events: queue.Queue = queue.Queue()
+    debugger = NativeDebugger(target.pid)
+    debugger.add_listener(events.put)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        debugger.set_breakpoint(BreakpointRequest(f"src/lib.rs:{marker_line('basket-describe')}"))
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        paused = events.get(timeout=60)
+        assert isinstance(paused, model.Paused), paused
+        values = {v.name: v.value for v in paused.locals}
+        assert values["self"] == '&rustdemo::Basket {label: "fruit", count: 0}', values
+        assert re.fullmatch(r"&'apple' \(str, refcount \d+\)", values["text"]), values
+        assert re.fullmatch(r"&1180591620717411303429 \(int, refcount \d+\)", values["number"]), values
+        assert re.fullmatch(r"&len 3 \(list, refcount \d+\)", values["items"]), values
+        debugger.resume(paused.thread, "continue")
+        assert target.stdout.readline().strip() == "fruit #0: apple 1180591620717411303429 3"
+    finally:
+        debugger.close()
+        target.kill()
+        target.wait()

@@ -14,23 +14,11 @@ from __future__ import annotations
 import os
 import re
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from .. import model
+from ..dwarf import has_debug_info
 
 EAGER_BYTES = 16 * 1024 * 1024  # below this a library without debug info is read at once anyway
 RUNTIME = re.compile(r"/(ld-linux[^/]*|lib(c|m|dl|rt|pthread|gcc_s|stdc\+\+|python[0-9.]*[a-z]*)\.so[^/]*)$")
-
-
-def has_debug_info(path: str) -> bool:
-    """The file has DWARF (section headers only are read); True when that cannot be told."""
-    try:
-        with open(path, "rb") as stream:
-            elf = ELFFile(stream)
-            return any(elf.get_section_by_name(name) is not None for name in (".debug_info", ".debug_line"))
-    except (OSError, ELFError, ValueError):
-        return True
 
 
 def read_at_once(path: str) -> bool:
