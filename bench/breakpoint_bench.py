@@ -1,6 +1,6 @@
 """Benchmark: native breakpoints, each number against a baseline measured in the same run.
 
-  attach          NativeDebugger.attach()+detach vs `gdb -p PID -batch` (attach + detach)
+  attach          NativeDebugger.attach()+detach(stop_helper=True) vs `gdb -p PID -batch` (attach + detach)
   overhead        a Rust-heavy call with the agent attached and a breakpoint elsewhere vs not attached (target 1.01x)
   hit-to-view     breakpoint hit -> stop view data in the kernel vs a bare MI script doing the same gdb work (target 1.5x)
   log hits/s      log breakpoint vs gdb `dprintf` with the same value (target 0.5x or better)
@@ -78,7 +78,7 @@ def bench_attach(repeats: int = 5) -> dict:
             debugger = NativeDebugger(target.process.pid)
             started = time.perf_counter()
             debugger.attach()
-            debugger.detach()
+            debugger.detach(stop_helper=True)  # the whole cycle: helper and gdb started and ended
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
             subprocess.run([find_gdb(), "-nx", "-batch", "-p", str(target.process.pid)],

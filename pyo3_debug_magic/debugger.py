@@ -32,6 +32,7 @@ class BreakpointRequest:
     source_dir: str | None = None
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SLOW_ATTACH = 1.0  # s: a longer attach shows what it is doing
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
 
@@ -165,15 +166,16 @@ class NativeDebugger(DebuggerSettings):
             source_dir=source_dir))
         if created.pending:
             functions = ()
-            if parsed.function:
+            crate_name, name = (parsed.function or "").split("::")[0], (parsed.function or "").split("::")[-1]
+            if parsed.function and IDENTIFIER.fullmatch(crate_name):
                 # the crate's own debug info says whether it is loaded: its Python module may
                 # have another name (maturin's mixed projects: crate my_pkg, module my_pkg._core)
-                crate_name, name = parsed.function.split("::")[0], parsed.function.split("::")[-1]
                 functions = self._request(p.Functions(crate_name), timeout=SLOW_REQUEST_TIMEOUT)
                 if functions:
                     resolved = replace(resolved, pending=False, objfile=resolved.objfile or crate_name)
-                elif not resolved.pending:  # a loaded module of that name has no such crate: say
-                    # which crates have the function (the module's name was used for the crate's)
+                elif not resolved.pending and IDENTIFIER.fullmatch(name):  # a loaded module of that
+                    # name has no such crate: say which crates have the function (the module's
+                    # name was used for the crate's)
                     functions = self._request(p.Functions(name=name), timeout=SLOW_REQUEST_TIMEOUT)
             if not resolved.pending:  # the module is loaded, yet gdb found no code there
                 self.delete_breakpoints([created.number])

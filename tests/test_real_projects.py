@@ -408,3 +408,20 @@ def test_pyo3_values_print_as_python_values_on_newer_pythons(demo_crate, gdb_pat
         debugger.close()
         target.kill()
         target.wait()
+
+
+def test_a_trait_method_set_before_import_stays_pending_and_says_to_import_first(mixed_project, gdb_path, tmp_path):
+    """Before the import only gdb's full path binds later; other forms say what to do."""
+    kernel = KernelHarness(env={"PYTHONPATH": str(mixed_project)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        trait = kernel.run("%native_break <Meter as Scale>::scale", timeout=60)
+        assert trait.status == "ok" and "-> pending" in trait.output, trait.text
+        assert "for a trait method, a generic or a closure, import the module first" in trait.output, trait.text
+        closure = kernel.run("%native_break combine::{closure#0}", timeout=60)
+        assert closure.status == "ok" and "-> pending" in closure.output, closure.text
+        full = kernel.run("%native_break my_pkg::Counter::add", timeout=60)  # gdb's full path binds on import
+        paused = kernel.run("import my_pkg\nmy_pkg.Counter().add(4)", answers=["p amount", "c"], timeout=90)
+        assert full.status == "ok" and paused.results == ["4"] and "amount = 4" in shown(paused), paused.text
+    finally:
+        assert kernel.shutdown() == []

@@ -164,27 +164,7 @@ class Breakpoints:
                              if crate or is_user_source(group.get("fullname"))} - {""}))
 
     def find_function(self, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
-        """The functions of the user's crates (of ``crate``) that ``text`` names: a path or its
-        tail, a generic (each instance), a closure, a trait method as the user writes it."""
-        last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
-        pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
-        payload = self.context.gdb.command(
-            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
-        found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
-                 for symbol in group.get("symbols", [])
-                 if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
-        impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
-        spellings = {}
-        if impls:
-            self.context.gdb.call_python("symbol_spellings", impls[:100])
-            spellings = (self.context.gdb.mi.take_message("spellings") or {}).get("names", {})
-        matches = []
-        for fullname, symbol in found:
-            name = symbol.get("name", "")
-            spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
-            if function_matches(text, name, spelled):
-                matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
-        return tuple(matches)
+        return find_functions(self.context.gdb, text, crate)
 
     # ----- requests ---------------------------------------------------------------------
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:
@@ -297,6 +277,31 @@ class Breakpoints:
     def forget(self) -> None:
         self.specs.clear()
         self.addresses.clear()
+
+
+def find_functions(gdb, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
+    """The functions of the user's crates (of ``crate``) that ``text`` names in what ``gdb``
+    (a GdbSession, live or reading a module file) has read: a path or its tail, a generic (each
+    instance), a closure, a trait method as the user writes it."""
+    last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
+    pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
+    payload = gdb.command(
+        f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
+    found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
+             for symbol in group.get("symbols", [])
+             if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
+    impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
+    spellings = {}
+    if impls:
+        gdb.call_python("symbol_spellings", impls[:100])
+        spellings = (gdb.mi.take_message("spellings") or {}).get("names", {})
+    matches = []
+    for fullname, symbol in found:
+        name = symbol.get("name", "")
+        spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
+        if function_matches(text, name, spelled):
+            matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
+    return tuple(matches)
 
 
 def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
