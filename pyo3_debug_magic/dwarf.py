@@ -8,9 +8,8 @@ import time
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.elffile import ELFFile
 
-# std's, pyo3's and dependencies' sources (a manylinux container's cargo home is /cargo)
-LIBRARY_SOURCES = ("/.cargo/registry/", "/.cargo/git/", "/cargo/registry/", "/cargo/git/", "/rustc/", "/rust/deps/",
-                   "/lib/rustlib/")
+from .locations import outside_libraries
+
 
 
 class OutOfTime(Exception):
@@ -78,6 +77,6 @@ def _files_in(program, comp_dir: str, suffix: str) -> dict[int, str]:
         else:  # 1-based, 0 is the compilation directory
             folder = directories[index - 1] if 0 < index <= len(directories) else ""
         full = os.path.normpath(os.path.join(comp_dir, folder, name))
-        if full.endswith(suffix) and not any(part in full for part in LIBRARY_SOURCES):
+        if full.endswith(suffix) and outside_libraries(full):
             wanted[position if version >= 5 else position + 1] = full
     return wanted

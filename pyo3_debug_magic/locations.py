@@ -24,7 +24,8 @@ RUST_FUNCTION = re.compile(r"^(<[\w:<>, &*]+ as [\w:<>, &*]+>::)?[\w<>{}#, &*]+(
 GENERIC_ARGS = re.compile(r"<[^<>]*>")
 SYMBOL_HASH = re.compile(r"::h[0-9a-f]{16}$")
 TRAIT_IMPL = re.compile(r"^<(?P<type>.+) as (?P<trait>.+)>::(?P<method>[^:]+)$")
-NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
+# std's, pyo3's, dependencies' and Python's sources (a manylinux container's cargo home is /cargo)
+NOT_USER_SOURCE = ("/.cargo/registry/", "/.cargo/git/", "/cargo/registry/", "/cargo/git/", "/rustc/", "/rust/deps/", "/lib/rustlib/",
                    "/python-build.", "/usr/include/", "/usr/src/", "/usr/lib/gcc/", "/usr/lib/llvm-",
                    "/usr/local/include/", "/include/python3")
 SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")  # py-spy names the library when a frame has no line info
@@ -62,7 +63,7 @@ class Resolved:
     note: str = ""
 
 
-def _outside_libraries(path: str | None) -> bool:
+def outside_libraries(path: str | None) -> bool:
     """An absolute path outside std, registry crates, vendored code, compiler and Python
     headers and CPython's build tree (glibc's frames carry relative paths like ./nptl/...)."""
     return (bool(path) and path.startswith("/") and not any(part in path for part in NOT_USER_SOURCE)
@@ -72,14 +73,14 @@ def _outside_libraries(path: str | None) -> bool:
 def built_elsewhere(path: str | None) -> bool:
     """A source of a crate compiled in a folder this machine does not have (a wheel built in
     a container or CI): not a library's, and not on disk."""
-    return _outside_libraries(path) and not os.path.isfile(path)
+    return outside_libraries(path) and not os.path.isfile(path)
 
 
 @functools.lru_cache(maxsize=4096)
 def is_user_source(path: str | None) -> bool:
     """A source of the user's own code: outside the libraries, and present on this machine
     (wheels from PyPI carry their build machine's paths, /project/..., /opt/_internal/...)."""
-    return _outside_libraries(path) and os.path.isfile(path)
+    return outside_libraries(path) and os.path.isfile(path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -256,7 +257,7 @@ def resolve(location: Location, sources: list[SourceFile], crate: str | None = N
     assert location.path is not None
     user = [s for s in sources if is_user_source(s.fullname) and _suffix_match(s.fullname, location.path)]
     if not user:  # a module built elsewhere (e.g. in a manylinux container): its paths are not here
-        user = [s for s in sources if _outside_libraries(s.fullname) and _suffix_match(s.fullname, location.path)]
+        user = [s for s in sources if outside_libraries(s.fullname) and _suffix_match(s.fullname, location.path)]
     if crate:
         user = [s for s in user if _crate_matches(s, crate)]
     by_file: dict[str, SourceFile] = {}

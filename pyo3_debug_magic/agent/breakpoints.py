@@ -60,9 +60,11 @@ class Breakpoints:
     def on_changed(self, bkpt: dict) -> None:
         """A breakpoint was modified (a pending one resolved): disable locations outside the
         user's crates (and outside ``--crate``), and say where a pending one bound."""
-        self.refresh_addresses()
         number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
         spec = self.specs.get(number)
+        if spec is not None and spec.get("seen") == _addresses(bkpt):
+            return  # a hit (gdb counts it with this event) or an enable: no location came or went
+        self.refresh_addresses()
         if not spec or not spec.get("user_only"):
             return
         gdb, kept = self.context.gdb, []
@@ -83,13 +85,14 @@ class Breakpoints:
                 gdb.command(f"-break-disable {location['number']}")
             elif location.get("enabled") == "y":
                 # its only location is not the user's (another crate, pyo3's src/lib.rs): held,
-                # its hits run on unseen (see `foreign`). It stays enabled (gdb 13 would disable
-                # the breakpoint with its only location), so that the location a module of the
+                # its hits run on unseen (see `foreign`). It stays enabled (gdb disables the
+                # breakpoint with its only location), so that the location a module of the
                 # right crate brings is inserted by gdb while that module loads: no race with a
                 # call made right after the import. Once there are two, the foreign one is disabled.
                 spec["held"] = True
         if kept and spec.get("held"):
             spec["held"] = False
+        spec["seen"] = _addresses(bkpt)
         if (spec.get("pending") or spec.get("held") is False) and kept and not spec.get("announced"):
             spec["announced"] = True
             spec["pending"] = False
@@ -164,7 +167,27 @@ class Breakpoints:
                              if crate or is_user_source(group.get("fullname"))} - {""}))
 
     def find_function(self, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
-        return find_functions(self.context.gdb, text, crate)
+        """The functions of the user's crates (of ``crate``) that ``text`` names: a path or its
+        tail, a generic (each instance), a closure, a trait method as the user writes it."""
+        last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
+        pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
+        payload = self.context.gdb.command(
+            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
+        found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
+                 for symbol in group.get("symbols", [])
+                 if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
+        impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
+        spellings = {}
+        if impls:
+            self.context.gdb.call_python("symbol_spellings", impls[:100])
+            spellings = (self.context.gdb.mi.take_message("spellings") or {}).get("names", {})
+        matches = []
+        for fullname, symbol in found:
+            name = symbol.get("name", "")
+            spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
+            if function_matches(text, name, spelled):
+                matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
+        return tuple(matches)
 
     # ----- requests ---------------------------------------------------------------------
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:
@@ -279,29 +302,8 @@ class Breakpoints:
         self.addresses.clear()
 
 
-def find_functions(gdb, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
-    """The functions of the user's crates (of ``crate``) that ``text`` names in what ``gdb``
-    (a GdbSession, live or reading a module file) has read: a path or its tail, a generic (each
-    instance), a closure, a trait method as the user writes it."""
-    last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
-    pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
-    payload = gdb.command(
-        f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
-    found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
-             for symbol in group.get("symbols", [])
-             if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
-    impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
-    spellings = {}
-    if impls:
-        gdb.call_python("symbol_spellings", impls[:100])
-        spellings = (gdb.mi.take_message("spellings") or {}).get("names", {})
-    matches = []
-    for fullname, symbol in found:
-        name = symbol.get("name", "")
-        spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
-        if function_matches(text, name, spelled):
-            matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
-    return tuple(matches)
+def _addresses(bkpt: dict) -> tuple[str, ...]:
+    return tuple(sorted(str(row.get("addr")) for row in bkpt.get("locations") or [bkpt]))
 
 
 def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
