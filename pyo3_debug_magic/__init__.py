@@ -18,10 +18,11 @@ def load_ipython_extension(ipython) -> None:
 
     from . import kernel_hooks
     from .magics import NativeDebugMagics
+    from .profile_magics import NativeProfileMagics
 
     from .debugger import get_debugger
 
-    ipython.register_magics(NativeDebugMagics)
+    ipython.register_magics(NativeDebugMagics, NativeProfileMagics)
     debugger = get_debugger()
     try:
         debugger.update_config(ipython.config)  # c.NativeDebugger.* from ipython_config.py
@@ -45,6 +46,7 @@ def unload_ipython_extension(ipython) -> None:
     from . import kernel_hooks
     from .debugger import get_debugger
     from .magics import NativeDebugMagics
+    from .profile_magics import NativeProfileMagics
 
     kernel_hooks.uninstall(ipython)
     debugger = get_debugger()
@@ -52,6 +54,7 @@ def unload_ipython_extension(ipython) -> None:
     if debugger in ipython.configurables:
         ipython.configurables.remove(debugger)
     registered = ipython.magics_manager.magics
-    for kind, names in NativeDebugMagics.magics.items():
-        for name in names:
-            registered[kind].pop(name, None)
+    for magics in (NativeDebugMagics, NativeProfileMagics):
+        for kind, names in magics.magics.items():
+            for name in names:
+                registered[kind].pop(name, None)

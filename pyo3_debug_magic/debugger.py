@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -53,6 +55,7 @@ class NativeDebugger(DebuggerSettings):
         self._gdb_gone = False
         self._gdb_attached = False
         self._attach_doing = ""
+        self.aside_seconds: tuple[float, float | None] | None = None  # the last step aside: (away, back)
         # called as (seconds, what it does, finished) while an attach has taken over a second
         self.attach_progress: Callable[[float, str, bool], None] | None = None
         self.observe(self._settings_changed)
@@ -302,6 +305,30 @@ class NativeDebugger(DebuggerSettings):
             raise
         self._gdb_attached = False
         return "kept"
+
+    @contextlib.contextmanager
+    def stepped_aside(self):
+        """gdb lets go of the process for the block (py-spy needs ptrace) and attaches again
+        after it, breakpoints intact. Yields the seconds stepping aside took, None when gdb was
+        not attached; raises UsageProblem when a paused thread keeps gdb from letting go."""
+        if not self.attached:
+            yield None
+            return
+        started = time.monotonic()
+        self._session.request(p.Detach(keep_breakpoints=True), timeout=SLOW_REQUEST_TIMEOUT)
+        self._gdb_attached = False
+        self.aside_seconds = (time.monotonic() - started, None)
+        try:
+            yield self.aside_seconds[0]
+        finally:
+            started = time.monotonic()
+            self.attach()
+            self.aside_seconds = (self.aside_seconds[0], time.monotonic() - started)
+
+    @property
+    def helper_pid(self) -> int | None:
+        session = self._session
+        return session.process.pid if session is not None and session.alive else None
 
     def close(self) -> str:
         """Detach and stop the agent if it runs; safe to call twice."""

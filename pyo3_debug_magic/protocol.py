@@ -158,6 +158,7 @@ class Status(Request):
 class Detach(Request):
     op: ClassVar[str] = "detach"
     reply: ClassVar[Any] = model.AgentStatus
+    keep_breakpoints: bool = False   # step aside (for py-spy): gdb keeps them for the next attach
 
 
 @dataclass(frozen=True)

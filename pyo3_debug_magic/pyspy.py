@@ -1,11 +1,16 @@
 """py-spy, driven from one place: ``py-spy dump --json`` turned into the model (merged
-ThreadStacks, or the Python frames alone for the gdb engine's fallback), Rust names demangled."""
+ThreadStacks, or the Python frames alone for the gdb engine's fallback), Rust names demangled;
+``py-spy record`` for a cell's profile."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 
 from . import model, stacks, tools
 from .errors import DebugMagicError
@@ -83,3 +88,93 @@ def python_stacks_nonblocking(pid: int, problem: str, py_spy: str | None = None)
     if threads and not found:
         return model.PythonStacks(error=f"{problem}; py-spy did not say which OS thread runs which Python thread")
     return model.PythonStacks(found, gil_known=True, source="py-spy")
+
+
+# ----- py-spy record: the sampler behind %%native_profile --------------------------------------
+
+SAMPLES_LINE = re.compile(r"Samples: (\d+) Errors: (\d+)")
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class Recording:
+    """``py-spy record`` of ``pid`` while a cell runs, in ``raw`` (collapsed) form: with native
+    frames (py-spy stops the threads for each sample) and, alongside, the Python frames alone
+    (``--nonblocking``, no ptrace), so the samples py-spy cannot merge have a view too."""
+
+    def __init__(self, pid: int, rate: int = 100, gil: bool = False, idle: bool = False,
+                 py_spy: str | None = None, python_only: bool = True, tracer_after: int | None = None):
+        self.pid, self.rate = pid, rate
+        self.tracer_after = tracer_after  # under Yama scope 1: who may trace us once py-spy is done
+        self.py_spy = tools.find_py_spy(py_spy or None)
+        self.folder = tempfile.mkdtemp(prefix="pyo3-debug-magic-profile-")
+        common = ["--pid", str(pid), "--rate", str(rate), "--format", "raw", "--threads", "--full-filenames"]
+        common += ["--gil"] * gil + ["--idle"] * idle
+        self.commands = {"native": [self.py_spy, "record", *common, "--native",
+                                    "--output", os.path.join(self.folder, "native.txt")]}
+        if python_only:
+            self.commands["python"] = [self.py_spy, "record", *common, "--nonblocking",
+                                       "--output", os.path.join(self.folder, "python.txt")]
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.started = 0.0
+
+    def start(self) -> None:
+        """Start the samplers; return once the native one samples (or raise why it cannot)."""
+        for name, command in self.commands.items():
+            with open(os.path.join(self.folder, f"{name}.log"), "w") as log:  # py-spy says all on stdout
+                self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                                        stderr=subprocess.STDOUT, start_new_session=True)
+            if tools.read_ptrace_scope() == 1 and self.pid == os.getpid():
+                tools.allow_tracer(self.processes[name].pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        native = self.processes["native"]
+        while "Sampling process" not in self._log("native"):
+            if native.poll() is not None or time.monotonic() > deadline:
+                error = self._start_error()
+                self.stop()
+                raise error
+            time.sleep(0.01)
+        self.started = time.monotonic()
+
+    def _log(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.folder, f"{name}.log")) as log:
+                return log.read()
+        except OSError:
+            return ""
+
+    def _start_error(self) -> DebugMagicError:
+        said = [line.replace("py-spy> ", "").strip() for line in self._log("native").splitlines() if line.strip()]
+        detail = said[-1] if said else "it did not start sampling"
+        if any(word in detail for word in ("ermission", "not permitted", "ptrace")):
+            return DebugMagicError(f"py-spy may not trace this kernel: {detail}",
+                                   "allow ptrace (`sudo sysctl kernel.yama.ptrace_scope=1`, or "
+                                   "`--cap-add SYS_PTRACE` for a container); the cell ran unprofiled")
+        return DebugMagicError(f"py-spy record failed: {detail}", "the cell ran unprofiled; "
+                               "check that `py-spy record --native --pid PID` works in a terminal")
+
+    def stop(self) -> dict[str, tuple[str, int, int]]:
+        """Stop sampling (py-spy writes its file on SIGINT); per sampler (collapsed text,
+        samples, errors). Never leaves a sampler running."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        results = {}
+        for name, process in self.processes.items():
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            counts = SAMPLES_LINE.findall(self._log(name))
+            samples, errors = (int(counts[-1][0]), int(counts[-1][1])) if counts else (0, 0)
+            try:
+                with open(os.path.join(self.folder, f"{name}.txt")) as raw:
+                    text = raw.read()
+            except OSError:
+                text = ""
+            results[name] = (text, samples, errors)
+        if tools.read_ptrace_scope() == 1 and self.pid == os.getpid():
+            tools.allow_tracer(self.tracer_after or 0)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return results

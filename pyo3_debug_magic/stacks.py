@@ -88,6 +88,7 @@ def merge(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> M
 IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nanosleep|sem_wait|"
                             r"pthread_cond|__libc_recv|recv|accept|read$|__GI___poll|do_futex_wait)")
 DISAMBIGUATOR = re.compile(r"\[[0-9a-f]+\]")
+LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
 
 
 LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "*", "$C$": ",",
@@ -96,13 +97,13 @@ LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "
 
 
 def clean_rust_name(name: str) -> str:
-    """Demangled names keep legacy hashes (::h0123...), v0 crate disambiguators ([3c1c0]) and,
-    when half-demangled (py-spy), legacy escapes ($LT$, .., $u20$)."""
-    name = DISAMBIGUATOR.sub("", demangle(name))
+    """Demangled names keep legacy hashes (::h0123...), v0 crate disambiguators ([3c1c0]),
+    LLVM's ``.llvm.123`` suffixes and, when half-demangled (py-spy), legacy escapes ($LT$, ..)."""
+    name = DISAMBIGUATOR.sub("", demangle(LLVM_SUFFIX.sub("", name)))
     if "$" in name or ".." in name:
         for escape, char in LEGACY_ESCAPES.items():
             name = name.replace(escape, char)
-        name = name.replace("..", "::")
+        name = name.replace("..", "::").replace("::_<", "::<")
         if name.startswith("_<"):
             name = name[1:]
     return name

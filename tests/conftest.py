@@ -6,6 +6,7 @@ import re
 import resource
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import LIB_RS, ROOT, KernelHarness, descendants_of, kill_all
+
+DEMO_CRATE = ROOT / "examples" / "rustdemo"
+RELEASE_BUILD = DEMO_CRATE / "target" / "profile-release"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,23 @@ def demo_crate() -> DemoCrate:
 
     extension = next(Path(rustdemo.__file__).parent.glob("rustdemo*.so"))
     return DemoCrate(extension=extension, source=LIB_RS)
+
+
+@pytest.fixture(scope="session")
+def release_demo(demo_crate) -> Path:
+    """The demo crate built with `--release` (debug info kept), unpacked where PYTHONPATH finds
+    it: what a PyO3 author profiles (py-spy unwinds a dev build poorly, and it is not the code
+    that ships)."""
+    env = {**os.environ, "CARGO_TARGET_DIR": str(RELEASE_BUILD / "cargo")}
+    build = subprocess.run([str(Path(sys.executable).parent / "maturin"), "build", "--release",
+                            "-o", str(RELEASE_BUILD / "wheels"), "-i", sys.executable],
+                           cwd=DEMO_CRATE, env=env, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    wheel = max((RELEASE_BUILD / "wheels").glob("rustdemo-*.whl"), key=lambda p: p.stat().st_mtime)
+    site = RELEASE_BUILD / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return site
 
 
 @pytest.fixture(scope="session")

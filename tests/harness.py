@@ -202,6 +202,7 @@ class CellResult:
     output: str = ""  # what the cell showed as text, in order: stdout and displays' text/plain
     error: dict | None = None
     prompts: list[str] = field(default_factory=list)    # input() prompts answered
+    order: list[str] = field(default_factory=list)      # the output messages' types, as they came
 
     @property
     def text(self) -> str:
@@ -292,6 +293,8 @@ class KernelHarness:
     @staticmethod
     def _collect(message: dict, result: CellResult) -> None:
         kind, content = message["msg_type"], message["content"]
+        if kind in ("stream", "execute_result", "display_data", "error"):
+            result.order.append(kind)
         if kind == "stream":
             if content["name"] == "stdout":
                 result.stdout += content["text"]

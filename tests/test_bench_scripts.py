@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,10 +13,10 @@ from harness import ROOT
 pytestmark = pytest.mark.slow  # each benchmark measures for a while
 
 
-def run_benchmark(script: str, timeout: float) -> tuple[dict, str]:
+def run_benchmark(script: str, timeout: float, env: dict | None = None) -> tuple[dict, str]:
     """Run ``bench/SCRIPT`` as a user would; its JSON line (the last one) and everything it printed."""
     run = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env={**os.environ, **(env or {})})
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1]), run.stdout
 
@@ -49,3 +50,12 @@ def test_attach_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
         assert row["raw_s"] > 0 and row["first_s"] > 0 and row["second_s"] > 0, printed
         assert row["library_mb"] >= 100, printed  # the large extensions were really loaded
     assert "target_met" in result
+
+
+@pytest.mark.timeout(200)
+def test_profile_benchmark_measures_the_overhead_and_the_step_aside(release_demo, gdb_path):
+    result, printed = run_benchmark("profile_bench.py", timeout=180, env={"PYTHONPATH": str(release_demo)})
+    assert "cell wall time under py-spy at 100 Hz" in printed
+    assert 0.9 < result["overhead_ratio"] < 1.5, printed       # the target (1.03x) is reported, not timed here
+    assert result["render_s"] < result["plain_s"] and result["step_aside_s"] < result["first_attach_s"]
+    assert result["return_s"] is not None and result["return_s"] > 0

@@ -85,8 +85,24 @@ class Lifecycle:
     def detach(self, request: p.Detach | None = None) -> model.AgentStatus:
         if not self.context.attached:
             raise NotAttachedError()
-        self._detach()
+        if request is not None and request.keep_breakpoints:
+            self._step_aside()
+        else:
+            self._detach()
         return self.status()
+
+    def _step_aside(self) -> None:
+        """Detach and keep the breakpoints in gdb's table (gdb takes its int3s out of the
+        process on detach and puts them back on the next attach): only with no thread paused."""
+        if self.pauses.active:
+            raise UsageProblem(f"thread {min(self.pauses.active)} is paused: gdb cannot step aside",
+                               "continue it (`c` at its prompt) first")
+        self.watchdog.hang_done()
+        session = self.context.session
+        try:
+            session.mi.command("-target-detach", timeout=DETACH_TIMEOUT)
+        finally:
+            self.context.attached = False
 
     def status(self) -> model.AgentStatus:
         session, threads = self.context.session, ()

@@ -6,10 +6,12 @@ them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPyt
 - ``stacks``: frames and threads, as captured and merged (``Snapshot``);
 - ``state``: status, settings, breakpoints, log hits, a pause's ``Stop``;
 - ``reports``: crash and hang reports;
-- ``events``: one class per event the agent pushes.
+- ``events``: one class per event the agent pushes;
+- ``profile``: a sampled profile of a cell (``%%native_profile``).
 """
 from .events import (EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event, GdbDied, HangSeen,
                      Interrupted, Notice, Paused)
+from .profile import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
 from .reports import CrashRecord, CrashReport, HangReport, signed_bytes
 from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
                      RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
@@ -59,4 +61,9 @@ __all__ = [
     "FunctionMatch",
     "Stop",
     "ThreadInfo",
+    "FunctionRow",
+    "Profile",
+    "ProfileFrame",
+    "SampledStack",
+    "ThreadUsage",
 ]

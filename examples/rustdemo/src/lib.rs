@@ -204,6 +204,24 @@ fn threaded_sum(py: Python<'_>, values: Vec<i64>, threads: usize) -> i64 {
     })
 }
 
+/// Busy-waits on `threads` named native workers (`rd-worker-N`) for `seconds`, GIL released:
+/// threads that never run Python, which py-spy cannot sample.
+#[pyfunction]
+fn busy_workers(py: Python<'_>, threads: usize, seconds: f64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    py.allow_threads(|| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name(format!("rd-worker-{i}"))
+                    .spawn(move || busy_until(deadline))
+                    .expect("spawn a worker")
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
 fn mix_round(state: u64, round: u64) -> u64 {
     let mixed = (state ^ round).wrapping_mul(0x100000001b3); // MARK: busy-inner
     mixed.rotate_left(5)
@@ -250,6 +268,7 @@ impl Basket {
 fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Basket>()?;
     m.add_function(wrap_pyfunction!(compute, m)?)?;
+    m.add_function(wrap_pyfunction!(busy_workers, m)?)?;
     m.add_function(wrap_pyfunction!(square, m)?)?;
     m.add_function(wrap_pyfunction!(call_python, m)?)?;
     m.add_function(wrap_pyfunction!(leak_reference, m)?)?;

@@ -1,0 +1,114 @@
+"""``%%native_profile``: parse arguments, run the cell under the profiler, show the profile
+below the cell's own output. No gdb or subprocess here."""
+from __future__ import annotations
+
+import ast
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .debugger import get_debugger
+from .magics import parse_args, user_errors_as_usage
+from .output import show
+from .render import flamegraph, profile_text
+
+
+@magics_class
+class NativeProfileMagics(Magics):
+    """Sample a cell with py-spy, Rust and Python frames together."""
+
+    last_profile = None
+
+    @magic_arguments()
+    @argument("--rate", type=int, default=100, metavar="HZ", help="samples per second (default 100)")
+    @argument("--gil", action="store_true", help="only samples of threads holding the GIL")
+    @argument("--idle", action="store_true", help="also samples of threads that wait (sleep, lock, I/O)")
+    @argument("--threads", action="store_true",
+              help="one tree per thread, and the CPU time of threads that never run Python (Rust workers)")
+    @argument("--top", type=int, default=20, metavar="N", help="rows of the top table (default 20)")
+    @argument("-o", "--output", metavar="FILE", help="also write the profile to FILE")
+    @argument("--format", choices=("speedscope", "svg"), default="speedscope",
+              help="the format of -o: speedscope JSON (default, https://www.speedscope.app) or an SVG flamegraph")
+    @argument("--show", choices=("native", "python"),
+              help="show the last profile again; `python`: its Python-only view (samples py-spy could not merge)")
+    @argument("code", nargs="*", help="(line form) the statement to profile, e.g. `mymod.heavy(data)`")
+    @line_cell_magic
+    @user_errors_as_usage
+    def native_profile(self, line: str = "", cell: str | None = None):
+        """Profile a cell (``%%native_profile``) or one statement (``%native_profile EXPR``):
+        py-spy samples this kernel with native frames while the code runs, then a flamegraph
+        (click to zoom, search), the top functions by self time, and notes on what py-spy could
+        not sample appear below the cell's output. The cell's output and result are unchanged.
+        gdb, when attached, steps aside while py-spy samples and attaches again afterwards
+        (breakpoints kept); with a thread paused at a breakpoint the cell runs unprofiled.
+        """
+        options = parse_args(self.native_profile, line)
+        if options.show:
+            if self.last_profile is None:
+                raise UsageError("no profile yet: run `%%native_profile` on a cell first")
+            self._show(self.last_profile, options.show)
+            return None
+        source = cell if cell is not None else " ".join(options.code)
+        if not source.strip():
+            raise UsageError("%native_profile needs code: `%native_profile mymod.heavy(data)`, "
+                             "or `%%native_profile` at the top of a cell")
+        if not 1 <= options.rate <= 10_000:
+            raise UsageError("--rate must be between 1 and 10000 samples per second")
+        code = self._compile(source)
+        from .profile_run import ProfileOptions, run_profiled
+
+        run = run_profiled(code, ProfileOptions(options.rate, options.gil, options.idle, options.threads,
+                                                max(options.top, 1)), get_debugger())
+        if run.problem is not None:
+            show(f"%native_profile: {run.problem}")
+        if run.profile is not None:
+            profile = run.profile
+            if options.output:
+                from dataclasses import replace
+
+                from .profile_files import write
+
+                write(profile, options.output, options.format)
+                profile = replace(profile, output=options.output)
+            type(self).last_profile = profile
+            self._show_after_cell(profile)
+        if run.error is not None:
+            raise run.error
+        return run.result
+
+    def _compile(self, source: str):
+        """The code as IPython would run it (magics and ``!`` lines transformed), named as a
+        cell so its frames read ``cell line N``; the last expression's value is returned."""
+        shell = self.shell
+        transformed = shell.transform_cell(source)
+        try:
+            tree = ast.parse(transformed)
+        except SyntaxError as error:
+            raise UsageError(f"%native_profile: the code does not parse: {error.msg} (line {error.lineno})") from None
+        filename = shell.compile.cache(transformed, shell.execution_count, raw_code=source)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        body = compile(tree, filename, "exec")
+        value = compile(ast.Expression(last.value), filename, "eval") if last is not None else None
+        namespace = shell.user_ns
+
+        def run():
+            exec(body, namespace)
+            return eval(value, namespace) if value is not None else None
+
+        return run
+
+    def _show_after_cell(self, profile) -> None:
+        """Below the cell's own output and ``Out[n]``: shown when the cell has finished."""
+        events = self.shell.events
+
+        def once(result=None):
+            events.unregister("post_run_cell", once)
+            self._show(profile, "native")
+
+        events.register("post_run_cell", once)
+
+    @staticmethod
+    def _show(profile, view: str) -> None:
+        plain = profile_text.profile_text(profile, view)
+        show(plain, flamegraph.profile_html(profile) if view == "native" else None)

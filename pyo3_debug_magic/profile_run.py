@@ -1,0 +1,106 @@
+"""Run a cell's code under py-spy and build its Profile: the agent steps aside while py-spy
+samples, the code runs whatever happens to the profiler, and nothing is left sampling."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import profiles, pyspy
+from .errors import DebugMagicError, UsageProblem
+from .model import Profile
+
+
+# Python frames of the profiler and of IPython, above the profiled code in every sample
+MACHINERY = (os.path.dirname(os.path.abspath(__file__)) + os.sep, "/IPython/", "/ipykernel/")
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    rate: int = 100
+    gil: bool = False
+    idle: bool = False
+    threads: bool = False
+    top: int = 20
+
+
+@dataclass
+class ProfiledRun:
+    """What a profiled run gives: the code's result (or its exception) and the profile, or why
+    there is none (the code ran anyway)."""
+
+    result: Any = None
+    error: BaseException | None = None
+    profile: Profile | None = None
+    problem: DebugMagicError | None = None
+    aside: tuple[float, float | None] | None = None   # the agent's step aside: (away, back) seconds
+    ran: bool = False
+
+
+def run_profiled(code: Callable[[], Any], options: ProfileOptions, debugger=None,
+                 py_spy: str | None = None) -> ProfiledRun:
+    """Call ``code`` while py-spy samples this process. Exceptions of ``code`` (also
+    KeyboardInterrupt) are caught into the run, so the caller shows the profile, then raises."""
+    run = ProfiledRun()
+    debugger_attached = debugger is not None and debugger.attached
+    try:
+        aside = debugger.stepped_aside() if debugger_attached else _nothing()
+        with aside:
+            recording = pyspy.Recording(os.getpid(), options.rate, options.gil, options.idle, py_spy,
+                                        tracer_after=debugger.helper_pid if debugger is not None else None)
+            recording.start()
+            _run(code, options, recording, run)
+    except UsageProblem as problem:  # a paused thread: gdb cannot step aside
+        run.problem = DebugMagicError(f"no profile: {problem.message}", problem.fix)
+    except DebugMagicError as problem:
+        run.problem = problem
+    if run.problem is not None and not run.ran:
+        _call(code, run)
+    if debugger_attached:
+        run.aside = debugger.aside_seconds
+    return run
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _call(code: Callable[[], Any], run: ProfiledRun) -> None:
+    run.ran = True
+    try:
+        run.result = code()
+    except BaseException as error:  # noqa: BLE001 - re-raised by the caller after the profile
+        run.error = error
+
+
+def _run(code, options: ProfileOptions, recording: pyspy.Recording, run: ProfiledRun) -> None:
+    clock = profiles.ThreadClock() if options.threads else None
+    if clock is not None:
+        clock.start()
+    started = time.monotonic()
+    try:
+        _call(code, run)
+    finally:
+        seconds = time.monotonic() - started
+        results = recording.stop()
+    native_text, samples, errors = results["native"]
+    python_text, python_samples, _ = results.get("python", ("", 0, 0))
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    stacks = profiles.trim_to_code(profiles.parse_collapsed(native_text, pyspy.demangle_all), MACHINERY)
+    if not options.idle:
+        stacks = [s for s in stacks if not profiles.waiting(s)]
+    python_only = profiles.trim_to_code(profiles.parse_collapsed(python_text), MACHINERY)
+    native_threads = ()
+    if clock is not None:
+        seen = set(names) | {s.thread for s in stacks if s.thread is not None}
+        native_threads = clock.stop(seen)
+    run.profile = profiles.build(
+        stacks, samples, errors, options.rate, seconds, python_only=python_only,
+        python_only_samples=python_samples, native_threads=native_threads, thread_names=names,
+        by_thread=options.threads, top=options.top)

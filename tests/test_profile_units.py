@@ -1,0 +1,69 @@
+"""The profile engine's pure parts: py-spy's collapsed stacks, names, the top table, files."""
+from __future__ import annotations
+
+import json
+
+from pyo3_debug_magic import profile_files, profiles
+from pyo3_debug_magic.pyspy import demangle_all
+from pyo3_debug_magic.render.flamegraph import profile_html
+from pyo3_debug_magic.render.profile_text import fold_generics, profile_text
+
+RAW = """\
+thread (101): MainThread;<module> (/tmp/ipykernel_1/2.py:3);rustdemo::__pyfunction_busy_work::h5f77f52343c4b9fa (/nowhere/src/lib.rs:213);rustdemo::busy_work::h1ab787c47d3901e5 (/nowhere/src/lib.rs:217);core::intrinsics::rotate_left::he2994109858d5d0d (/rustc/abc/library/core/src/intrinsics/mod.rs:2029) 30
+thread (101): MainThread;<module> (/tmp/ipykernel_1/2.py:3);rustdemo::_$LT$impl$u20$rustdemo..square..MakeDef$GT$::_PYO3_DEF::trampoline::hfc4acdca21cba13c (/nowhere/src/lib.rs:30);_RNvMs7_NtCsgEmfK2I1SDS_4core3numy12wrapping_mul (/rustc/abc/library/core/src/num/uint_macros.rs:2533) 10
+thread (102): worker;run (/usr/lib/python3.11/threading.py:975);0x7f16340a8ce3 (/usr/lib/x86_64-linux-gnu/libc.so.6) 5
+"""
+
+
+def parsed():
+    return profiles.parse_collapsed(RAW, demangle_all)
+
+
+def test_collapsed_stacks_parse_with_threads_and_readable_names():
+    stacks = {s.count: s for s in parsed()}
+    busy = stacks[30]
+    assert busy.thread == 101
+    assert [f.function for f in busy.frames] == ["<module>", "rustdemo::__pyfunction_busy_work",
+                                                  "rustdemo::busy_work", "core::intrinsics::rotate_left"]
+    assert busy.frames[0].is_cell and busy.frames[0].kind == "python" and busy.frames[0].line == 3
+    assert busy.frames[-1].file == "core/src/intrinsics/mod.rs"
+    assert busy.cut_short                       # no PyO3 trampoline under the Rust run
+    assert not stacks[10].cut_short             # this one reached the trampoline
+    assert stacks[10].frames[-1].function == "<u64>::wrapping_mul"  # a v0 symbol, demangled
+    assert stacks[5].frames[-1].function == "[libc.so.6]"
+
+
+def test_self_time_of_rust_library_code_goes_to_its_caller():
+    top = profiles.top_functions(parsed())
+    first = top[0]
+    assert (first.function, first.self_samples, first.total_samples) == ("rustdemo::busy_work", 30, 30)
+    by_name = {row.function: row for row in top}
+    assert by_name["core::intrinsics::rotate_left"].self_samples == 0
+    assert by_name["<module>"].total_samples == 40
+
+
+def test_notes_for_few_samples_errors_and_cut_stacks():
+    profile = profiles.build(parsed(), samples=8, errors=30, rate=100, seconds=0.4, python_only_samples=38)
+    notes = " ".join(profile.notes)
+    assert "too few for a meaningful profile" in notes and "--rate 500" in notes
+    assert "30 of 38 samples" in notes and "--show python" in notes
+    assert "in 30 of 45 samples (67%) py-spy's unwinder stopped" in notes
+
+
+def test_generic_parameters_fold_and_qualified_paths_stay():
+    assert fold_generics("alloc::vec::Vec<T,A>::push") == "alloc::vec::Vec<…>::push"
+    assert fold_generics("<core::ops::range::Range<T> as Iterator>::next") == "<core::ops::range::Range<…> as Iterator>::next"
+    assert fold_generics("a<b") == "a<b"
+
+
+def test_renderings_and_files():
+    profile = profiles.build(parsed(), samples=45, errors=0, rate=100, seconds=0.45, by_thread=True,
+                             thread_names={101: "MainThread"})
+    text = profile_text(profile)
+    assert "MainThread (101)" in text and "rs rustdemo::busy_work" not in text  # /nowhere is not the user's
+    html = profile_html(profile)
+    assert html.count("<script>") == 1 and "rustdemo::busy_work" in html and "</script>" not in html.split("<script>")[1][:-15]
+    speedscope = profile_files.speedscope(profile)
+    json.dumps(speedscope)
+    assert {p["name"].split()[-1] for p in speedscope["profiles"]} == {"MainThread", "102"}
+    assert profile_files.svg(profile).startswith("<svg") and "rustdemo::busy_work" in profile_files.svg(profile)
