@@ -155,7 +155,8 @@ def trim_to_code(stacks: list[SampledStack], machinery: tuple[str, ...]) -> list
 def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seconds: float, *,
           python_only: list[SampledStack] = (), python_only_samples: int = 0,
           native_threads: tuple[ThreadUsage, ...] = (), thread_names: dict | None = None,
-          by_thread: bool = False, output: str | None = None, top: int = 20) -> Profile:
+          by_thread: bool = False, output: str | None = None, top: int = 20,
+          extra_notes: tuple[str, ...] = ()) -> Profile:
     """The Profile, with the notes a person needs to trust it (or not)."""
     profile = Profile(tuple(sorted(stacks, key=lambda s: -s.count)), samples, errors, rate, seconds,
                       top_functions(stacks, top), tuple(python_only), python_only_samples, native_threads,
@@ -166,7 +167,8 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
                      f"raise the rate (`--rate {min(rate * 5, 1000)}`) or repeat the work in a loop")
     if profile.error_share >= ERROR_SHARE_NOTED:
         notes.append(f"py-spy could not take or merge {errors} of {samples + errors} samples "
-                     f"({profile.error_share:.0%}; Rust -> Python callbacks cause this): the native view "
+                     f"({profile.error_share:.0%}; Rust -> Python callbacks cause this, and with --threads "
+                     f"the moments the thread sampler held a worker): the native view "
                      f"lacks them; `%native_profile --show python` shows the same run's Python-only view "
                      f"({python_only_samples} samples)")
     if any(f.function.endswith("::precondition_check") for s in stacks for f in s.frames):
@@ -180,7 +182,17 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
                      "the Rust function Python called and glued the Python frames on: PyO3's trampoline is "
                      "missing there, and so are the outer Rust frames of a Rust -> Python -> Rust callback "
                      "(`%native_bt` during a run shows every frame)")
-    return Profile(**{**profile.__dict__, "notes": tuple(notes)})
+    return Profile(**{**profile.__dict__, "notes": tuple(notes) + tuple(extra_notes)})
+
+
+def thread_names(text: str) -> dict[int, str]:
+    """The thread names the collapsed format's ``thread (TID): NAME`` roots carry."""
+    found = {}
+    for line in text.splitlines():
+        root = THREAD_ROOT.match(line)
+        if root and root.group("name"):
+            found[int(root.group("tid"))] = root.group("name")
+    return found
 
 
 # ----- threads py-spy cannot see ------------------------------------------------------------

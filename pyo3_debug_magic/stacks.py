@@ -103,7 +103,7 @@ def clean_rust_name(name: str) -> str:
     if "$" in name or ".." in name:
         for escape, char in LEGACY_ESCAPES.items():
             name = name.replace(escape, char)
-        name = name.replace("..", "::").replace("::_<", "::<")
+        name = name.replace("..", "::").replace("::_<", "::<").replace("::_{", "::{")
         if name.startswith("_<"):
             name = name[1:]
     return name

@@ -42,7 +42,8 @@ class FunctionRow:
 
 @dataclass(frozen=True)
 class ThreadUsage:
-    """A thread that never ran Python, seen by its CPU time (py-spy cannot sample its stack)."""
+    """A thread that never ran Python (py-spy cannot see it; the native sampler can), and its
+    CPU time while the profile ran."""
 
     os_thread_id: int
     name: str
@@ -66,6 +67,11 @@ class Profile:
     by_thread: bool = False
     notes: tuple[str, ...] = ()
     output: str | None = None  # the file ``-o`` wrote
+
+    @property
+    def shown_samples(self) -> int:
+        """The samples of the stacks shown (the kernel's idle machinery left out)."""
+        return sum(s.count for s in self.stacks)
 
     @property
     def cut_short_samples(self) -> int:

@@ -93,7 +93,7 @@ def profile_html(profile: Profile) -> str:
         for (s, t, name, place, kind), row in zip(top_rows(profile), profile.top))
     threads = "".join(f"<li>{escape(t.name)} (tid {t.os_thread_id}): {t.cpu_seconds:.2f} s CPU</li>"
                       for t in profile.native_threads)
-    threads = (f"<p>Threads without Python (py-spy cannot sample their stacks; CPU time while the cell ran):</p>"
+    threads = (f"<p>Threads without Python (sampled by elfutils' unwinder; CPU time while the cell ran):</p>"
                f"<ul>{threads}</ul>") if threads else ""
     written = f"<p>written: <code>{escape(profile.output)}</code></p>" if profile.output else ""
     return (f"<div id=\"{element_id}\" class=\"pyo3-profile\"><style>{_STYLE.replace('#ID', '#' + element_id)}</style>"

@@ -44,14 +44,14 @@ def kind_label(kind: str, user: bool) -> str:
 
 
 def header(profile: Profile) -> str:
-    return (f"{profile.samples} samples in {profile.seconds:.2f} s ({profile.rate}/s asked, "
+    return (f"{profile.shown_samples} samples shown of {profile.samples} in {profile.seconds:.2f} s ({profile.rate}/s asked, "
             f"{profile.effective_rate:.0f}/s taken of the busiest thread), {profile.errors} py-spy errors "
             f"({profile.error_share:.0%})")
 
 
 def top_rows(profile: Profile) -> list[tuple[str, str, str, str, str]]:
     """(self %, total %, function, where, kind) for the top table."""
-    total = max(profile.samples, 1)
+    total = max(profile.shown_samples, 1)
     return [(f"{row.self_samples / total:6.1%}", f"{row.total_samples / total:6.1%}", fold_generics(row.function),
              where(row.file, row.hottest_line, row.is_cell), kind_label(row.kind, row.user)) for row in profile.top]
 
@@ -117,7 +117,7 @@ def profile_text(profile: Profile, view: str = "native") -> str:
         out.append("call tree (share of samples; rs = your Rust, c = other native, py = Python)")
         out += lines
     if profile.native_threads:
-        out.append("threads without Python (py-spy cannot sample their stacks; CPU time while the cell ran):")
+        out.append("threads without Python (sampled by elfutils' unwinder; CPU time while the cell ran):")
         out += [f"  {t.name} (tid {t.os_thread_id}): {t.cpu_seconds:.2f} s CPU" for t in profile.native_threads]
     if profile.output:
         out.append(f"written: {profile.output}")
