@@ -1,12 +1,13 @@
-"""Samples the stacks of the threads py-spy cannot see (threads that never run Python: Rust
-``std::thread`` workers, rayon pools), with elfutils' unwinder (libdw, through ctypes).
+"""The native sampler: stacks unwound by elfutils' libdw (through ctypes), for what py-spy
+cannot sample: threads that never run Python (Rust ``std::thread`` workers, rayon pools) and,
+as ``--engine elfutils``, every thread with its Python frames read at the same moment (py-spy's
+unwinder stops at PyO3's trampoline, so a Rust -> Python -> Rust chain loses its outer Rust).
 
 Runs as its own process (a process may not ptrace its own threads):
-``python -m pyo3_debug_magic.native_sampler PID RATE OUT [EXCLUDED_TID ...]``. Each round it
-lists the process's threads, and for each one not excluded libdw attaches, unwinds and lets go
-(a fraction of a millisecond); SIGINT ends it. OUT gets the stacks in py-spy's collapsed
-format (``thread (TID): NAME;outermost (file:line);...;innermost (file:line) COUNT``),
-symbolized by ``addr2line`` at the end, inlined frames included.
+``python -m pyo3_debug_magic.native_sampler PID RATE OUT [--python] [--idle] [EXCLUDED_TID ...]``.
+Each round libdw attaches to each thread, unwinds it and lets go (a fraction of a millisecond);
+with ``--python`` the thread's Python frames are read while it is stopped (``pyframes``).
+SIGINT ends it; OUT then gets the stacks in py-spy's collapsed format (``native_stacks``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import NamedTuple
+
+from .native_stacks import collapsed, threads_of
 
 MAX_FRAMES = 256
 DWARF_CB_OK, DWARF_CB_ABORT = 0, 1
@@ -55,8 +59,11 @@ class Libdw:
             raise OSError(f"libdw could not attach to {pid}: {dw.dwfl_errmsg(-1).decode()}")
         self._pcs: list[int] = []
         self._callback = self.FRAME_CALLBACK(self._frame)
+        self.while_stopped = None  # called once per unwind, while libdw holds the thread stopped
 
     def _frame(self, state, _arg) -> int:
+        if not self._pcs and self.while_stopped is not None:
+            self.while_stopped()
         pc, activation = ctypes.c_uint64(), ctypes.c_bool()
         if not self.dw.dwfl_frame_pc(state, ctypes.byref(pc), ctypes.byref(activation)):
             return DWARF_CB_ABORT
@@ -74,123 +81,18 @@ class Libdw:
         self.dw.dwfl_end(self.dwfl)
 
 
-def threads_of(pid: int) -> dict[int, str]:
-    found = {}
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/comm") as comm:
-                found[int(task)] = comm.read().strip()
-        except OSError:
-            pass
-    return found
-
-
-def mappings(pid: int) -> list[tuple[int, int, int, str]]:
-    """(start, end, file offset, path) of the file-backed mappings."""
-    maps = []
-    with open(f"/proc/{pid}/maps") as lines:
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 6 and (parts[5].startswith("/") or parts[5] == "[vdso]"):
-                start, end = (int(x, 16) for x in parts[0].split("-"))
-                maps.append((start, end, int(parts[2], 16), parts[5]))
-    return maps
-
-
-def symbolize(pcs: set[int], maps) -> dict[int, list[str]]:
-    """Each address as frames ``name (file:line)``, innermost inlined frame first."""
-    by_module: dict[str, dict[int, int]] = {}
-    for pc in pcs:
-        for start, end, offset, path in maps:
-            if start <= pc < end:
-                by_module.setdefault(path, {})[pc] = pc - start + offset
-                break
-    names: dict[int, list[str]] = {}
-    for path, offsets in by_module.items():
-        ordered = list(offsets.items())
-        if not path.startswith("/"):  # the vdso: no file to read symbols from
-            names.update({pc: [f"[vdso] ({path})"] for pc, _ in ordered})
-            continue
-        try:
-            out = subprocess.run(["addr2line", "-a", "-f", "-i", "-C", "-e", path,
-                                  *[hex(_relative(path, o)) for _, o in ordered]],
-                                 capture_output=True, text=True, timeout=60).stdout.splitlines()
-        except (OSError, subprocess.TimeoutExpired):
-            out = []
-        blocks, current = [], None
-        for line in out:
-            if line.startswith("0x") and all(c in "0123456789abcdefx" for c in line):
-                current = []
-                blocks.append(current)
-            elif current is not None:
-                current.append(line)
-        for (pc, _), block in zip(ordered, blocks):
-            frames = []
-            for function, where in zip(block[::2], block[1::2]):
-                where = where.split(" (discriminator")[0]
-                file, _, line = where.rpartition(":")
-                if function == "??":
-                    function = hex(pc)
-                frames.append(f"{function} ({file if file and file != '??' else path}:{line if line.isdigit() else 0})")
-            names[pc] = frames or [f"{hex(pc)} ({path})"]
-    return names
-
-
-_load_bias: dict[str, int] = {}
-
-
-def _relative(path: str, file_offset: int) -> int:
-    """addr2line wants addresses as the ELF file lays them out: a file offset in an executable
-    segment becomes its virtual address (p_vaddr - p_offset added)."""
-    if path not in _load_bias:
-        _load_bias[path] = _segment_bias(path)
-    return file_offset + _load_bias[path]
-
-
-def _segment_bias(path: str) -> int:
-    try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(path, "rb") as stream:
-            for segment in ELFFile(stream).iter_segments():
-                if segment["p_type"] == "PT_LOAD" and segment["p_flags"] & 1:  # executable
-                    return segment["p_vaddr"] - segment["p_offset"]
-    except Exception:  # noqa: BLE001 - not an ELF we can read: plain offsets
-        pass
-    return 0
-
-
-def collapsed(counts: Counter, names: dict[int, str], pid: int) -> str:
-    maps = mappings(pid)
-    symbols = symbolize({pc for _, pcs in counts for pc in pcs}, maps)
-    lines = []
-    for (tid, pcs), count in counts.items():
-        frames = []
-        for pc in reversed(pcs):  # outermost first
-            frames.extend(reversed(symbols.get(pc, [f"{hex(pc)} (?)"])))
-        # a Rust thread's start-up (clone, pthread, std's spawn closures) down to the closure it runs
-        start = max((i for i, f in enumerate(frames) if f.startswith("std::sys::backtrace::__rust_begin_short_backtrace")),
-                    default=-1)
-        frames = frames[start + 1:] or frames
-        lines.append(f"thread ({tid}): {names.get(tid, '?')};{';'.join(frames)} {count}")
-    return "\n".join(lines) + "\n"
-
-
 class NativeThreadRecording:
     """This sampler as a child process of the profiled one, for the length of a cell."""
 
-    def __init__(self, pid: int, rate: float, excluded: set[int], tracer_after: int | None = None):
+    def __init__(self, pid: int, rate: float, excluded: set[int], tracer_after: int | None = None,
+                 python: bool = False, idle: bool = False):
         import tempfile
 
         self.pid, self.tracer_after = pid, tracer_after
         self.out = os.path.join(tempfile.mkdtemp(prefix="pyo3-debug-magic-threads-"), "threads.txt")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pyo3_debug_magic.native_sampler", str(pid), str(rate), self.out,
-             *map(str, sorted(excluded))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+             *(["--python"] if python else []), *(["--idle"] if idle else []), *map(str, sorted(excluded))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True)
         from .tools import allow_tracer, read_ptrace_scope
 
@@ -199,8 +101,8 @@ class NativeThreadRecording:
         # sampling starts once it says so (a SIGINT before its handler would end it unsaid)
         self.ready = self.process.stdout.readline().strip() == "ready"
 
-    def stop(self, timeout: float = 60.0) -> tuple[str, int, str | None]:
-        """(collapsed stacks, threads it could not stop, why it failed or None)."""
+    def stop(self, timeout: float = 120.0) -> "SamplerResult":
+        """What was sampled (symbolizing takes a moment), or why nothing was."""
         import shutil
 
         from .tools import allow_tracer, read_ptrace_scope
@@ -217,50 +119,91 @@ class NativeThreadRecording:
         try:
             with open(self.out) as result:
                 first, _, text = result.read().partition("\n")
-            missed = int(first.split()[-1])
-            problem = None
+            words = first.split(maxsplit=6)
+            result = SamplerResult(text, int(words[2]), int(words[4]), None, words[6] if len(words) > 6 else None)
         except (OSError, ValueError, IndexError):
-            text, missed = "", 0
-            problem = (stderr or "").strip().splitlines()[-1:] or [f"exit status {self.process.returncode}"]
-            problem = problem[0]
+            said = (stderr or "").strip().splitlines()[-1:] or [f"exit status {self.process.returncode}"]
+            result = SamplerResult("", 0, 0, said[0])
         shutil.rmtree(os.path.dirname(self.out), ignore_errors=True)
-        return text, missed, problem
+        return result
 
 
-def sample(pid: int, rate: float, excluded: set[int], out: str) -> None:
+class SamplerResult(NamedTuple):
+    text: str                         # collapsed stacks
+    missed: int                       # samples of threads it could not stop
+    mismatched: int                   # samples whose Python and native frames did not line up
+    problem: str | None               # why nothing was sampled
+    python_problem: str | None = None  # why Python frames could not be read
+
+
+def sample(pid: int, rate: float, excluded: set[int], out: str, python: bool = False, idle: bool = False) -> None:
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     libdw = Libdw(pid)
+    reader, problem = _frame_reader(pid) if python else (None, None)
     print("ready", flush=True)
     counts: Counter = Counter()
     names: dict[int, str] = {}
     missed = 0
     interval = 1.0 / rate
     next_round = time.monotonic()
+    current: dict = {}
+    if reader is not None:
+        libdw.while_stopped = lambda: current.__setitem__(
+            "python", reader.frames(current["tstate"]) if current.get("tstate") else ())
     try:
         while not stopping:
-            for tid, name in threads_of(pid).items():
-                if tid in excluded:
+            states = reader.thread_states() if reader is not None else {}
+            for tid, (name, state) in threads_of(pid).items():
+                if tid in excluded or (state != "R" and not idle):
                     continue
                 names[tid] = name
+                current.clear()
+                current["tstate"] = states.get(tid)
                 pcs = libdw.stack(tid)
                 if pcs:
-                    counts[(tid, pcs)] += 1
+                    counts[(tid, pcs, current.get("python", ()))] += 1
                 else:
                     missed += 1  # py-spy held the thread, or it ended
             next_round += interval
             time.sleep(max(0.0, next_round - time.monotonic()))
-        text = collapsed(counts, names, pid)
+        text, mismatched = collapsed(counts, names, pid)
     finally:
         libdw.close()
     with open(out + ".part", "w") as result:
-        result.write(f"# missed {missed}\n{text}")
+        result.write(f"# missed {missed} mismatched {mismatched} problem {problem or ''}\n{text}")
     os.replace(out + ".part", out)
 
 
-if __name__ == "__main__":
+def _frame_reader(pid: int):
+    """A reader of ``pid``'s Python frames (same Python build as this process), or why not."""
+    from . import pyframes
+
     try:
-        sample(int(sys.argv[1]), float(sys.argv[2]), {int(t) for t in sys.argv[4:]}, sys.argv[3])
+        layout = pyframes.discover()
+        path, offset = pyframes.runtime_offset()
+        start = next((s for s, _, file_offset, p in _mappings(pid) if p == path and file_offset == 0), None)
+        if start is None:
+            raise pyframes.UnsupportedLayout(f"{pid} does not map {path}: another Python build")
+        reader = pyframes.FrameReader(pid, layout, start + offset)
+        if pid not in reader.thread_states():
+            raise pyframes.UnsupportedLayout("its main thread was not found in its thread list")
+        return reader, None
+    except (pyframes.UnsupportedLayout, OSError) as error:
+        return None, str(error)
+
+
+def _mappings(pid: int):
+    from .native_stacks import mappings
+
+    return mappings(pid)
+
+
+if __name__ == "__main__":
+    flags = {a for a in sys.argv[4:] if a.startswith("--")}
+    try:
+        sample(int(sys.argv[1]), float(sys.argv[2]), {int(t) for t in sys.argv[4:] if not t.startswith("--")},
+               sys.argv[3], python="--python" in flags, idle="--idle" in flags)
     except OSError as error:
         print(f"{error}; install elfutils' libdw (`sudo apt-get install libdw1`)"
               if "libdw" in str(error) else str(error), file=sys.stderr)

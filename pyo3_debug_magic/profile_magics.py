@@ -27,6 +27,11 @@ class NativeProfileMagics(Magics):
     @argument("--threads", action="store_true",
               help="one tree per thread, and the CPU time of threads that never run Python (Rust workers)")
     @argument("--top", type=int, default=20, metavar="N", help="rows of the top table (default 20)")
+    @argument("--engine", choices=("auto", "elfutils", "py-spy"), default="auto",
+              help="elfutils: our native sampler (elfutils' unwinder, the Python frames read at the same "
+                   "moment: every Rust frame, also of a Rust -> Python -> Rust chain; Python 3.11-3.13); "
+                   "py-spy: py-spy record --native (stops unwinding at PyO3's trampoline); "
+                   "auto (default): elfutils where it can, else py-spy")
     @argument("-o", "--output", metavar="FILE", help="also write the profile to FILE")
     @argument("--format", choices=("speedscope", "svg"), default="speedscope",
               help="the format of -o: speedscope JSON (default, https://www.speedscope.app) or an SVG flamegraph")
@@ -42,6 +47,10 @@ class NativeProfileMagics(Magics):
         not sample appear below the cell's output. The cell's output and result are unchanged.
         gdb, when attached, steps aside while py-spy samples and attaches again afterwards
         (breakpoints kept); with a thread paused at a breakpoint the cell runs unprofiled.
+        The default engine samples with elfutils' unwinder and reads the Python frames at the
+        same moment: every Rust frame, also of a Rust -> Python -> Rust chain, where py-spy
+        stops at PyO3's trampoline. ``--engine py-spy`` uses ``py-spy record --native`` (with
+        ``--gil``, and where the native sampler cannot run: Python 3.10, no libdw).
         """
         options = parse_args(self.native_profile, line)
         if options.show:
@@ -55,11 +64,14 @@ class NativeProfileMagics(Magics):
                              "or `%%native_profile` at the top of a cell")
         if not 1 <= options.rate <= 10_000:
             raise UsageError("--rate must be between 1 and 10000 samples per second")
+        if options.gil and options.engine == "elfutils":
+            raise UsageError("--gil needs the py-spy engine (it reads which thread holds the GIL): "
+                             "`--engine py-spy --gil`")
         code = self._compile(source)
         from .profile_run import ProfileOptions, run_profiled
 
         run = run_profiled(code, ProfileOptions(options.rate, options.gil, options.idle, options.threads,
-                                                max(options.top, 1)), get_debugger())
+                                                max(options.top, 1), options.engine), get_debugger())
         if run.problem is not None:
             show(f"%native_profile: {run.problem}")
         if run.profile is not None:

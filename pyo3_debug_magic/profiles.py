@@ -156,16 +156,16 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
           python_only: list[SampledStack] = (), python_only_samples: int = 0,
           native_threads: tuple[ThreadUsage, ...] = (), thread_names: dict | None = None,
           by_thread: bool = False, output: str | None = None, top: int = 20,
-          extra_notes: tuple[str, ...] = ()) -> Profile:
+          extra_notes: tuple[str, ...] = (), engine: str = "py-spy", unmatched: int = 0) -> Profile:
     """The Profile, with the notes a person needs to trust it (or not)."""
     profile = Profile(tuple(sorted(stacks, key=lambda s: -s.count)), samples, errors, rate, seconds,
                       top_functions(stacks, top), tuple(python_only), python_only_samples, native_threads,
-                      dict(thread_names or {}), by_thread, output=output)
+                      dict(thread_names or {}), by_thread, output=output, engine=engine, unmatched=unmatched)
     notes = []
     if samples < MIN_MEANINGFUL_SAMPLES:
         notes.append(f"only {samples} sample{'s' if samples != 1 else ''}: too few for a meaningful profile; "
                      f"raise the rate (`--rate {min(rate * 5, 1000)}`) or repeat the work in a loop")
-    if profile.error_share >= ERROR_SHARE_NOTED:
+    if profile.error_share >= ERROR_SHARE_NOTED and engine == "py-spy":
         notes.append(f"py-spy could not take or merge {errors} of {samples + errors} samples "
                      f"({profile.error_share:.0%}; Rust -> Python callbacks cause this, and with --threads "
                      f"the moments the thread sampler held a worker): the native view "
@@ -175,13 +175,17 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
         notes.append("this extension was built with debug assertions (a dev build, unoptimized): its "
                      "profile is not that of a release build, and py-spy unwinds it poorly; profile "
                      "`maturin develop --release` (with `[profile.release] debug = true` for the lines)")
+    if unmatched:
+        shown = sum(s.count for s in stacks)
+        notes.append(f"in {unmatched} of {shown} samples the Python and native frames did not line up (the "
+                     "unwinder stopped early, or a frame was changing): their Python frames are put outermost")
     cut = profile.cut_short_samples
     if cut:
         shown = sum(s.count for s in stacks)
         notes.append(f"in {cut} of {shown} samples ({cut / shown:.0%}) py-spy's unwinder stopped at "
                      "the Rust function Python called and glued the Python frames on: PyO3's trampoline is "
-                     "missing there, and so are the outer Rust frames of a Rust -> Python -> Rust callback "
-                     "(`%native_bt` during a run shows every frame)")
+                     "missing there, and so are the outer Rust frames of a Rust -> Python -> Rust callback; "
+                     "`--engine elfutils` unwinds every frame")
     return Profile(**{**profile.__dict__, "notes": tuple(notes) + tuple(extra_notes)})
 
 

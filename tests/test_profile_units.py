@@ -1,7 +1,13 @@
 """The profile engine's pure parts: py-spy's collapsed stacks, names, the top table, files."""
 from __future__ import annotations
 
+import glob
 import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from pyo3_debug_magic import profile_files, profiles
 from pyo3_debug_magic.pyspy import demangle_all
@@ -67,3 +73,65 @@ def test_renderings_and_files():
     json.dumps(speedscope)
     assert {p["name"].split()[-1] for p in speedscope["profiles"]} == {"MainThread", "102"}
     assert profile_files.svg(profile).startswith("<svg") and "rustdemo::busy_work" in profile_files.svg(profile)
+
+
+# ----- the native sampler's pure parts and the Python frame reader -----------------------------
+
+def test_native_and_python_frames_merge_at_each_eval_frame():
+    from pyo3_debug_magic.native_stacks import Symbol, merge
+
+    lib, ext = "/x/libpython3.11.so.1.0", "/x/mymod.so"
+    symbols = {1: (ext, [Symbol("mymod::square", "/x/src/lib.rs", 30)]),
+               2: (lib, [Symbol("_PyEval_EvalFrameDefault", "ceval.c", 1)]),
+               3: (lib, [Symbol("_PyEval_EvalFrame", "x.h", 1), Symbol("_PyEval_Vector", "ceval.c", 2)]),
+               4: (ext, [Symbol("pyo3::call", "any.rs", 9), Symbol("mymod::call_python", "/x/src/lib.rs", 40)]),
+               5: (lib, [Symbol("_PyEval_EvalFrameDefault", "ceval.c", 1)])}
+    python = (("callback", "cell.py", 4, True), ("helper", "cell.py", 2, False), ("<module>", "cell.py", 9, True))
+    frames, lined_up = merge((1, 2, 3, 4, 5), python, symbols)
+    assert lined_up
+    assert [f.split(" (")[0] for f in frames] == ["<module>", "helper", "mymod::call_python", "pyo3::call",
+                                                   "callback", "mymod::square"]
+    # an unwinder that stopped early: the Python frames left go outermost, and it is said
+    frames, lined_up = merge((1, 2), python, symbols)
+    assert not lined_up and [f.split(" (")[0] for f in frames] == ["<module>", "helper", "callback", "mymod::square"]
+
+
+READER = """
+import ctypes, json, os, sys, threading
+from pyo3_debug_magic import pyframes
+layout = pyframes.discover()
+runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+started, done = threading.Event(), threading.Event()
+def waiting_here():
+    started.set(); done.wait()
+def entered_from_c(_):
+    waiting_here()
+worker = threading.Thread(target=lambda: list(map(entered_from_c, [0])), name="w"); worker.start(); started.wait()
+reader = pyframes.FrameReader(os.getpid(), layout, runtime)
+frames = reader.frames(reader.thread_states()[worker.native_id])
+done.set(); worker.join()
+print(json.dumps([list(f) for f in frames]))
+"""
+
+
+def interpreter(name: str) -> str:
+    if name == "debian-no-dwarf":
+        return "/usr/bin/python3"
+    found = sorted(glob.glob(str(Path.home() / f".pyenv/versions/{name}.*/bin/python{name}")))
+    if not found:
+        pytest.fail(f"this test needs CPython {name}: `pyenv install {name}`")
+    return found[-1]
+
+
+@pytest.mark.parametrize("name", ["3.11", "3.12", "3.13", "debian-no-dwarf"])
+def test_the_frame_reader_reads_a_threads_python_frames(name):
+    python = interpreter(name)
+    run = subprocess.run([python, "-c", READER], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert run.returncode == 0, run.stderr
+    frames = json.loads(run.stdout)
+    names = [f[0] for f in frames]
+    assert names[names.index("waiting_here"):names.index("waiting_here") + 2] == ["waiting_here", "entered_from_c"]
+    assert frames[names.index("waiting_here")][2] == 8   # the line of done.wait() in READER
+    assert frames[names.index("entered_from_c")][3] is True   # called from C (by map)
+    assert frames[names.index("waiting_here")][3] is False

@@ -67,6 +67,8 @@ class Profile:
     by_thread: bool = False
     notes: tuple[str, ...] = ()
     output: str | None = None  # the file ``-o`` wrote
+    engine: str = "py-spy"     # or "elfutils" (the native sampler, every frame unwound)
+    unmatched: int = 0         # elfutils: samples whose Python and native frames did not line up
 
     @property
     def shown_samples(self) -> int:

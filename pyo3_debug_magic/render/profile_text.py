@@ -45,8 +45,10 @@ def kind_label(kind: str, user: bool) -> str:
 
 def header(profile: Profile) -> str:
     return (f"{profile.shown_samples} samples shown of {profile.samples} in {profile.seconds:.2f} s ({profile.rate}/s asked, "
-            f"{profile.effective_rate:.0f}/s taken of the busiest thread), {profile.errors} py-spy errors "
-            f"({profile.error_share:.0%})")
+            f"{profile.effective_rate:.0f}/s taken of the busiest thread), "
+            + (f"{profile.errors} py-spy errors ({profile.error_share:.0%})" if profile.engine == "py-spy" else
+               f"{profile.errors} missed, {profile.unmatched} not lined up")
+            + f", engine {profile.engine}")
 
 
 def top_rows(profile: Profile) -> list[tuple[str, str, str, str, str]]:
@@ -86,18 +88,36 @@ def _ordered(node: dict) -> dict:
     return {**node, "children": [_ordered(child) for child in children]}
 
 
+def _library(node: dict) -> bool:
+    return node["kind"] == "native" and not node["user"]
+
+
 def tree_lines(node: dict, total: int, depth: int = 0) -> list[str]:
+    """The tree as indented lines; a run of library frames (PyO3's trampoline, std's
+    catch_unwind...) that is all its parent leads to shows its first and last frame only."""
     lines = []
     for child in node["children"]:
         if child["value"] / max(total, 1) < TREE_MIN_SHARE or depth >= TREE_MAX_DEPTH:
             continue
-        line = max(child.get("lines") or {0: 0}, key=lambda k: child["lines"].get(k, 0)) if child.get("lines") else None
-        place = child["where"] if child["kind"] == "thread" else (
-            f"cell line {line}" if child["where"] == "cell" else where(child["where"], line))
-        tag = {"python": "py", "native": "rs" if child["user"] else "c ", "thread": ""}[child["kind"]]
-        lines.append(f"{child['value'] / total:6.1%} {'  ' * depth}{tag} {fold_generics(child['name'])}  {place}")
+        lines.append(_tree_line(child, total, depth))
+        run = 0
+        while _library(child) and len(child["children"]) == 1 and _library(child["children"][0]) and \
+                child["children"][0]["value"] == child["value"] and child["children"][0]["children"]:
+            child, run = child["children"][0], run + 1
+        if run > 1:
+            lines.append(f"{'':7}{'  ' * depth}   … {run - 1} library frame{'s' if run > 2 else ''}")
+        if run:
+            lines.append(_tree_line(child, total, depth))
         lines.extend(tree_lines(child, total, depth + 1))
     return lines
+
+
+def _tree_line(node: dict, total: int, depth: int) -> str:
+    line = max(node["lines"], key=node["lines"].get) if node.get("lines") else None
+    place = node["where"] if node["kind"] == "thread" else (
+        f"cell line {line}" if node["where"] == "cell" else where(node["where"], line))
+    tag = {"python": "py", "native": "rs" if node["user"] else "c ", "thread": ""}[node["kind"]]
+    return f"{node['value'] / total:6.1%} {'  ' * depth}{tag} {fold_generics(node['name'])}  {place}"
 
 
 def profile_text(profile: Profile, view: str = "native") -> str:
