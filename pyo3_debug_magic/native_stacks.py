@@ -10,6 +10,9 @@ from typing import NamedTuple
 
 EVAL_FUNCTIONS = {"_PyEval_EvalFrameDefault", "PyEval_EvalFrameDefault"}  # not _PyEval_EvalFrame: its caller
 THREAD_START = "std::sys::backtrace::__rust_begin_short_backtrace"
+# libc's start of a process or thread: the outermost frames of every stack, never of interest
+LIBC_START = {"_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main", "clone", "clone3",
+              "__clone", "__clone3", "start_thread"}
 
 
 class Symbol(NamedTuple):
@@ -128,6 +131,8 @@ def merge(pcs: tuple[int, ...], python: tuple, symbols: dict) -> tuple[list[str]
         lined_up = False
         merged.extend(f"{name} ({filename}:{line})" for name, filename, line, _ in python[index:])
     merged.reverse()
+    while merged and merged[0].split(" (")[0] in LIBC_START:
+        merged.pop(0)
     start = max((i for i, f in enumerate(merged) if f.startswith(THREAD_START)), default=-1)
     return merged[start + 1:] or merged, lined_up
 

@@ -56,6 +56,9 @@ class NativeProfileMagics(Magics):
         if options.show:
             if self.last_profile is None:
                 raise UsageError("no profile yet: run `%%native_profile` on a cell first")
+            if options.show == "python" and self.last_profile.engine != "py-spy":
+                raise UsageError("the last profile's engine (elfutils) lost no samples to merging, so there is "
+                                 "no Python-only view; `--engine py-spy` records one alongside")
             self._show(self.last_profile, options.show)
             return None
         source = cell if cell is not None else " ".join(options.code)

@@ -173,8 +173,8 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
                      f"({python_only_samples} samples)")
     if any(f.function.endswith("::precondition_check") for s in stacks for f in s.frames):
         notes.append("this extension was built with debug assertions (a dev build, unoptimized): its "
-                     "profile is not that of a release build, and py-spy unwinds it poorly; profile "
-                     "`maturin develop --release` (with `[profile.release] debug = true` for the lines)")
+                     "profile is not that of a release build" + (", and py-spy unwinds it poorly" if engine == "py-spy" else "")
+                     + "; profile `maturin develop --release` (with `[profile.release] debug = true` for the lines)")
     if unmatched:
         shown = sum(s.count for s in stacks)
         notes.append(f"in {unmatched} of {shown} samples the Python and native frames did not line up (the "

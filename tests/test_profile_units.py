@@ -56,6 +56,17 @@ def test_notes_for_few_samples_errors_and_cut_stacks():
     assert "in 30 of 45 samples (67%) py-spy's unwinder stopped" in notes
 
 
+def test_rust_names_lose_hashes_llvm_suffixes_and_legacy_escapes():
+    from pyo3_debug_magic.stacks import clean_rust_name
+
+    assert clean_rust_name("rustdemo::mix_round::h6dd6770a60191cb1.llvm.12345") == "rustdemo::mix_round"
+    assert clean_rust_name("core::num::_$LT$impl$u20$u64$GT$::unchecked_add::h6bdd695530cedba2") == \
+        "core::num::<impl u64>::unchecked_add"
+    assert clean_rust_name("map_fold::_$u7b$$u7b$closure$u7d$$u7d$::h0123456789abcdef") == "map_fold::{{closure}}"
+    assert demangle_all(["_RNvMs7_NtCsgEmfK2I1SDS_4core3numy12wrapping_mul"]) == {
+        "_RNvMs7_NtCsgEmfK2I1SDS_4core3numy12wrapping_mul": "<u64>::wrapping_mul"}
+
+
 def test_generic_parameters_fold_and_qualified_paths_stay():
     assert fold_generics("alloc::vec::Vec<T,A>::push") == "alloc::vec::Vec<…>::push"
     assert fold_generics("<core::ops::range::Range<T> as Iterator>::next") == "<core::ops::range::Range<…> as Iterator>::next"
@@ -81,13 +92,14 @@ def test_native_and_python_frames_merge_at_each_eval_frame():
     from pyo3_debug_magic.native_stacks import Symbol, merge
 
     lib, ext = "/x/libpython3.11.so.1.0", "/x/mymod.so"
-    symbols = {1: (ext, [Symbol("mymod::square", "/x/src/lib.rs", 30)]),
+    symbols = {0: ("/lib/libc.so.6", [Symbol("__libc_start_main_impl", "libc-start.c", 1)]),
+               1: (ext, [Symbol("mymod::square", "/x/src/lib.rs", 30)]),
                2: (lib, [Symbol("_PyEval_EvalFrameDefault", "ceval.c", 1)]),
                3: (lib, [Symbol("_PyEval_EvalFrame", "x.h", 1), Symbol("_PyEval_Vector", "ceval.c", 2)]),
                4: (ext, [Symbol("pyo3::call", "any.rs", 9), Symbol("mymod::call_python", "/x/src/lib.rs", 40)]),
                5: (lib, [Symbol("_PyEval_EvalFrameDefault", "ceval.c", 1)])}
     python = (("callback", "cell.py", 4, True), ("helper", "cell.py", 2, False), ("<module>", "cell.py", 9, True))
-    frames, lined_up = merge((1, 2, 3, 4, 5), python, symbols)
+    frames, lined_up = merge((1, 2, 3, 4, 5, 0), python, symbols)
     assert lined_up
     assert [f.split(" (")[0] for f in frames] == ["<module>", "helper", "mymod::call_python", "pyo3::call",
                                                    "callback", "mymod::square"]
