@@ -16,7 +16,7 @@ from .render import flamegraph, profile_text
 
 @magics_class
 class NativeProfileMagics(Magics):
-    """Sample a cell with py-spy, Rust and Python frames together."""
+    """Sample a cell, Rust and Python frames together."""
 
     last_profile = None
 
@@ -42,10 +42,10 @@ class NativeProfileMagics(Magics):
     @user_errors_as_usage
     def native_profile(self, line: str = "", cell: str | None = None):
         """Profile a cell (``%%native_profile``) or one statement (``%native_profile EXPR``):
-        py-spy samples this kernel with native frames while the code runs, then a flamegraph
-        (click to zoom, search), the top functions by self time, and notes on what py-spy could
-        not sample appear below the cell's output. The cell's output and result are unchanged.
-        gdb, when attached, steps aside while py-spy samples and attaches again afterwards
+        this kernel is sampled, Rust and Python frames together, while the code runs; then a
+        flamegraph (click to zoom, search), the top functions by self time, and notes on what
+        could not be sampled appear below the cell's output, which stays unchanged.
+        gdb, when attached, steps aside while the samplers run and attaches again afterwards
         (breakpoints kept); with a thread paused at a breakpoint the cell runs unprofiled.
         The default engine samples with elfutils' unwinder and reads the Python frames at the
         same moment: every Rust frame, also of a Rust -> Python -> Rust chain, where py-spy
