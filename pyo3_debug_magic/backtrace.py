@@ -81,7 +81,7 @@ def stop(event: Paused) -> Stop:
     if not event.locals and native and native[0].user:
         note = NO_VARIABLE_INFO
     return Stop(event.thread, event.reason, event.breakpoint, event.handed_off, native,
-                stacks.merge(native, python), event.locals, locals_note=note)
+                stacks.merge(native, python), event.locals, locals_note=note, returned=event.returned)
 
 
 NO_VARIABLE_INFO = ("no locals: this frame has line information but no variable information, as a "

@@ -49,8 +49,9 @@ def test_pause_print_next_finish_continue(debug_kernel):
     assert re.search(r"py\s+<module>\s+at \S*ipykernel_\d+/\d+\.py:2\s+<- cell", first)
     assert "values = Vec(size=3) = {1, 2, 3}" in first                 # Rust pretty-printers
     assert "total = 0" in views
-    stepped = next(v for v in views if "end-stepping-range" in v)
-    assert f"src/lib.rs:{line + 1}" in stepped                         # `n` moved one line
+    stepped = next(v for v in views if "thread 1 stepped to rustdemo::compute" in v)
+    assert f"src/lib.rs:{line + 1}" in stepped                         # `n` moved one line, said in words
+    assert "end-stepping-range" not in views and "allow_threads" not in stepped  # no jargon, no repeated GIL note
     assert "term = 3" in views
     # the breakpoint is in a loop: the remaining hits were answered with `c` by the harness
     assert len(result.prompts) >= len(answers)
@@ -60,8 +61,8 @@ def test_finish_returns_to_the_caller(debug_kernel):
     break_at(debug_kernel, "compute-result")
     result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["finish", "c"], timeout=90)
     assert result.results == ["42"], result.text
-    finished = next(v for v in shown(result) if "function-finished" in v)
-    assert "rustdemo::__pyfunction_compute" in finished
+    finished = next(v for v in shown(result) if "thread 1 returned" in v)
+    assert "thread 1 returned (value 42) to rustdemo::__pyfunction_compute" in finished  # the value, in words
 
 
 def test_py_evaluates_in_the_python_frame_that_called_rust(debug_kernel):

@@ -65,7 +65,7 @@ def test_stop_view_text_has_where_source_backtrace_locals_and_the_gil_note(tmp_p
 
 def test_stop_view_compact_after_a_step_and_without_a_hand_off(tmp_path):
     view = render_text.stop_view(a_stop(tmp_path, reason="end-stepping-range", handed_off=False), compact=True)
-    assert view.startswith("thread 1 stopped (end-stepping-range): mycrate::compute at src/lib.rs:20")
+    assert view.startswith("thread 1 stepped to mycrate::compute at src/lib.rs:20")
     assert "backtrace:" not in view and "allow_threads" not in view
     assert view.count("\n") < 10
 

@@ -21,6 +21,7 @@ class Stopped:
     file: str | None = None
     fullname: str | None = None
     line: int | None = None
+    return_value: str | None = None  # what a `finish` returned
 
     @property
     def where(self) -> tuple:
@@ -58,7 +59,7 @@ def parse_record(record: dict):
                        signal=payload.get("signal-name"),
                        breakpoint=int(payload.get("bkptno") or 0) or None, func=frame.get("func"),
                        file=frame.get("file"), fullname=frame.get("fullname"),
-                       line=int(frame.get("line") or 0) or None)
+                       line=int(frame.get("line") or 0) or None, return_value=payload.get("return-value"))
     if message == "breakpoint-modified":
         return BreakpointChanged(payload.get("bkpt") or {})
     if message in ("library-loaded", "library-unloaded"):

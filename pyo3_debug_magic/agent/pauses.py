@@ -52,7 +52,8 @@ class Pauses:
         self.pausing_allowed = True                # the running cell can answer a prompt
 
     # ----- pausing ----------------------------------------------------------------------
-    def pause(self, thread: int, reason: str, number: int | None, where: tuple | None) -> None:
+    def pause(self, thread: int, reason: str, number: int | None, where: tuple | None,
+              returned: str | None = None) -> None:
         gdb = self.context.gdb
         frames = gdb.frames(thread)  # everything that could go wrong in gdb, before the hand-off
         top = frames[0] if frames else None
@@ -68,7 +69,8 @@ class Pauses:
             self.refuse(thread, number, top, "it stopped outside Rust code, where calling into the "
                                              "process is not safe")
             return
-        self.steps_out.pop(thread, None)
+        if self.steps_out.pop(thread, None):
+            returned = None  # the value of the C function a step was finished out of: not the user's
         if self.calls_unsafe:
             self.refuse(thread, number, top, self.calls_unsafe)
             return
@@ -89,7 +91,7 @@ class Pauses:
         self.active[thread] = Pause(thread, tstate, number, where, self.serial, row)
         self.context.send_event(model.Paused(
             thread=thread, reason=reason, breakpoint=number, handed_off=tstate is not None,
-            pause_id=self.serial, frames=frames, locals=variables, ident=ident, lwp=lwp))
+            pause_id=self.serial, frames=frames, locals=variables, ident=ident, lwp=lwp, returned=returned))
 
     def hand_off(self, thread: int) -> int | None:
         """If ``thread`` (stopped at a safe point) holds the GIL, release it (an implicit

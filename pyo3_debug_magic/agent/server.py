@@ -223,7 +223,7 @@ class Agent:
                 "func": stop.func, "file": stop.file, "fullname": stop.fullname, "line": stop.line})
             gdb.continue_thread(stop.thread)
         elif action == "pause":
-            pauses.pause(stop.thread, stop.reason, stop.breakpoint, stop.where)
+            pauses.pause(stop.thread, stop.reason, stop.breakpoint, stop.where, stop.return_value)
 
     def _run_timers(self) -> None:
         try:

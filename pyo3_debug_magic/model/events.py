@@ -25,6 +25,7 @@ class Paused(Event):
     locals: tuple[Variable, ...] = ()
     ident: int | None = None
     lwp: int | None = None
+    returned: str | None = None     # the value a `finish` returned
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ class Stop:
     locals: tuple[Variable, ...]
     selected: int = 0
     locals_note: str | None = None    # why there are no locals, when that says something
+    returned: str | None = None       # the value a `finish` returned
 
     @property
     def frame(self) -> NativeFrame | None:

@@ -56,17 +56,14 @@ def source_snippet(frame, context: int = 3) -> str:
 
 def stop_view(state: Stop, compact: bool = False) -> str:
     frame = state.frame
-    where = f"{frame.function} at {frame.where}" if frame else "unknown location"
-    title = (f"native breakpoint {state.breakpoint} hit in thread {state.thread}"
-             if state.breakpoint and state.reason == "breakpoint-hit"
-             else f"thread {state.thread} stopped ({state.reason})")
-    parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b>: <code>{escape(where)}</code></p>",
+    title, where = text.stop_title(state)
+    parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b> <code>{escape(where)}</code></p>",
              source_snippet(frame, context=1 if compact else 4)]
     if not compact:
         parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.stack, state.selected))}</pre></details>")
     shown = state.locals_note if state.locals_note else text.locals_table(state.locals)
     parts.append(f"<details open><summary>locals</summary><pre>{escape(shown)}</pre></details>")
-    if state.handed_off:
+    if state.handed_off and not compact:
         parts.append("<p><i>The GIL was released at this line so the kernel stays responsive (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
     return "".join(parts) + "</div>"

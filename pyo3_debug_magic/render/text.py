@@ -157,19 +157,35 @@ def locals_table(variables: tuple[Variable, ...]) -> str:
     return "\n".join(f"{v.name:<{width}} = {v.value}" for v in variables)
 
 
-def stop_view(state: Stop, compact: bool = False) -> str:
-    """The whole stop: where, source, merged backtrace, locals, and the GIL note."""
+STOP_REASONS = {"end-stepping-range": "stepped to", "function-finished": "returned to",
+                "location-reached": "ran to", "signal-received": "stopped by a signal in"}
+
+
+def stop_title(state: Stop) -> tuple[str, str]:
+    """(what happened, where) in words: "native breakpoint 2 hit in thread 1", "thread 1
+    stepped to"; gdb's reason itself only when it has no words here."""
     frame = state.frame
     where = f"{frame.function} at {frame.where}" if frame else "unknown location"
     if state.breakpoint and state.reason == "breakpoint-hit":
-        title = f"native breakpoint {state.breakpoint} hit in thread {state.thread}: {where}"
-    else:
-        title = f"thread {state.thread} stopped ({state.reason}): {where}"
-    parts = [title, source_snippet(frame, context=1 if compact else 4)]
+        return f"native breakpoint {state.breakpoint} hit in thread {state.thread}:", where
+    said = STOP_REASONS.get(state.reason)
+    if state.reason == "function-finished" and state.returned is not None:
+        return f"thread {state.thread} returned (value {state.returned}) to", where
+    if said:
+        return f"thread {state.thread} {said}", where
+    return f"thread {state.thread} stopped ({state.reason or 'no reason given'}):", where
+
+
+def stop_view(state: Stop, compact: bool = False) -> str:
+    """The whole stop: where, source, merged backtrace, locals, and, on a pause's first view
+    (not after each step), the GIL note."""
+    frame = state.frame
+    title, where = stop_title(state)
+    parts = [f"{title} {where}", source_snippet(frame, context=1 if compact else 4)]
     if not compact:
         parts += ["backtrace:", backtrace(state.stack, state.selected)]
     parts += ["locals:", state.locals_note if state.locals_note else locals_table(state.locals)]
-    if state.handed_off:
+    if state.handed_off and not compact:
         parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
                      "allow_threads; it is taken back before the thread runs on)")
     if not compact:
