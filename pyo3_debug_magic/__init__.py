@@ -22,6 +22,9 @@ def load_ipython_extension(ipython) -> None:
 
     from .debugger import get_debugger
 
+    from .magic_help import tidy
+
+    tidy(NativeDebugMagics, NativeProfileMagics)
     ipython.register_magics(NativeDebugMagics, NativeProfileMagics)
     debugger = get_debugger()
     try:

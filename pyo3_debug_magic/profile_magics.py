@@ -51,6 +51,11 @@ class NativeProfileMagics(Magics):
         same moment: every Rust frame, also of a Rust -> Python -> Rust chain, where py-spy
         stops at PyO3's trampoline. ``--engine py-spy`` uses ``py-spy record --native`` (with
         ``--gil``, and where the native sampler cannot run: Python 3.10, no libdw).
+
+        Example::
+
+            %%native_profile --threads -o heavy.speedscope.json
+            mymod.heavy(data)
         """
         options = parse_args(self.native_profile, line)
         if options.show:

@@ -1,6 +1,8 @@
 """Loading the extension in an in-process IPython shell; gdb missing; help text."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 
@@ -9,7 +11,7 @@ from harness import agent_processes
 pytestmark = pytest.mark.timeout(60)
 
 MAGICS = ["native_attach", "native_detach", "native_break", "native_delete", "native_disable", "native_enable",
-          "native_bt", "native_crash", "native_watch", "native_core", "refcheck"]
+          "native_bt", "native_crash", "native_watch", "native_core", "refcheck", "native_profile"]
 
 
 def test_load_registers_the_magics_and_unload_removes_them(shell):
@@ -55,3 +57,4 @@ def test_every_magic_has_help_with_an_example(shell, name):
     shell.run_line_magic("load_ext", "pyo3_debug_magic")
     doc = shell.find_line_magic(name).__doc__
     assert doc and "Example" in doc and f"%{name}" in doc
+    assert re.match(rf"%{name}\b", doc), doc[:80]  # the usage first: no reStructuredText `::` marker

@@ -89,6 +89,8 @@ def test_html_twin_escapes_and_colours():
     html = refcheck_html(hand_built_report(label="f(<b>)"))
     assert "<table>" in html and "f(&lt;b&gt;)" in html and "LEAK +1/call" in html
     assert "color:#cf222e" in html
+    # the verdict's `code` spans are code in the page, not literal backticks
+    assert "<code>data</code> gains 1 reference per call" in html and "`" not in html
 
 
 def test_verdict_for_a_clean_report():

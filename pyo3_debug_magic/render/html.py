@@ -1,6 +1,7 @@
 """HTML renderings for notebooks; each has a plain-text twin in ``text.py``."""
 from __future__ import annotations
 
+import re
 from html import escape
 
 from ..model import Stop
@@ -14,6 +15,11 @@ def _verdict_style(verdict: str) -> str:
     return next((style for key, style in _STYLE.items() if verdict.startswith(key)), "")
 
 
+def with_code(words: str) -> str:
+    """Escaped text whose `backticked` spans become <code>: the text twin's markdown, rendered."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(words))
+
+
 def refcheck_html(report) -> str:
     """The refcheck report as one HTML table plus counters and the verdict line."""
     head = "".join(f"<th>{escape(h)}</th>" for h in
@@ -23,7 +29,7 @@ def refcheck_html(report) -> str:
         cells = "".join(f"<td><code>{escape(c)}</code></td>" if i == 0 else f"<td>{escape(c)}</td>"
                         for i, c in enumerate(row[:5]))
         body.append(f"<tr>{cells}<td style=\"{_verdict_style(row[5])}\">{escape(row[5])}</td></tr>")
-    counters = "".join(f"<li>{escape(line)}</li>" for line in text.counter_lines(report))
+    counters = "".join(f"<li>{with_code(line)}</li>" for line in text.counter_lines(report))
     trace = ""
     if report.exception:
         trace = (f"<details><summary>the call raised on {report.raised_calls} call(s)</summary>"
@@ -33,7 +39,7 @@ def refcheck_html(report) -> str:
     return (f"<div class=\"pyo3-refcheck\"><p><b>refcheck</b> <code>{escape(report.label)}</code>: "
             f"{escape(text.refcheck_calls(report))}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {escape(verdict)}</p></div>")
+            f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {with_code(verdict)}</p></div>")
 
 
 def source_snippet(frame, context: int = 3) -> str:
