@@ -234,7 +234,7 @@ class NativeDebugger(DebuggerSettings):
                                where.func if where else None, where.file if where else None,
                                where.line if where else None, record.values,
                                tuple(f"{f.file or f.func or '?'}:{f.line or '?'} {f.func}" for f in record.backtrace),
-                               record.unattended, record.error))
+                               record.unattended, record.error, record.not_paused_because))
         return hits
 
     def set_pausing_allowed(self, allowed: bool) -> None:

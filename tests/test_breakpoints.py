@@ -204,6 +204,7 @@ def test_interrupt_while_paused_resumes_and_raises_keyboard_interrupt(debug_kern
     # the breakpoint still pauses in the next cell, and `c` finishes it: 2 * ((1*3+0) + (2*3+1))
     after = debug_kernel.run("rustdemo.compute([1, 2])", answers=[], timeout=30)
     assert after.status == "ok" and after.results == ["20"], after.text
+    assert not any("no stdin" in v for v in shown(result) + shown(after))  # the cell had stdin
     debug_kernel.run("%native_delete all")
     assert debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=[], timeout=30).results == ["42"]
 

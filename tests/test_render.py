@@ -154,10 +154,13 @@ def test_breakpoints_log_hits_and_attach_status():
     assert render_text.breakpoint_table([]) == "no native breakpoints"
     hits = render_text.log_hits([LogHit(2, 1, "src/lib.rs:20", "mycrate::compute", "src/lib.rs", 20,
                                         (("total", "21"),), ("src/lib.rs:20 mycrate::compute",)),
-                                 LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True)])
+                                 LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True),
+                                 LogHit(1, 2, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True,
+                                        not_paused_because="the Interrupt ended this cell's pauses")])
     assert hits.splitlines() == ["[log breakpoint 2 hit 1] mycrate::compute at src/lib.rs:20  total = 21",
                                  "    src/lib.rs:20 mycrate::compute",
-                                 "[breakpoint (no stdin: not paused) 1 hit 1] f at src/lib.rs:9"]
+                                 "[breakpoint (no stdin: not paused) 1 hit 1] f at src/lib.rs:9",
+                                 "[breakpoint (the Interrupt ended this cell's pauses: not paused) 1 hit 2] f at src/lib.rs:9"]
     status = AttachStatus(True, 42, "GNU gdb 18.1", 0.5, 12, "Rust values print raw")
     assert render_text.attach_status(status) == ("native debugger attached to kernel pid 42 in 0.50 s "
                                                  "(12 threads, non-stop; GNU gdb 18.1)\nRust values print raw")

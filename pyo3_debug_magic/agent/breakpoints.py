@@ -31,12 +31,12 @@ class Breakpoints:
         if len(self.log) > LOG_KEPT:
             del self.log[:LOG_KEPT // 2]
 
-    def record_unattended(self, number: int | None, thread: int, where: dict) -> None:
+    def record_unattended(self, number: int | None, thread: int, where: dict, because: str = "no stdin") -> None:
         """A pausing breakpoint hit in a cell that cannot answer a prompt: logged instead."""
         spec = self.specs.get(number or 0, {})
         spec["unattended_hits"] = spec.get("unattended_hits", 0) + 1
         self.record_hit({"number": number, "hit": spec["unattended_hits"], "thread": thread,
-                         "unattended": True, "where": where})
+                         "unattended": True, "where": where, "not_paused_because": because})
 
     def take_log(self) -> tuple[model.LogRecord, ...]:
         hits, self.log = self.log, []

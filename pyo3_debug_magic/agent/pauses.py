@@ -50,6 +50,7 @@ class Pauses:
         self.refusals_shown: set[str] = set()
         self.calls_unsafe: str | None = None       # why gdb may not call into the kernel
         self.pausing_allowed = True                # the running cell can answer a prompt
+        self.no_pause_reason = ""                  # why not, in the hit log's words
 
     # ----- pausing ----------------------------------------------------------------------
     def pause(self, thread: int, reason: str, number: int | None, where: tuple | None,
@@ -289,6 +290,7 @@ class Pauses:
         if not self.active:
             return
         self.pausing_allowed = False  # the rest of this cell only logs; the next cell resets it
+        self.no_pause_reason = "the Interrupt ended this cell's pauses"
         time.sleep(INTERRUPT_GRACE)
         main = next((t for t in self.active if gdb.thread_identity(t)[1] == self.context.target_pid), None)
         if main is not None:

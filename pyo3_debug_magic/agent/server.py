@@ -220,7 +220,8 @@ class Agent:
             gdb.command(f"{decision.command} --thread {stop.thread}")
         elif action == "log-unattended":
             self.breakpoints.record_unattended(stop.breakpoint, stop.thread, {
-                "func": stop.func, "file": stop.file, "fullname": stop.fullname, "line": stop.line})
+                "func": stop.func, "file": stop.file, "fullname": stop.fullname, "line": stop.line},
+                pauses.no_pause_reason or "no stdin")
             gdb.continue_thread(stop.thread)
         elif action == "pause":
             pauses.pause(stop.thread, stop.reason, stop.breakpoint, stop.where, stop.return_value)
@@ -257,6 +258,7 @@ class Agent:
     def cell_starts(self, request: p.CellStarts) -> dict:
         """A cell starts: can it answer a pause (no stdin: breakpoints only log)? Arms %native_watch."""
         self.pauses.pausing_allowed = bool(request.pausing_allowed)
+        self.pauses.no_pause_reason = "" if request.pausing_allowed else "no stdin"
         self.pauses.refusals_shown.clear()
         self.watchdog.cell_starts()
         return {"pausing_allowed": self.pauses.pausing_allowed}

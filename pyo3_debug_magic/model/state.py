@@ -135,6 +135,7 @@ class LogRecord:
     backtrace: tuple[HitPlace, ...] = ()
     unattended: bool = False
     error: str | None = None
+    not_paused_because: str = ""   # an unattended hit: "no stdin", or the Interrupt that ended the cell's pauses
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class LogHit:
     backtrace: tuple[str, ...] = ()
     unattended: bool = False
     error: str | None = None
+    not_paused_because: str = ""
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,8 @@ def log_hits(hits) -> str:
     lines = []
     for hit in hits:
         where = f"{hit.function} at {hit.file}:{hit.line}" if hit.file else (hit.function or "?")
-        kind = "breakpoint (no stdin: not paused)" if hit.unattended else "log breakpoint"
+        kind = (f"breakpoint ({hit.not_paused_because or 'no stdin'}: not paused)" if hit.unattended
+                else "log breakpoint")
         values = "  " + ", ".join(f"{name} = {value}" for name, value in hit.values) if hit.values else ""
         error = f"  <error: {hit.error}>" if hit.error else ""
         lines.append(f"[{kind} {hit.number} hit {hit.hit}] {where}{values}{error}")
