@@ -154,6 +154,10 @@ class NativeDebugger(DebuggerSettings):
             if found:
                 resolved = replace(resolved, note=f"{resolved.note}; {found}")
         notes = []
+        moved = locations.user_written_line(resolved.source, line) if parsed.line else None
+        if moved:
+            line, why = moved
+            notes.append(why)
         if attached_now and attached_now.printers != "loaded":
             notes.append(attached_now.printers)
         if resolved.objfile and resolved.source and not request.force:
@@ -185,7 +189,7 @@ class NativeDebugger(DebuggerSettings):
                 raise locations.unresolved(parsed, resolved, list(functions))
             notes.insert(0, resolved.note)
         lines = sorted({loc.line for loc in created.locations if loc.line})
-        if parsed.line and lines and parsed.line not in lines:
+        if parsed.line and lines and line not in lines:
             notes.append(f"line {parsed.line} has no code; the breakpoint is on line {lines[0]}")
         return BreakpointInfo(created.number, "log" if request.log else "pause", request.location,
                               True, 0, request.condition, created.pending,

@@ -341,3 +341,40 @@ def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | N
     except OSError:
         return None
     return None
+
+
+NOT_CODE = re.compile(r"^\s*(//.*|#!?\[.*|)$")          # a comment, an attribute, a blank line
+FN_SIGNATURE = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+|async\s+|unsafe\s+|extern\s+\"[^\"]*\"\s+)*fn\s+(\w+)")
+
+
+def user_written_line(path: str | None, line: int | None) -> tuple[int, str] | None:
+    """A FILE:LINE on a doc comment, an attribute (``#[pyfunction]``) or a function's signature
+    moves to the first statement of that function's body: gdb would put it on the next line
+    with code, which for ``#[pyfunction]`` is PyO3's generated trampoline. (new line, why) or
+    None when the line stays."""
+    if not path or not line or not os.path.isfile(path):
+        return None
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    if line > len(lines) or not (NOT_CODE.match(lines[line - 1]) or FN_SIGNATURE.match(lines[line - 1])):
+        return None
+    index = line - 1
+    while index < len(lines) and NOT_CODE.match(lines[index]) and not FN_SIGNATURE.match(lines[index]):
+        index += 1
+    signature = FN_SIGNATURE.match(lines[index]) if index < len(lines) else None
+    if signature is None:
+        return None  # not before a function: gdb's next line with code is the user's
+    while index < len(lines) and "{" not in lines[index]:  # a signature over several lines
+        index += 1
+    index += 1
+    while index < len(lines) and NOT_CODE.match(lines[index]):
+        index += 1
+    if index >= len(lines) or lines[index].strip().startswith("}"):
+        return None
+    text = lines[line - 1].strip()
+    what = ("the signature of" if FN_SIGNATURE.match(lines[line - 1]) else "a doc comment of" if text.startswith("///")
+            else "an attribute of" if text.startswith("#") else "a comment before" if text else "a blank line before")
+    return index + 1, (f"line {line} is {what} `{signature.group(4)}`: the breakpoint is on line {index + 1}, "
+                       "its first statement")

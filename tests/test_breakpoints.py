@@ -297,9 +297,8 @@ def test_stale_build_is_refused_with_restart_advice(debug_kernel):
 
 
 def test_line_without_code_moves_to_the_next_line_and_says_so(debug_kernel):
-    lines = LIB_RS.read_text().splitlines()
-    comment = next(n for n in range(1, len(lines)) if lines[n - 1].strip().startswith("///")
-                   and "compute" in lines[n - 1])
+    comment = marker_line("over-release") - 1   # the `}` closing an `if` inside the body
+    assert LIB_RS.read_text().splitlines()[comment - 1].strip() == "}"
     result = debug_kernel.run(f"%native_break src/lib.rs:{comment}", timeout=60)
     assert result.status == "ok" and f"line {comment} has no code" in result.output, result.text
     moved_to = re.search(r"the breakpoint is on line (\d+)", result.output)
@@ -353,3 +352,17 @@ def test_core_pause_works_with_ipykernel_6_and_7(demo_crate, gdb_path, python):
         assert "total = 21" in views and "42" in views and "continuing" in views
     finally:
         assert kernel.shutdown() == []
+
+
+def test_a_breakpoint_on_a_doc_comment_lands_on_the_first_statement_not_the_trampoline(debug_kernel):
+    doc_line = next(n for n, text in enumerate(LIB_RS.read_text().splitlines(), 1)
+                    if text.startswith("/// A multi-line computation"))
+    start = marker_line("compute-start")
+    made = debug_kernel.run(f"%native_break src/lib.rs:{doc_line}", timeout=60)
+    assert made.status == "ok", made.text
+    assert f"line {doc_line} is a doc comment of `compute`: the breakpoint is on line {start}" in made.output
+    listed = debug_kernel.run("%native_break").output
+    assert listed.count(f"src/lib.rs:{start}") == 1 and "trampoline" not in listed, listed
+    result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["c"], timeout=90)
+    assert result.results == ["42"] and len(result.prompts) == 1, result.text   # one pause, in compute
+    assert f"native breakpoint 1 hit in thread 1: rustdemo::compute at src/lib.rs:{start}" in shown(result)[0]

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.locations import SourceFile, crate_of, in_crate, parse_location, resolve, stale_build
+from pyo3_debug_magic.locations import (SourceFile, crate_of, in_crate, parse_location, resolve, stale_build,
+                                        user_written_line)
 
 REGISTRY = "/root/.cargo/registry/src/index.crates.io-1/pyo3-0.23.5/src/lib.rs"
 STD = "/rustc/59807616e1fa/library/std/src/lib.rs"
@@ -189,3 +190,17 @@ def test_gdb_regex_keeps_rust_punctuation_literal():
 
     assert gdb_regex("{closure#0}") == "[{]closure#0[}]"
     assert gdb_regex("a.b*") == "a[.]b[*]"
+
+
+def test_a_line_before_a_function_body_moves_to_its_first_statement(tmp_path):
+    source = tmp_path / "lib.rs"
+    source.write_text("use pyo3::prelude::*;\n\n/// Doubles.\n/// More.\n#[pyfunction]\n#[pyo3(signature = (x))]\n"
+                      "pub fn double(\n    x: i64,\n) -> i64 {\n    // a comment\n\n    let y = x * 2;\n    y\n}\n"
+                      "fn empty() {\n}\n")
+    moved = {line: user_written_line(str(source), line) for line in range(1, 17)}
+    assert moved[3] == (12, "line 3 is a doc comment of `double`: the breakpoint is on line 12, its first statement")
+    assert moved[5][0] == moved[6][0] == moved[7][0] == 12 and "an attribute of" in moved[5][1]
+    assert "the signature of" in moved[7][1] and moved[2][1].startswith("line 2 is a blank line before")
+    assert moved[1] is None and moved[12] is None and moved[13] is None   # code stays where it is
+    assert moved[10] is None                       # a comment inside a body: gdb's next line with code
+    assert moved[15] is None and user_written_line(str(tmp_path / "missing.rs"), 3) is None  # no body / no file

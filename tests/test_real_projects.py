@@ -298,7 +298,7 @@ def test_each_layout_pauses_at_a_breakpoint_set_before_import(request, layout, g
         assert f"{name} = {value}" in shown(paused), shown(paused)
         stop = next(v for v in shown(paused) if "native breakpoint" in v)
         assert f"src/lib.rs:{line}" in stop and source.read_text().splitlines()[line - 1].strip() in stop, stop
-        stepped = re.search(r"stopped .*: \S+ at \S*src/lib.rs:(\d+)", paused.output)
+        stepped = re.search(r"stepped to \S+ at \S*src/lib.rs:(\d+)", paused.output)
         assert stepped and int(stepped.group(1)) > line, paused.text  # `n` went on in the function
         listing = kernel.run("%native_break").output
         assert f"-> {source}:{line}" in listing and "othercrate" not in listing, listing
