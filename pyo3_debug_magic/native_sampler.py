@@ -23,6 +23,7 @@ from typing import NamedTuple
 from .native_stacks import collapsed, threads_of
 
 MAX_FRAMES = 256
+READY_TIMEOUT = 15.0
 DWARF_CB_OK, DWARF_CB_ABORT = 0, 1
 
 
@@ -98,8 +99,14 @@ class NativeThreadRecording:
 
         if read_ptrace_scope() == 1 and pid == os.getpid():
             allow_tracer(self.process.pid)
-        # sampling starts once it says so (a SIGINT before its handler would end it unsaid)
-        self.ready = self.process.stdout.readline().strip() == "ready"
+        # sampling starts once it says so (a SIGINT before its handler would end it unsaid);
+        # bounded: a sampler that never says so is stopped, and says why
+        import select
+
+        said = select.select([self.process.stdout], [], [], READY_TIMEOUT)[0]
+        self.ready = bool(said) and self.process.stdout.readline().strip() == "ready"
+        if not said:
+            self.process.kill()
 
     def stop(self, timeout: float = 120.0) -> "SamplerResult":
         """What was sampled (symbolizing takes a moment), or why nothing was."""
