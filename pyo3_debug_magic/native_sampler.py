@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from typing import NamedTuple
 
-from .native_stacks import collapsed, threads_of
+from .native_stacks import collapsed, mappings, threads_of
 
 MAX_FRAMES = 256
 READY_TIMEOUT = 15.0
@@ -95,10 +95,9 @@ class NativeThreadRecording:
             [sys.executable, "-m", "pyo3_debug_magic.native_sampler", str(pid), str(rate), self.out,
              *(["--python"] if python else []), *(["--idle"] if idle else []), *map(str, sorted(excluded))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True)
-        from .tools import allow_tracer, read_ptrace_scope
+        from .tools import declare_tracer
 
-        if read_ptrace_scope() == 1 and pid == os.getpid():
-            allow_tracer(self.process.pid)
+        declare_tracer(pid, self.process.pid)
         # sampling starts once it says so (a SIGINT before its handler would end it unsaid);
         # bounded: a sampler that never says so is stopped, and says why
         import select
@@ -112,7 +111,7 @@ class NativeThreadRecording:
         """What was sampled (symbolizing takes a moment), or why nothing was."""
         import shutil
 
-        from .tools import allow_tracer, read_ptrace_scope
+        from .tools import declare_tracer
 
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -121,8 +120,7 @@ class NativeThreadRecording:
         except subprocess.TimeoutExpired:
             self.process.kill()
             _, stderr = self.process.communicate()
-        if read_ptrace_scope() == 1 and self.pid == os.getpid():
-            allow_tracer(self.tracer_after or 0)
+        declare_tracer(self.pid, self.tracer_after)
         try:
             with open(self.out) as result:
                 first, _, text = result.read().partition("\n")
@@ -161,10 +159,10 @@ def sample(pid: int, rate: float, excluded: set[int], out: str, python: bool = F
     try:
         while not stopping:
             states = reader.thread_states() if reader is not None else {}
-            for tid, (name, state) in threads_of(pid).items():
-                if tid in excluded or (state != "R" and not idle):
+            for tid, task in threads_of(pid).items():
+                if tid in excluded or (task.state != "R" and not idle):
                     continue
-                names[tid] = name
+                names[tid] = task.name
                 current.clear()
                 current["tstate"] = states.get(tid)
                 pcs = libdw.stack(tid)
@@ -189,7 +187,7 @@ def _frame_reader(pid: int):
     try:
         layout = pyframes.discover()
         path, offset = pyframes.runtime_offset()
-        start = next((s for s, _, file_offset, p in _mappings(pid) if p == path and file_offset == 0), None)
+        start = next((s for s, _, file_offset, p in mappings(pid) if p == path and file_offset == 0), None)
         if start is None:
             raise pyframes.UnsupportedLayout(f"{pid} does not map {path}: another Python build")
         reader = pyframes.FrameReader(pid, layout, start + offset)
@@ -198,12 +196,6 @@ def _frame_reader(pid: int):
         return reader, None
     except (pyframes.UnsupportedLayout, OSError) as error:
         return None, str(error)
-
-
-def _mappings(pid: int):
-    from .native_stacks import mappings
-
-    return mappings(pid)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,15 @@ class Symbol(NamedTuple):
     line: int
 
 
-def threads_of(pid: int) -> dict[int, tuple[str, str]]:
-    """OS thread id -> (name, state letter: R running, S sleeping...)."""
-    found = {}
+class TaskStat(NamedTuple):
+    name: str
+    state: str                  # R running, S sleeping, ...
+    cpu_seconds: float          # user + system time so far
+
+
+def threads_of(pid: int) -> dict[int, TaskStat]:
+    """Each thread of ``pid`` by OS thread id, from ``/proc/PID/task/TID/stat``."""
+    ticks, found = os.sysconf("SC_CLK_TCK"), {}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -33,8 +39,10 @@ def threads_of(pid: int) -> dict[int, tuple[str, str]]:
             with open(f"/proc/{pid}/task/{task}/stat") as stat_file:
                 stat = stat_file.read()
         except OSError:
-            continue
-        found[int(task)] = (stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2])
+            continue  # the thread ended
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[int(task)] = TaskStat(stat[stat.index("(") + 1:stat.rindex(")")], fields[0],
+                                    (int(fields[11]) + int(fields[12])) / ticks)
     return found
 
 

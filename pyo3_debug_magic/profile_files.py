@@ -6,6 +6,7 @@ import json
 from html import escape
 
 from .model import Profile
+from .render.flamegraph import colour
 from .render.profile_text import call_tree, fold_generics
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -43,10 +44,8 @@ def svg(profile: Profile) -> str:
         if width < 0.5:
             return
         depth_seen[0] = max(depth_seen[0], depth)
-        colour = {"python": "#4b8bbe", "thread": "#9a9ae0", "root": "#e8e8e8"}.get(
-            node["kind"], "#dea584" if node["user"] else "#c9c9c9")
         label = "all samples" if node["kind"] == "root" else fold_generics(node["name"])
-        boxes.append((depth, start, width, colour, label, node))
+        boxes.append((depth, start, width, colour(node), label, node))
         at = start
         for child in node["children"]:
             place(child, depth + 1, at)
@@ -56,12 +55,12 @@ def svg(profile: Profile) -> str:
     height = (depth_seen[0] + 1) * SVG_ROW
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH}" height="{height}" '
              f'font-family="monospace" font-size="11">']
-    for depth, start, width, colour, label, node in boxes:
+    for depth, start, width, fill, label, node in boxes:
         y = depth * SVG_ROW
         title = f"{node['name']} {node['where']} ({node['value']} samples, {node['value'] / total:.1%})"
         shown = label[: max(int(width / 7) - 1, 0)]
         parts.append(f'<g><title>{escape(title)}</title><rect x="{start:.1f}" y="{y}" width="{width:.1f}" '
-                     f'height="{SVG_ROW - 1}" fill="{colour}"/><text x="{start + 2:.1f}" y="{y + 12}">'
+                     f'height="{SVG_ROW - 1}" fill="{fill}"/><text x="{start + 2:.1f}" y="{y + 12}">'
                      f'{escape(shown)}</text></g>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -1,5 +1,5 @@
-"""Run a cell's code under py-spy and build its Profile: the agent steps aside while py-spy
-samples, the code runs whatever happens to the profiler, and nothing is left sampling."""
+"""Run a cell's code under the samplers and build its Profile: the agent steps aside while
+they sample, the code runs whatever happens to them, and nothing is left sampling."""
 from __future__ import annotations
 
 import os
@@ -139,6 +139,8 @@ class Samplers:
             raise
 
     def _stop_quietly(self) -> None:
+        if self.recording is not None:
+            self.recording.stop()  # its samplers, if any started, and its temporary folder
         if self.native is not None:
             self.native.stop()
         if self.clock is not None:
@@ -154,11 +156,12 @@ class Samplers:
         if self.recording is not None:
             native_text, samples, errors = results["native"]
             python_text, python_samples, _ = results.get("python", ("", 0, 0))
-            stacks = _stacks(native_text, options)
+            stacks = _shown(_parsed(native_text), options)
             python_only = profiles.trim_to_code(profiles.parse_collapsed(python_text), MACHINERY)
         else:
-            stacks, python_only, python_samples = _stacks(sampled.text, options), [], 0
-            samples, errors = sum(s.count for s in profiles.parse_collapsed(sampled.text)), sampled.missed
+            sampled_stacks = _parsed(sampled.text)
+            stacks, python_only, python_samples = _shown(sampled_stacks, options), [], 0
+            samples, errors = sum(s.count for s in sampled_stacks), sampled.missed
             notes += _native_notes(sampled)
             unmatched = sampled.mismatched
         native_threads = ()
@@ -169,7 +172,7 @@ class Samplers:
             native_threads = self.clock.stop(python_threads)
             names.update({u.os_thread_id: u.name for u in native_threads})
             if self.recording is not None:  # the threads py-spy sampled are its; the rest are the native sampler's
-                workers = [s for s in _stacks(sampled.text, options) if s.thread not in python_threads]
+                workers = [s for s in _shown(_parsed(sampled.text), options) if s.thread not in python_threads]
                 stacks += workers
                 samples += sum(s.count for s in workers)
                 if sampled.problem:
@@ -186,8 +189,13 @@ class Samplers:
             unmatched=unmatched)
 
 
-def _stacks(text: str, options: ProfileOptions) -> list:
-    stacks = profiles.trim_to_code(profiles.parse_collapsed(text, pyspy.demangle_all), MACHINERY)
+def _parsed(text: str) -> list:
+    return profiles.parse_collapsed(text, pyspy.demangle_all)
+
+
+def _shown(stacks: list, options: ProfileOptions) -> list:
+    """The stacks from the profiled code on; waiting threads only with ``--idle``."""
+    stacks = profiles.trim_to_code(stacks, MACHINERY)
     return stacks if options.idle else [s for s in stacks if not profiles.waiting(s)]
 
 

@@ -7,18 +7,19 @@ import os
 import re
 import threading
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from .locations import crate_relative, is_user_source
 from .model import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
-from .stacks import clean_rust_name, is_cell_file
+from .native_stacks import threads_of
+from .stacks import HEX_NAME, clean_rust_name, is_cell_file
 
 FRAME = re.compile(r"^(?P<name>.*) \((?P<where>[^()]*)\)$")
 FRAME_SEPARATOR = re.compile(r"(?<=\));")   # Rust names may hold ';' ([u8; 4]), never after ')'
 THREAD_ROOT = re.compile(r"^thread \((?P<tid>\d+)\)(?:: (?P<name>[^;]*))?;")
 # frames of Rust's own libraries: their self time is counted in the Rust frame that called them
 RUST_LIBRARY_FILE = re.compile(r"^(core|std|alloc)/src/")
-HEX_NAME = re.compile(r"^0x[0-9a-f]+$")
 WAITING = re.compile(r"(acquire_lock|sem_clockwait|sem_timedwait|pthread_cond|futex|epoll_wait|poll|select|"
                      r"nanosleep|Condition\.wait|Event\.wait|Queue\.get)")
 MIN_MEANINGFUL_SAMPLES = 10
@@ -175,18 +176,17 @@ def build(stacks: list[SampledStack], samples: int, errors: int, rate: int, seco
         notes.append("this extension was built with debug assertions (a dev build, unoptimized): its "
                      "profile is not that of a release build" + (", and py-spy unwinds it poorly" if engine == "py-spy" else "")
                      + "; profile `maturin develop --release` (with `[profile.release] debug = true` for the lines)")
+    shown = profile.shown_samples
     if unmatched:
-        shown = sum(s.count for s in stacks)
         notes.append(f"in {unmatched} of {shown} samples the Python and native frames did not line up (the "
                      "unwinder stopped early, or a frame was changing): their Python frames are put outermost")
     cut = profile.cut_short_samples
     if cut:
-        shown = sum(s.count for s in stacks)
         notes.append(f"in {cut} of {shown} samples ({cut / shown:.0%}) py-spy's unwinder stopped at "
                      "the Rust function Python called and glued the Python frames on: PyO3's trampoline is "
                      "missing there, and so are the outer Rust frames of a Rust -> Python -> Rust callback; "
                      "`--engine elfutils` unwinds every frame")
-    return Profile(**{**profile.__dict__, "notes": tuple(notes) + tuple(extra_notes)})
+    return replace(profile, notes=tuple(notes) + tuple(extra_notes))
 
 
 def thread_names(text: str) -> dict[int, str]:
@@ -210,44 +210,28 @@ class ThreadClock:
         self.pid = pid or os.getpid()
         self.interval = interval
         self.start_cpu: dict[int, float] = {}
-        self.last: dict[int, tuple[str, float]] = {}
+        self.last: dict = {}  # OS thread id -> its latest TaskStat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.start_cpu = {tid: cpu for tid, (_, cpu) in self._read().items()}
+        self.start_cpu = {tid: task.cpu_seconds for tid, task in threads_of(self.pid).items()}
         self._thread = threading.Thread(target=self._poll, name="pyo3-debug-magic-thread-clock", daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
-            self.last.update(self._read())
+            self.last.update(threads_of(self.pid))
 
     def stop(self, python_threads: set[int]) -> tuple[ThreadUsage, ...]:
         """Threads outside ``python_threads`` that used CPU while the clock ran."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(1.0)
-        self.last.update(self._read())
+        self.last.update(threads_of(self.pid))
         used = []
-        for tid, (name, cpu) in self.last.items():
-            spent = cpu - self.start_cpu.get(tid, 0.0)
+        for tid, task in self.last.items():
+            spent = task.cpu_seconds - self.start_cpu.get(tid, 0.0)
             if tid not in python_threads and spent >= self.interval / 2:
-                used.append(ThreadUsage(tid, name, round(spent, 3)))
+                used.append(ThreadUsage(tid, task.name, round(spent, 3)))
         return tuple(sorted(used, key=lambda u: -u.cpu_seconds))
-
-    def _read(self) -> dict[int, tuple[str, float]]:
-        ticks, found = os.sysconf("SC_CLK_TCK"), {}
-        try:
-            tasks = os.listdir(f"/proc/{self.pid}/task")
-        except OSError:
-            return found
-        for task in tasks:
-            try:
-                stat = Path(f"/proc/{self.pid}/task/{task}/stat").read_text()
-            except OSError:
-                continue  # the thread ended
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
-            found[int(task)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
-        return found

@@ -16,7 +16,6 @@ from . import model, stacks, tools
 from .errors import DebugMagicError
 from .locations import crate_relative, is_user_source
 
-HEX_NAME = re.compile(r"^0x[0-9a-f]+$")
 DUMP_TIMEOUT = 20.0
 
 
@@ -57,7 +56,7 @@ def parse_dump(threads: list[dict]) -> list[model.ThreadStack]:
         entries = []
         for frame in thread.get("frames", []):
             name = frame.get("name", "")
-            if HEX_NAME.match(name) or name in ("", "?"):
+            if stacks.HEX_NAME.match(name) or name in ("", "?"):
                 continue
             python = frame.get("module") is None and frame.get("filename") not in (None, "?")
             filename = frame.get("filename")
@@ -116,16 +115,16 @@ class Recording:
             self.commands["python"] = [self.py_spy, "record", *common, "--nonblocking",
                                        "--output", os.path.join(self.folder, "python.txt")]
         self.processes: dict[str, subprocess.Popen] = {}
-        self.started = 0.0
 
     def start(self) -> None:
         """Start the samplers; return once the native one samples (or raise why it cannot)."""
-        for name, command in self.commands.items():
+        # the native sampler starts last: under Yama scope 1 the last declared tracer is the one
+        # that may trace (see tools.declare_tracer), and it is the one the profile needs
+        for name in sorted(self.commands, key=lambda name: name == "native"):
             with open(os.path.join(self.folder, f"{name}.log"), "w") as log:  # py-spy says all on stdout
-                self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                self.processes[name] = subprocess.Popen(self.commands[name], stdin=subprocess.DEVNULL, stdout=log,
                                                         stderr=subprocess.STDOUT, start_new_session=True)
-            if tools.read_ptrace_scope() == 1 and self.pid == os.getpid():
-                tools.allow_tracer(self.processes[name].pid)
+            tools.declare_tracer(self.pid, self.processes[name].pid)
         deadline = time.monotonic() + START_TIMEOUT
         native = self.processes["native"]
         while "Sampling process" not in self._log("native"):
@@ -134,7 +133,6 @@ class Recording:
                 self.stop()
                 raise error
             time.sleep(0.01)
-        self.started = time.monotonic()
 
     def _log(self, name: str) -> str:
         try:
@@ -174,7 +172,6 @@ class Recording:
             except OSError:
                 text = ""
             results[name] = (text, samples, errors)
-        if tools.read_ptrace_scope() == 1 and self.pid == os.getpid():
-            tools.allow_tracer(self.tracer_after or 0)
+        tools.declare_tracer(self.pid, self.tracer_after)
         shutil.rmtree(self.folder, ignore_errors=True)
         return results

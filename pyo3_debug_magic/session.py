@@ -126,8 +126,7 @@ class AgentSession:
             if tee is not None:
                 for descriptor in tee:
                     os.close(descriptor)
-        if tools.read_ptrace_scope() == 1 and self.target_pid == os.getpid():
-            tools.allow_tracer(self.process.pid)
+        tools.declare_tracer(self.target_pid, self.process.pid)
         self._sock = ours
         self._reader = threading.Thread(target=self._read_loop, name="pyo3-debug-agent-reader",
                                         daemon=True)
@@ -299,8 +298,7 @@ class AgentSession:
         finally:
             if sock is not None:
                 sock.close()
-            if self.target_pid == os.getpid() and tools.read_ptrace_scope() == 1:
-                tools.allow_tracer(0)  # revoke: no process may trace the kernel any more
+            tools.declare_tracer(self.target_pid, None)  # revoke: no process may trace the kernel any more
         return how
 
 

@@ -89,6 +89,7 @@ IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nano
                             r"pthread_cond|__libc_recv|recv|accept|read$|__GI___poll|do_futex_wait)")
 DISAMBIGUATOR = re.compile(r"\[[0-9a-f]+\]")
 LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
+HEX_NAME = re.compile(r"^0x[0-9a-f]+$")  # a sampler's name for an address without a symbol
 
 
 LEGACY_ESCAPES = {"$LT$": "<", "$GT$": ">", "$u20$": " ", "$RF$": "&", "$BP$": "*", "$C$": ",",

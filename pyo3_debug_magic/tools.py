@@ -172,6 +172,14 @@ def allow_tracer(pid: int) -> bool:
     return libc.prctl(PR_SET_PTRACER, ctypes.c_ulong(pid), 0, 0, 0) == 0
 
 
+def declare_tracer(target_pid: int | None, tracer_pid: int | None) -> None:
+    """Under Yama scope 1, when ``target_pid`` is this process: let ``tracer_pid`` (and its
+    children) trace it; ``None`` or 0 revokes. Yama keeps one declared tracer: a declaration
+    replaces the previous one."""
+    if target_pid in (None, os.getpid()) and read_ptrace_scope() == 1:
+        allow_tracer(tracer_pid or 0)
+
+
 def explain_attach_failure(gdb_message: str, pid: int) -> tuple[str, str]:
     """Turn gdb's raw attach error into (what went wrong, what to do)."""
     text = gdb_message.lower()

@@ -12,6 +12,13 @@ from .profile_text import call_tree, header, top_rows
 
 COLOURS = {"python": "#4b8bbe", "user": "#dea584", "native": "#c9c9c9", "thread": "#9a9ae0", "root": "#e8e8e8"}
 
+
+def colour(node: dict) -> str:
+    """A call-tree node's colour: Python blue, the user's Rust orange, other native grey."""
+    if node["kind"] == "native":
+        return COLOURS["user"] if node["user"] else COLOURS["native"]
+    return COLOURS.get(node["kind"], COLOURS["native"])
+
 _SCRIPT = """
 (function () {
   var box = document.getElementById(ID), views = DATA, view = "native", zoom = null;
