@@ -6,11 +6,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-# The refcheck engine needs only the standard library, so it is importable without IPython.
-from .leaks import RefChecker, RefcheckReport, refcheck  # noqa: E402
-
 __all__ = ["RefChecker", "RefcheckReport", "refcheck", "load_ipython_extension",
            "unload_ipython_extension"]
+
+
+def __getattr__(name: str):
+    """The refcheck engine (standard library only, importable without IPython), imported on
+    first use: the agent and pytest's plugin import this package without needing it."""
+    if name in ("RefChecker", "RefcheckReport", "refcheck"):
+        from . import leaks
+
+        return getattr(leaks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython) -> None:

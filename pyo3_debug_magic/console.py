@@ -44,16 +44,19 @@ HELP = """(native) commands:
 class PauseConsole:
     """Owns the console thread; ``handle(event)`` is the debugger's event listener."""
 
-    def __init__(self, debugger: NativeDebugger, can_prompt=lambda: True):
+    def __init__(self, debugger: NativeDebugger, can_prompt=lambda: True, show=show,
+                 reader: CommandReader | None = None, shape_stop=lambda stop: stop):
         self.debugger = debugger
         self.can_prompt = can_prompt
+        self.show = show  # (text, html) -> None: the running cell by default, a terminal in pytest
+        self.shape_stop = shape_stop  # pytest: the Python frames down to the test only
         self._events: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stepping: set[int] = set()
         self.interrupted = threading.Event()
         self._ended: set[tuple] = set()      # (session, pause id) the agent ended: never prompted
         self._dead_sessions: set = set()     # the agent went away: all its pauses ended
-        self.reader = CommandReader()
+        self.reader = reader or CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
         self._prompting = threading.Event()  # a pause is on screen, waiting for a command
 
@@ -69,7 +72,7 @@ class PauseConsole:
             else:
                 if isinstance(event, AgentExited):
                     self._dead_sessions.add(event.session)
-                show(f"native debugger: {event.message}")
+                self.show(f"native debugger: {event.message}")
             self.interrupted.set()
             self.reader.cancel()
             return
@@ -91,7 +94,7 @@ class PauseConsole:
             except KeyboardInterrupt:
                 pass  # a late cancel() of an input that had already ended; nothing is waiting
             except Exception:  # noqa: BLE001 - a console bug must not leave the kernel stopped
-                show("pyo3_debug_magic: internal error in the pause console:\n" + traceback.format_exc())
+                self.show("pyo3_debug_magic: internal error in the pause console:\n" + traceback.format_exc())
                 if isinstance(event, Paused):
                     self._resume_quietly(event.thread)
 
@@ -103,14 +106,14 @@ class PauseConsole:
         elif isinstance(event, HangSeen):
             self._hang(event)
         elif isinstance(event, Notice):
-            show(f"native debugger: {event.message}")
+            self.show(f"native debugger: {event.message}")
         elif isinstance(event, CrashSeen):
-            show(f"native debugger: {event.signal} in thread {event.thread}; the kernel is going down")
+            self.show(f"native debugger: {event.signal} in thread {event.thread}; the kernel is going down")
 
     def _hang(self, event: HangSeen) -> None:
         try:
             report = backtrace.hang_report(event)
-            show(render_text.hang_report(report), render_html.hang_report(report))
+            self.show(render_text.hang_report(report), render_html.hang_report(report))
         finally:
             try:
                 self.debugger.hang_shown()
@@ -135,13 +138,14 @@ class PauseConsole:
         return notes
 
     def _pause(self, stop: Stop, key: tuple, ident: int | None) -> None:
+        stop = self.shape_stop(stop)
         self.interrupted.clear()
         compact = stop.thread in self._stepping
         self._stepping.discard(stop.thread)
         view = render_text.stop_view(stop, compact=compact)
-        show(view, render_html.stop_view(stop, compact=compact))
+        self.show(view, render_html.stop_view(stop, compact=compact))
         if not self.can_prompt():
-            show("no input available in this cell (unattended run): not pausing, continuing")
+            self.show("no input available in this cell (unattended run): not pausing, continuing")
             self.debugger.resume(stop.thread, "continue")
             return
         self._prompting.set()
@@ -158,7 +162,7 @@ class PauseConsole:
                 if self.interrupted.is_set():
                     self.interrupted.clear()
                 else:
-                    show(f"no input ({type(error).__name__}): continuing")
+                    self.show(f"no input ({type(error).__name__}): continuing")
                     self._resume_quietly(state.stop.thread)
                 return
             if self.interrupted.is_set():
@@ -170,7 +174,7 @@ class PauseConsole:
             except DebugMagicError as error:
                 if self._ended_meanwhile(state):
                     return  # the Interrupt (or the agent's end) got there first: no stale prompt
-                show(f"error: {error}")
+                self.show(f"error: {error}")
 
     def _ended_meanwhile(self, state: "PauseState") -> bool:
         return state.key in self._ended or state.key[0] in self._dead_sessions
@@ -186,35 +190,35 @@ class PauseConsole:
             return True
         if name in ("c", "continue", "cont"):
             self.debugger.resume(state.stop.thread, "continue")
-            show("continuing")
+            self.show("continuing")
             return True
         if name in ("q", "quit"):
             result = self.debugger.quit()
-            show(f"deleted native breakpoints {list(result.deleted)}; continuing")
+            self.show(f"deleted native breakpoints {list(result.deleted)}; continuing")
             return True
         if name in ("bt", "backtrace", "where"):
-            show(render_text.backtrace(state.stop.stack, state.stop.selected))
+            self.show(render_text.backtrace(state.stop.stack, state.stop.selected))
         elif name in ("up", "down", "frame", "f"):
             state.stop = replace(state.stop, selected=self._select(state.stop, name, argument))
             frame = state.stop.frame
-            show(f"#{state.stop.selected} {frame.function} at {frame.where}" if frame else "no frame")
+            self.show(f"#{state.stop.selected} {frame.function} at {frame.where}" if frame else "no frame")
         elif name in ("list", "l"):
-            show(render_text.source_snippet(state.stop.frame, context=5))
+            self.show(render_text.source_snippet(state.stop.frame, context=5))
         elif name == "locals":
-            show(render_text.locals_table(self.debugger.locals(state.stop.thread, state.stop.selected)))
+            self.show(render_text.locals_table(self.debugger.locals(state.stop.thread, state.stop.selected)))
         elif name in ("p", "print", "p/r", "print/r"):
             if not argument:
-                show(f"usage: {name} EXPR")
+                self.show(f"usage: {name} EXPR")
             else:
                 value = self.debugger.evaluate(state.stop.thread, state.stop.selected, argument,
                                                raw=name.endswith("/r"))
-                show(f"{argument} = {value}")
+                self.show(f"{argument} = {value}")
         elif name == "py":
-            show(self._python_eval(state, argument))
+            self.show(self._python_eval(state, argument))
         elif name in ("help", "h", "?", ""):
-            show(HELP)
+            self.show(HELP)
         else:
-            show(f"unknown command {name!r}; `help` lists them")
+            self.show(f"unknown command {name!r}; `help` lists them")
         return False
 
     @staticmethod
@@ -249,3 +253,34 @@ class PauseState:
         self.stop = stop
         self.key = key        # (agent session, pause id)
         self.ident = ident    # the paused thread's Python ident (for `py`)
+
+
+class CrashConsole(PauseConsole):
+    """The ``(native)`` prompt at a crash (``pytest --native-pdb``), run by the agent on the
+    terminal it was given: the crashed process cannot run Python, so everything here reads
+    gdb's view of the stopped process; ``c`` or ``q`` lets the signal kill it."""
+
+    STUCK = ("n", "next", "s", "step", "finish")
+
+    def run(self, stop: Stop) -> None:
+        """Show the stop and read commands until ``c``/``q`` (or the end of input)."""
+        self.show(render_text.stop_view(stop))
+        self._prompt(PauseState(stop, ("crash", 0), None))
+
+    def _resume_quietly(self, thread: int) -> None:
+        pass  # the end of input: the process dies as it would have
+
+    def _command(self, state: "PauseState", line: str) -> bool:
+        name = line.partition(" ")[0]
+        if name in self.STUCK:
+            self.show(f"the thread crashed ({state.stop.signal}): it cannot run on; "
+                      "`c` or `q` lets the process die")
+            return False
+        if name in ("c", "continue", "cont", "q", "quit"):
+            self.show(f"letting the process die of {state.stop.signal}")
+            return True
+        if name == "py":
+            self.show("`py` needs the process's interpreter, which the crash stopped; "
+                      "`bt` shows the Python frames")
+            return False
+        return super()._command(state, line)

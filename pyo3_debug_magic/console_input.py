@@ -24,7 +24,8 @@ class InputCancelled(Exception):
 class CommandReader:
     """``read()`` on the console thread; ``cancel()`` from any other thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, stdin=None, stdout=None) -> None:
+        self.stdin, self.stdout = stdin, stdout  # a terminal of its own (pytest); else sys.std*
         self._lock = threading.Lock()
         self._waiting: int | None = None  # ident of the thread inside a kernel input()
         self._cancelled = threading.Event()
@@ -32,7 +33,7 @@ class CommandReader:
     def read(self, prompt: str) -> str:
         """One line; InputCancelled if cancel() ended the wait, EOFError at end of input."""
         self._cancelled.clear()
-        if inspect.ismethod(builtins.input):  # ipykernel's raw_input, patched in for the cell
+        if self.stdin is None and inspect.ismethod(builtins.input):  # ipykernel's raw_input, patched in
             return self._read_from_kernel(prompt)
         return self._read_from_terminal(prompt)
 
@@ -59,18 +60,19 @@ class CommandReader:
             raise
 
     def _read_from_terminal(self, prompt: str) -> str:
+        stdin, stdout = self.stdin or sys.stdin, self.stdout or sys.stdout
         try:
-            sys.stdin.fileno()
+            stdin.fileno()
         except (AttributeError, OSError, ValueError):
             return input(prompt)  # a stdin without a file descriptor: cannot be watched, only read
-        sys.stdout.write(prompt)
-        sys.stdout.flush()
+        stdout.write(prompt)
+        stdout.flush()
         while not self._cancelled.is_set():
-            ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+            ready, _, _ = select.select([stdin], [], [], 0.1)
             if ready:
-                line = sys.stdin.readline()
+                line = stdin.readline()
                 if not line:
                     raise EOFError
                 return line.rstrip("\n")
-        sys.stdout.write("\n")
+        stdout.write("\n")
         raise InputCancelled()

@@ -14,7 +14,8 @@ from . import locations, preimport, source_paths, userinput
 from . import protocol as p
 from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
-from .model import AttachProgress, AttachStatus, BreakpointInfo, Event, GdbDied, LogHit, RawSnapshot, Snapshot
+from .model import (AttachProgress, AttachStatus, BreakpointInfo, CrashHandling, Event, GdbDied, LogHit,
+                    LogRecord, RawSnapshot, Snapshot)
 from .session import AgentSession
 
 
@@ -58,6 +59,15 @@ class NativeDebugger(DebuggerSettings):
         self.aside_seconds: tuple[float, float | None] | None = None  # the last step aside: (away, back)
         # called as (seconds, what it does, finished) while an attach has taken over a second
         self.attach_progress: Callable[[float, str, bool], None] | None = None
+        # a test run (pytest_native) sets these: its own crash identity and directory, what
+        # the agent does at a crash, the terminal it may use, and no stderr tee (pytest's
+        # capture owns fd 2)
+        self.crash_identity: str | None = None
+        self.crash_directory: str | None = None
+        self.crash_handling: CrashHandling | None = None
+        self.agent_terminal: tuple[int, int] | None = None
+        self.tee_stderr = True
+        self.defer_symbols = False  # crash capture only: gdb reads symbols at the crash, not at attach
         self.observe(self._settings_changed)
 
     @property
@@ -93,13 +103,15 @@ class NativeDebugger(DebuggerSettings):
 
         try:
             if self._session is None or not self._session.alive:
-                self._session = AgentSession(self.target_pid, self.gdb or None, self.request_wait)
+                self._session = AgentSession(self.target_pid, self.gdb or None, self.request_wait,
+                                             tee_stderr=self.tee_stderr, terminal=self.agent_terminal)
                 for listener in self._listeners:
                     self._session.add_listener(listener)
                 self._session.start()
                 self._session.request(p.Configure(self.agent_settings()))
             self._gdb_gone = False
-            kernel_id = crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None
+            kernel_id = self.crash_identity or (
+                crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None)
             # the agent bounds attaching at 2 x 20 s: the kernel waits longer
             reported = []
 
@@ -109,7 +121,9 @@ class NativeDebugger(DebuggerSettings):
                     self.attach_progress(seconds, self._attach_doing, False)
 
             status = AttachStatus.from_agent(self._session.request(
-                p.Attach(kernel_id, str(crashes.report_dir())), timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
+                p.Attach(kernel_id, self.crash_directory or str(crashes.report_dir()), self.crash_handling,
+                         self.defer_symbols),
+                timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
             if reported and self.attach_progress is not None:
                 self.attach_progress(status.attach_seconds or reported[-1], "", True)
             self._gdb_attached = True
@@ -213,6 +227,12 @@ class NativeDebugger(DebuggerSettings):
             return locations.Resolved(parsed, None, match.name, pending=False), None
         return locations.Resolved(parsed, match.fullname, None, pending=False), match.line
 
+    def log_calls(self, function: str, caller_matches: str | None, label: str) -> int:
+        """A log breakpoint with the backtrace on ``function`` (any library's, e.g. ``PyErr_Fetch``),
+        recording only calls from a caller whose name matches ``caller_matches``; its number."""
+        return self._request(p.BreakInsert(kind="log", function=function, backtrace=True,
+                                           location=label, caller_matches=caller_matches)).number
+
     def breakpoints(self) -> list[BreakpointInfo]:
         if not self.attached:
             return []
@@ -227,12 +247,17 @@ class NativeDebugger(DebuggerSettings):
     def enable_breakpoints(self, numbers: list[int], enabled: bool = True) -> list[int]:
         return list(self._request(p.BreakEnable(tuple(numbers), enabled)))
 
-    def take_log_hits(self) -> list[LogHit]:
-        """Log-breakpoint hits recorded since the last call (and unattended pauses)."""
-        if not self.attached:
+    def take_log_records(self) -> list[LogRecord]:
+        """Everything the agent logged since the last call, as it recorded it."""
+        return list(self._request(p.TakeLogs())) if self.attached else []
+
+    def take_log_hits(self, records: list[LogRecord] | None = None) -> list[LogHit]:
+        """Log-breakpoint hits recorded since the last call (and unattended pauses), or those
+        of ``records`` (taken with ``take_log_records``)."""
+        if records is None and not self.attached:
             return []
         hits = []
-        for record in self._request(p.TakeLogs()):
+        for record in self.take_log_records() if records is None else records:
             where = record.where
             hits.append(LogHit(int(record.number or 0), record.hit, record.location,
                                where.func if where else None, where.file if where else None,
@@ -241,10 +266,11 @@ class NativeDebugger(DebuggerSettings):
                                record.unattended, record.error, record.not_paused_because))
         return hits
 
-    def set_pausing_allowed(self, allowed: bool) -> None:
-        """A cell starts: tell the agent whether it can answer a pause (no stdin: log only)."""
+    def set_pausing_allowed(self, allowed: bool, because: str = "no stdin") -> None:
+        """A cell starts: tell the agent whether it can answer a pause (else hits are logged,
+        saying ``because``)."""
         if self.attached:
-            self._request(p.CellStarts(allowed))
+            self._request(p.CellStarts(allowed, because))
 
     def cell_done(self) -> None:
         if self.attached:
@@ -334,11 +360,14 @@ class NativeDebugger(DebuggerSettings):
         session = self._session
         return session.process.pid if session is not None and session.alive else None
 
-    def close(self) -> str:
-        """Detach and stop the agent if it runs; safe to call twice."""
+    def close(self, wait: bool = True) -> str:
+        """Detach and stop the agent if it runs; safe to call twice. ``wait=False``: ask the
+        agent to detach and stop, without waiting for it (a process about to exit)."""
         session, self._session = self._session, None
         self._gdb_attached = False
-        return session.close() if session is not None else "not running"
+        if session is None:
+            return "not running"
+        return session.close(wait=wait)
 
 
 _process_debugger: NativeDebugger | None = None

@@ -146,6 +146,8 @@ class Attach(Request):
     reply: ClassVar[Any] = model.AgentStatus
     kernel_id: str | None = None
     report_dir: str | None = None
+    crash: model.CrashHandling | None = None
+    defer_symbols: bool = False  # read no library's symbols until something needs them (crash capture only)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class BreakInsert(Request):
     crate: str | None = None              # bind only to this crate's files
     location: str = ""
     source_dir: str | None = None         # the user's checkout of a crate built elsewhere
+    caller_matches: str | None = None     # a log breakpoint records a hit only from such a caller
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ class BreakEnable(Request):
 class CellStarts(Request):
     op: ClassVar[str] = "cell"
     pausing_allowed: bool = True
+    not_pausing_because: str = "no stdin"
 
 
 @dataclass(frozen=True)

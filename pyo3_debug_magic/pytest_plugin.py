@@ -1,4 +1,18 @@
-"""pytest integration of the refcheck engine (registered as a pytest11 entry point).
+"""pytest integration (registered as a pytest11 entry point; inactive unless an option is given).
+
+Native debugging (``pytest_native``: one agent per test process, attached once):
+
+* ``--native-crash``: a native crash is reported with the test's node id, the signal, the
+  faulting Rust line and the merged Rust + Python stack. Under pytest-xdist or pytest-forked
+  the run goes on and the crash is that test's failure (terminal summary, JUnit XML); run
+  plainly, the report is printed as pytest dies (and written as the JUnit file).
+* ``--native-break LOCATION`` (repeatable, ``%native_break``'s syntax): pause there with the
+  ``(native)`` prompt on the terminal; without one, hits are logged into the test's report.
+* ``--native-pdb``: at a native crash, the ``(native)`` prompt at the faulting frame before
+  the process dies (a terminal only); ``--pdb``'s prompt gets a ``native`` command too.
+* ``native_debugger`` fixture: the ``NativeDebugger`` API in a test, attached.
+
+Leak checks (``leaks``):
 
 * ``refcheck`` fixture: ``refcheck(func, *args, **kwargs)`` measures the call and fails the
   test with the report's table if anything leaks; ``refcheck.report(...)`` only returns it.
@@ -12,15 +26,27 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import pytest
 
 from .leaks import RefChecker, RefcheckReport, Verdict
 
 _LEAKS_KEY = pytest.StashKey[list]()
+_NATIVE_RUNS: list = []  # this process's NativeTestRun (pytest_runtest_logreport gets no config)
 
 
 def pytest_addoption(parser):
+    native = parser.getgroup("pyo3_debug_magic native", "native debugging of Rust/PyO3 code (pyo3_debug_magic)")
+    native.addoption("--native-crash", action="store_true",
+                     help="report a native crash (SIGSEGV, abort...) with the test's node id, the Rust "
+                          "line and the merged Rust + Python stack; with -n N or --forked the run goes on")
+    native.addoption("--native-break", action="append", default=[], metavar="LOCATION",
+                     help="pause at a Rust location (src/lib.rs:42, my_crate::function) with the (native) "
+                          "prompt; without a terminal, hits are logged into the test's report (repeatable)")
+    native.addoption("--native-pdb", action="store_true",
+                     help="at a native crash, open the (native) prompt at the faulting frame before the "
+                          "process dies (a terminal only); implies --native-crash")
     group = parser.getgroup("pyo3_debug_magic", "leak checks (pyo3_debug_magic)")
     group.addoption("--refcheck", action="store_true",
                     help="repeat each test and fail tests whose Python allocations or native heap "
@@ -35,6 +61,120 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "refcheck(**options): options for the refcheck fixture "
                                        "(number, warmup, native_heap, use_tracemalloc, allow_raise)")
     config.stash[_LEAKS_KEY] = []
+    breaks, pdb = config.getoption("native_break"), config.getoption("native_pdb")
+    if config.getoption("native_crash") or breaks or pdb:
+        from .pytest_native import NativeTestRun
+
+        run = NativeTestRun(config, breaks, pdb)
+        _NATIVE_RUNS.append(run)
+        run.start_early()
+
+
+def pytest_unconfigure(config):
+    run = _native(config)
+    if run is not None:
+        _NATIVE_RUNS.remove(run)
+        run.close()
+    own = _FIXTURE_DEBUGGER.pop(os.getpid(), None)
+    if own is not None:
+        own.close()
+
+
+_FIXTURE_DEBUGGER: dict = {}  # pid -> the native_debugger fixture's own (no --native-* option given)
+
+
+@pytest.fixture
+def native_debugger(request):
+    """The ``NativeDebugger`` of this test process, attached (the one ``--native-*`` options
+    use, else one of the fixture's own). Pausing breakpoints only log here unless the run has
+    a terminal and a ``--native-*`` option; breakpoints the test set are deleted after it.
+
+        def test_terms(native_debugger):
+            native_debugger.set_breakpoint(BreakpointRequest("src/lib.rs:20", log=True, expressions=("term",)))
+            rustdemo.compute([1, 2, 3])
+            assert [hit.values for hit in native_debugger.take_log_hits()] == [...]
+    """
+    run = _native(request.config)
+    debugger = run.debugger if run is not None and run.debugger is not None else _own_debugger()
+    before = {info.number for info in debugger.breakpoints()}
+    yield debugger
+    if debugger.attached:
+        created = [info.number for info in debugger.breakpoints() if info.number not in before]
+        if created:
+            debugger.delete_breakpoints(created)
+
+
+def _own_debugger():
+    from .debugger import NativeDebugger
+
+    debugger = _FIXTURE_DEBUGGER.get(os.getpid())
+    if debugger is None:
+        debugger = _FIXTURE_DEBUGGER[os.getpid()] = NativeDebugger()
+        debugger.tee_stderr = False  # pytest's capture owns fd 2
+    if not debugger.attached:
+        debugger.attach()
+        debugger.set_pausing_allowed(False, "no terminal (native_debugger fixture)")
+    return debugger
+
+
+def _native(config):
+    return next((run for run in _NATIVE_RUNS if run.config is config), None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    run = _native(item.config)
+    if run is not None:
+        run.test_starts(item.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    run = _native(item.config)
+    if run is not None and run.forked_child and "_id" in report.__dict__:
+        # pytest-forked (1.7.5) marshals the report's __dict__, which holds pytest 9.2's NodeId
+        # object, and every forked test fails with "unmarshallable object": send the node id
+        # as the text TestReport(**fields) takes on the other side
+        report.__dict__["nodeid"] = str(report.__dict__.pop("_id"))
+    if run is not None and call.when == "call":
+        from .render import text as render_text
+
+        hits = run.test_hits(item.nodeid)
+        if hits:
+            logged = render_text.log_hits(hits)
+            report.sections.append(("native breakpoint hits", logged))
+            item.user_properties.append(("native breakpoint hits", logged))
+    return report
+
+
+def pytest_enter_pdb(config, pdb):
+    """``--pdb``'s prompt gets ``native bt``: the Rust frames of the failing call."""
+    run = _native(config)
+    if run is None or not run.pdb:
+        return
+
+    def do_native(argument: str) -> None:
+        pdb.message(run.native_command(argument))
+
+    pdb.do_native = do_native
+    pdb.help_native = lambda: pdb.message(run.native_command("help"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    """In the process that outlived a crash (xdist's controller, pytest-forked's parent): the
+    crashed test's failure carries the native report, before the terminal and JUnit see it."""
+    run = _NATIVE_RUNS[-1] if _NATIVE_RUNS else None
+    if run is None or not report.failed:
+        return
+    found = run.crash_report_for(report.nodeid)
+    if found is None:
+        return
+    from .crash_section import crash_text
+
+    report.longrepr = f"{crash_text(found.record, str(found.path), title=False)}\n({report.longrepr})"
+    run.crashes.append((report.nodeid, found.summary))
 
 
 class LeakAssertion:
@@ -91,9 +231,27 @@ def pytest_runtest_call(item):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    leaks = config.stash.get(_LEAKS_KEY, [])
-    if not config.getoption("refcheck", default=False):
+    run = _native(config)
+    if run is not None:
+        _native_summary(terminalreporter, run)
+    if config.getoption("refcheck", default=False):
+        _refcheck_summary(terminalreporter, config.stash.get(_LEAKS_KEY, []))
+
+
+def _native_summary(terminalreporter, run) -> None:
+    if not (run.crashes or run.hits or run.problem):
         return
+    terminalreporter.section("native (pyo3_debug_magic)")
+    for node_id, summary in run.crashes:
+        terminalreporter.write_line(f"CRASHED {node_id}: {summary}")
+    for node_id, count in run.hits:
+        terminalreporter.write_line(f"{node_id}: {count} native breakpoint hit(s) logged (in its report's "
+                                    "'native breakpoint hits' section; -rA shows it)")
+    if run.problem:
+        terminalreporter.write_line(run.problem)
+
+
+def _refcheck_summary(terminalreporter, leaks) -> None:
     terminalreporter.section("refcheck")
     if not leaks:
         terminalreporter.write_line("no test grew a process-wide counter on every repetition")

@@ -50,8 +50,15 @@ def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
 
 
 def prune_agent_logs(directory, keep: int = AGENT_LOGS_KEPT) -> None:
-    """Old agent logs go: keep the newest ``keep``."""
-    logs = sorted(directory.glob("agent-*.log"), key=lambda path: path.stat().st_mtime)
+    """Old agent logs go: keep the newest ``keep``. Other processes prune at the same time
+    (pytest-xdist's workers start their agents together): a log gone meanwhile is skipped."""
+    dated = []
+    for path in directory.glob("agent-*.log"):
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    logs = [path for _, path in sorted(dated)]
     for old in logs[:-keep]:
         try:
             old.unlink()
@@ -63,8 +70,11 @@ class AgentSession:
     """One agent process debugging ``target_pid`` (by default this process)."""
 
     def __init__(self, target_pid: int | None = None, gdb: str | None = None,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT, tee_stderr: bool = True,
+                 terminal: tuple[int, int] | None = None):
         self.target_pid = target_pid or os.getpid()
+        self.tee_stderr = tee_stderr  # pytest's capture owns fd 2 there: no tee
+        self.terminal = terminal      # (in, out) descriptors the agent may use for a crash
         self.gdb = gdb
         self.request_timeout = request_timeout
         self.process: subprocess.Popen | None = None
@@ -103,7 +113,11 @@ class AgentSession:
         command = agent_command(theirs.fileno(), self.target_pid, gdb_path)
         pass_fds = [theirs.fileno()]
         tee = None
-        if self.target_pid == os.getpid() and not os.environ.get("PYO3_DEBUG_MAGIC_NO_STDERR_TEE"):
+        if self.terminal is not None:
+            command += ["--terminal-in", str(self.terminal[0]), "--terminal-out", str(self.terminal[1])]
+            pass_fds += list(self.terminal)
+        if (self.target_pid == os.getpid() and self.tee_stderr
+                and not os.environ.get("PYO3_DEBUG_MAGIC_NO_STDERR_TEE")):
             # Native stderr (a Rust panic message before an abort) goes through the agent,
             # which passes it on and keeps its tail for a crash report.
             read_end, write_end = os.pipe()
@@ -268,8 +282,9 @@ class AgentSession:
             os.dup2(saved, 2)
             os.close(saved)
 
-    def close(self, timeout: float = 10.0) -> str:
-        """Stop the agent; returns how: 'exited', 'terminated', 'killed' or 'not running'."""
+    def close(self, timeout: float = 10.0, wait: bool = True) -> str:
+        """Stop the agent; returns how: 'exited', 'terminated', 'killed' or 'not running';
+        'asked' when not ``wait``-ing for it (it detaches and exits on its own)."""
         self._closing = True
         self._restore_stderr()
         process, self.process = self.process, None
@@ -284,6 +299,8 @@ class AgentSession:
                         sock.sendall(encode(protocol.request_message(0, protocol.Shutdown())))
                 except OSError:
                     pass
+            if not wait:
+                return "asked"
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -125,6 +125,14 @@ def from_gdb(row: ThreadRow, python: tuple[PythonFrame, ...], holds_gil: bool | 
                        row.locals, demangle(row.locals_of) if row.locals_of else None)
 
 
+def through_test_file(items, test_file: str, python=lambda item: True):
+    """``items`` (innermost first) through the outermost Python one in ``test_file`` (a path
+    relative to pytest's rootdir): the test and its helpers, not pytest's own frames below."""
+    inside = [i for i, item in enumerate(items)
+              if python(item) and test_file and (item.file or "").endswith("/" + test_file)]
+    return tuple(items[:inside[-1] + 1]) if inside else tuple(items)
+
+
 def python_frames_from_memory(frames: tuple[PythonFrame, ...]) -> tuple[PythonFrame, ...]:
     """The reader's frames with cells recognised, cut after the outermost cell."""
     return _through_outermost_cell([replace(f, is_cell=is_cell_file(f.file or "")) for f in frames])

@@ -19,6 +19,7 @@ class AgentContext:
     attached: bool = False
     kernel_id: str | None = None
     report_dir: str | None = None
+    crash: model.CrashHandling = field(default_factory=model.CrashHandling)
 
     @property
     def gdb(self) -> GdbSession:

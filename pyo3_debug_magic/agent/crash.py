@@ -15,6 +15,7 @@ from ..locations import first_user_level, is_user_source
 from ..protocol import to_wire
 from ..stacks import is_cell_file, python_thread_for
 from .context import AgentContext
+from .crash_terminal import CrashTerminal, read_running
 from .gdbmi import GdbCommandError, GdbTimeoutError, mi_quote
 
 
@@ -43,12 +44,21 @@ def crash_summary(record: model.CrashRecord) -> str:
         if frame:
             where = f" in {frame.func} at {frame.file}:{frame.line}"
         python = python_thread_for(thread, record.python)
-        cell = next((f for f in (python.frames if python else ()) if is_cell_file(f.file or "")), None)
+        frames = python.frames if python else ()
+        cell = next((f for f in frames if is_cell_file(f.file or "")), None)
         if cell:
             where += f", called from cell line {cell.line}"
+        elif frames and record.running:  # a test: the line of the test that called into Rust
+            where += f", called from {_test_path(frames[0].file or '?', record.running)}:{frames[0].line}"
         elif record.thread != 1:
             where += f" (thread {record.thread})"
     return what + where
+
+
+def _test_path(file: str, node_id: str) -> str:
+    """``file`` as the node id spells it (relative to pytest's rootdir) when it is the test's file."""
+    node_path = node_id.partition("::")[0]
+    return node_path if node_path and file.endswith("/" + node_path) else file
 
 
 def hex_or_none(text: str | None) -> str | None:
@@ -87,14 +97,23 @@ class StderrTee:
 
 
 class CrashRecorder:
-    def __init__(self, context: AgentContext, stderr_tee: StderrTee | None, paused_threads):
+    def __init__(self, context: AgentContext, stderr_tee: StderrTee | None, paused_threads,
+                 terminal: CrashTerminal | None = None):
         self.context = context
         self.stderr_tee = stderr_tee
         self.paused_threads = paused_threads   # () -> the threads paused by the user
+        self.terminal = terminal or CrashTerminal(context, None, None)
+        self.captured = False
 
     def capture(self, thread: int, signal_name: str) -> None:
-        """Record everything about a crash before the process dies; never raises."""
-        record = model.CrashRecord(signal=signal_name, thread=thread)
+        """Record everything about a crash before the process dies; never raises. Once per
+        process: a signal handler that re-raises (Python's faulthandler, which pytest enables)
+        stops the thread again with the same signal, in the handler."""
+        if self.captured:
+            return
+        self.captured = True
+        record = model.CrashRecord(signal=signal_name, thread=thread,
+                                   running=read_running(self.context.crash.running_file))
         try:
             record = self._details(record)
         except Exception as error:  # noqa: BLE001 - a partial report beats none
@@ -103,8 +122,13 @@ class CrashRecorder:
             record = replace(record, stderr_tail=self.stderr_tee.tail())
         record = replace(record, summary=crash_summary(record))
         path = self.write(record)
+        record = replace(record, pid=self.context.target_pid)
         self.context.send_event(model.CrashSeen(signal=signal_name, thread=thread,
                                                 summary=record.summary, path=path))
+        try:
+            self.terminal.after_capture(record, path)
+        except Exception as error:  # noqa: BLE001 - the report file is written; the process must die as it would
+            self.terminal.write(f"pyo3_debug_magic: the crash's terminal report failed: {error}")
 
     def write(self, record: model.CrashRecord) -> str | None:
         """A 0600 report in the kernel's report directory, tied to the process that died."""

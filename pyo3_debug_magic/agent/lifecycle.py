@@ -61,6 +61,8 @@ class Lifecycle:
     def attach(self, request: p.Attach) -> model.AgentStatus:
         self.context.kernel_id = request.kernel_id or self.context.kernel_id
         self.context.report_dir = request.report_dir or self.context.report_dir
+        if request.crash is not None:
+            self.context.crash = request.crash
         if self.context.attached:
             return self.status()
         self.breakpoints.sources_cache = None
@@ -78,7 +80,7 @@ class Lifecycle:
             raise AttachError(f"gdb attached to {self.context.target_pid} but the threads did not resume",
                               "run `%native_detach`; if the kernel is frozen, restart it")
         self.context.attached = True
-        gdb.symbols.after_attach(gdb)
+        gdb.symbols.after_attach(gdb, defer_all=request.defer_symbols)
         self.attach_seconds = time.monotonic() - started
         return self.status()
 

@@ -22,6 +22,7 @@ from ..errors import AgentError, DebugMagicError, NotAttachedError, ProtocolMism
 from .breakpoints import Breakpoints
 from .context import AgentContext
 from .crash import CrashRecorder, StderrTee  # noqa: F401 - StderrTee: used by __main__
+from .crash_terminal import CrashTerminal
 from .events import BreakpointChanged, LibrariesChanged, Stopped, StopContext, decide, parse_record
 from .gdbmi import GdbCommandError, GdbExitedError, GdbTimeoutError
 from .lifecycle import Lifecycle
@@ -36,13 +37,14 @@ class Agent:
     """Serves one kernel: attach/detach, breakpoints, pauses, log hits, hangs, crashes."""
 
     def __init__(self, sock: socket.socket, target_pid: int, gdb_path: str,
-                 stderr_tee: StderrTee | None = None):
+                 stderr_tee: StderrTee | None = None, terminal: tuple[int | None, int | None] = (None, None)):
         self.sock = sock
         self.context = AgentContext(target_pid, self._send_event)
         self.breakpoints = Breakpoints(self.context)
         self.pauses = Pauses(self.context, self.breakpoints)
         self.watchdog = HangWatchdog(self.context, self.pauses)
-        self.crashes = CrashRecorder(self.context, stderr_tee, lambda: self.pauses.active.keys())
+        self.crashes = CrashRecorder(self.context, stderr_tee, lambda: self.pauses.active.keys(),
+                                     CrashTerminal(self.context, *terminal))
         self.lifecycle = Lifecycle(self.context, gdb_path, self.breakpoints, self.pauses, self.watchdog,
                                    self.crashes)
         self.stalls = StallWatch()
@@ -72,6 +74,7 @@ class Agent:
         }
         self.need_attached = {p.Sources, p.Functions, p.FindFunction, p.BreakInsert, p.BreakList, p.BreakDelete,
                               p.BreakEnable, p.TakeSnapshot, p.Frames, p.Locals, p.Evaluate, p.Resume}
+        self.need_symbols = self.need_attached | {p.Watch}  # an attach that deferred them reads them first
 
     # ----- loop -----------------------------------------------------------------------
     def serve(self) -> None:
@@ -132,6 +135,8 @@ class Agent:
             session = self.context.session
             if session is not None and message.get("timeout"):
                 session.deadline = time.monotonic() + float(message["timeout"]) - REQUEST_MARGIN
+            if type(request) in self.need_symbols and self.context.attached:
+                session.symbols.read_deferred(session)
             reply.update(ok=True, result=p.to_wire(self.operations[type(request)](request)))
         except DebugMagicError as error:
             reply.update(ok=False, error=p.to_wire(p.ErrorReply(error.wire_kind or "agent", error.message,
@@ -195,6 +200,7 @@ class Agent:
 
     def _on_stopped(self, stop: Stopped) -> None:
         pauses, gdb = self.pauses, self.context.gdb
+        gdb.symbols.read_deferred(gdb)  # a crash's report (or any stop) needs every library's
         hang = self.watchdog.in_progress
         started_at = pauses.stepping_from.pop(stop.thread, None) if stop.thread else None
         decision = decide(stop, StopContext(hang.row.thread if hang else None, pauses.pausing_allowed,
@@ -258,7 +264,7 @@ class Agent:
     def cell_starts(self, request: p.CellStarts) -> dict:
         """A cell starts: can it answer a pause (no stdin: breakpoints only log)? Arms %native_watch."""
         self.pauses.pausing_allowed = bool(request.pausing_allowed)
-        self.pauses.no_pause_reason = "" if request.pausing_allowed else "no stdin"
+        self.pauses.no_pause_reason = "" if request.pausing_allowed else request.not_pausing_because
         self.pauses.refusals_shown.clear()
         self.watchdog.cell_starts()
         return {"pausing_allowed": self.pauses.pausing_allowed}

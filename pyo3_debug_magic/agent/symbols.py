@@ -45,16 +45,22 @@ class LazySymbols:
         self.progress = progress or (lambda doing: None)  # what is being read (for a slow attach)
         self.deferred: set[str] = set()
 
-    def after_attach(self, session) -> None:
-        """Read what is needed at once among the libraries loaded before the attach."""
+    def after_attach(self, session, defer_all: bool = False) -> None:
+        """Read what is needed at once among the libraries loaded before the attach (nothing
+        with ``defer_all``: a test run that only waits for a crash reads them at the crash)."""
         self.deferred.clear()
         rows = session.command("-file-list-shared-libraries", 30).payload.get("shared-libraries", [])
         for path in [row.get("id") or row.get("target-name") for row in rows if row.get("symbols-loaded") != "1"]:
-            if path and read_at_once(path):
+            if path and read_at_once(path) and not defer_all:
                 self.read(session, path)
             elif path:
                 self.deferred.add(path)
         session.console("set auto-solib-add on")
+
+    def read_deferred(self, session) -> None:
+        """Read every deferred library (before breakpoints, stacks or a crash need them)."""
+        for path in sorted(self.deferred):
+            self.read(session, path)
 
     def read_for(self, session, frames: tuple[model.GdbFrame, ...]) -> bool:
         """Read the deferred libraries ``frames`` run in; whether any was (unwind again then)."""

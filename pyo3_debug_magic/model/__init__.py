@@ -12,7 +12,7 @@ them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPyt
 from .events import (EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event, GdbDied, HangSeen,
                      Interrupted, Notice, Paused)
 from .profile import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
-from .reports import CrashRecord, CrashReport, HangReport, signed_bytes
+from .reports import CrashHandling, CrashRecord, CrashReport, HangReport, signed_bytes
 from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
                      RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
 from .state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo,
@@ -47,6 +47,7 @@ __all__ = [
     "ThreadStack",
     "Variable",
     "AgentSettings",
+    "CrashHandling",
     "AgentStatus",
     "AttachStatus",
     "BreakpointCreated",

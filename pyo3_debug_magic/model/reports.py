@@ -32,6 +32,19 @@ class CrashRecord:
     stderr_tail: str = ""
     capture_error: str | None = None
     announced_in: int | None = None
+    running: str = ""               # what the process was running: a test's node id
+
+
+@dataclass(frozen=True)
+class CrashHandling:
+    """What the agent does with a crash besides writing the report (a test run asks for these:
+    the process that crashed cannot report itself)."""
+
+    running_file: str | None = None  # its text names what the process runs (a test's node id)
+    echo: bool = False               # print the report as text on the terminal the agent was given
+    prompt: bool = False             # open the (native) prompt there at the faulting frame first
+    junit_xml: str | None = None     # write a JUnit XML file that reports the crashed test
+    echo_note: str = ""              # printed after the echoed report
 
 
 @dataclass(frozen=True)

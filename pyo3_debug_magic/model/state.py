@@ -173,6 +173,7 @@ class Stop:
     selected: int = 0
     locals_note: str | None = None    # why there are no locals, when that says something
     returned: str | None = None       # the value a `finish` returned
+    signal: str | None = None         # a crash: the signal it stopped with (the thread cannot run on)
 
     @property
     def frame(self) -> NativeFrame | None:

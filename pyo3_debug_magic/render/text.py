@@ -166,6 +166,8 @@ def stop_title(state: Stop) -> tuple[str, str]:
     stepped to"; gdb's reason itself only when it has no words here."""
     frame = state.frame
     where = f"{frame.function} at {frame.where}" if frame else "unknown location"
+    if state.signal:
+        return f"{state.signal} in thread {state.thread}, stopped before the process dies, at", where
     if state.breakpoint and state.reason == "breakpoint-hit":
         return f"native breakpoint {state.breakpoint} hit in thread {state.thread}:", where
     said = STOP_REASONS.get(state.reason)
@@ -188,7 +190,9 @@ def stop_view(state: Stop, compact: bool = False) -> str:
     if state.handed_off and not compact:
         parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
                      "allow_threads; it is taken back before the thread runs on)")
-    if not compact:
+    if state.signal:
+        parts.append("commands: bt up down frame N list locals p EXPR help; c or q lets the process die")
+    elif not compact:
         parts.append("commands: n s finish c bt up down list locals p EXPR py EXPR q help")
     return "\n".join(parts)
 

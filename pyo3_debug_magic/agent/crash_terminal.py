@@ -1,0 +1,102 @@
+"""What a test run asks of a crash besides the report file (``model.CrashHandling``): the
+process that crashed cannot report itself, so the agent prints the report on the terminal the
+run gave it, writes a JUnit file naming the crashed test, and, for ``--native-pdb``, opens the
+``(native)`` prompt at the faulting frame before letting the signal through."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import model, stacks, userinput
+from ..errors import UsageProblem
+from ..crash_section import crash_text, junit_xml
+from .context import AgentContext
+from .gdbmi import GdbCommandError, GdbTimeoutError
+
+RUNNING_LIMIT = 4096  # bytes of the running file read: a node id, never a whole file
+
+
+def read_running(path: str | None) -> str:
+    """What the process was running (a test's node id), from the file it keeps up to date."""
+    if not path:
+        return ""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    try:
+        return os.read(descriptor, RUNNING_LIMIT).decode(errors="replace").strip()
+    finally:
+        os.close(descriptor)
+
+
+class CrashTerminal:
+    """The terminal a test run gave the agent (``--terminal-in``/``--terminal-out``)."""
+
+    def __init__(self, context: AgentContext, terminal_in: int | None, terminal_out: int | None):
+        self.context = context
+        self.input = os.fdopen(terminal_in, "r", closefd=False) if terminal_in is not None else None
+        self.output = os.fdopen(terminal_out, "w", closefd=False) if terminal_out is not None else None
+
+    def write(self, text: str, html: str | None = None) -> None:
+        if self.output is None:
+            return
+        try:
+            self.output.write(text if text.endswith("\n") else text + "\n")
+            self.output.flush()
+        except (OSError, ValueError):
+            pass  # the terminal went away: the report file still holds everything
+
+    def after_capture(self, record: model.CrashRecord, path: str | None) -> None:
+        """Called with the written record, before the signal is let through."""
+        handling = self.context.crash
+        text = crash_text(record, path, handling.echo_note)
+        if handling.prompt and self.input is not None and self.output is not None:
+            self.write(f"\n{record.running or 'the process'} crashed: {record.summary}")
+            self.prompt(record)
+            self.write(f"(report: {path})" if path else "")
+        elif handling.echo:
+            self.write(text)
+        if handling.junit_xml:
+            try:
+                Path(handling.junit_xml).write_bytes(junit_xml(record, text))
+            except OSError as error:
+                self.write(f"pyo3_debug_magic: cannot write {handling.junit_xml}: {error}")
+
+    def prompt(self, record: model.CrashRecord) -> None:
+        """The (native) prompt at the faulting frame, on gdb's view of the stopped process."""
+        from ..console import CrashConsole  # the prompt's commands are the pause console's
+        from ..console_input import CommandReader
+
+        row = next((r for r in record.threads if r.thread == record.thread), None)
+        if row is None:
+            self.write("(no stack was captured for the crashed thread: no prompt)")
+            return
+        native = stacks.native_frames(row.frames)
+        python_thread = stacks.python_thread_for(row, record.python)
+        python = stacks.python_frames_from_memory(python_thread.frames) if python_thread else ()
+        python = stacks.through_test_file(python, record.running.partition("::")[0])
+        stop = model.Stop(row.thread, "signal-received", None, False, native, stacks.merge(native, python),
+                          record.locals, selected=record.faulting_user_frame or 0, signal=record.signal)
+        CrashConsole(_StoppedProcess(self.context, row.thread), show=self.write,
+                     reader=CommandReader(self.input, self.output)).run(stop)
+
+
+class _StoppedProcess:
+    """What the crash console asks of a debugger, answered by the agent's own gdb."""
+
+    def __init__(self, context: AgentContext, thread: int):
+        self.context, self.thread = context, thread
+
+    def locals(self, thread: int, frame: int = 0):
+        return self._ask(lambda gdb: gdb.locals(int(thread), int(frame)))
+
+    def evaluate(self, thread: int, frame: int, expression: str, raw: bool = False) -> str:
+        userinput.check_expression(expression)
+        return self._ask(lambda gdb: gdb.evaluate(int(thread), int(frame), expression, raw))
+
+    def _ask(self, question):
+        try:
+            return question(self.context.gdb)
+        except (GdbCommandError, GdbTimeoutError) as error:
+            raise UsageProblem(f"gdb: {error}", "try another expression or frame") from None
