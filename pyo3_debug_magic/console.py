@@ -108,7 +108,7 @@ class PauseConsole:
         elif isinstance(event, Notice):
             self.show(f"native debugger: {event.message}")
         elif isinstance(event, CrashSeen):
-            self.show(f"native debugger: {event.signal} in thread {event.thread}; the kernel is going down")
+            self.show(f"native debugger: {event.signal} in thread {event.thread}; the process is going down")
 
     def _hang(self, event: HangSeen) -> None:
         try:

@@ -227,11 +227,10 @@ class NativeDebugger(DebuggerSettings):
             return locations.Resolved(parsed, None, match.name, pending=False), None
         return locations.Resolved(parsed, match.fullname, None, pending=False), match.line
 
-    def log_calls(self, function: str, caller_matches: str | None, label: str) -> int:
-        """A log breakpoint with the backtrace on ``function`` (any library's, e.g. ``PyErr_Fetch``),
-        recording only calls from a caller whose name matches ``caller_matches``; its number."""
-        return self._request(p.BreakInsert(kind="log", function=function, backtrace=True,
-                                           location=label, caller_matches=caller_matches)).number
+    def log_calls(self, function: str, label: str) -> int:
+        """A log breakpoint recording the backtrace of every call of ``function`` (any loaded
+        library's, e.g. ``pyo3::err::PyErr::restore`` in each PyO3 extension); its number."""
+        return self._request(p.BreakInsert(kind="log", function=function, backtrace=True, location=label)).number
 
     def breakpoints(self) -> list[BreakpointInfo]:
         if not self.attached:

@@ -1,26 +1,29 @@
 """Where an error crossed between Rust and Python, recorded as it happened.
 
 A Python traceback of a failure that went through Rust shows no Rust frame: by the time it is
-read, the Rust code has returned. Log breakpoints (never stopping) record the native stack
-at each crossing: a Rust panic, a Python exception taken by PyO3 (a callback's error coming
-back into Rust), an error PyO3 hands to Python. pytest's ``--pdb`` prompt shows them with the
-``native`` command (``pytest --native-pdb --pdb``).
+read, the Rust code has returned. Log breakpoints (they never stop the test) record the
+native stack at each crossing: a Rust panic, PyO3 taking a Python exception (a call into
+Python raised, e.g. a callback), PyO3 handing an error to Python. They sit on PyO3's own
+functions in each extension, so the interpreter's many internal error checks never stop.
+pytest's ``--pdb`` prompt shows them with the ``native`` command (``pytest --native-pdb --pdb``).
 """
 from __future__ import annotations
+
+import re
 
 from .errors import DebugMagicError
 from .locations import is_user_source
 from .model import LogRecord
 
-PYO3_CALLER = r"^pyo3::"
-CROSSINGS = (  # (function, the caller it must be called from, what a call means)
-    ("__rustc::rust_begin_unwind", None, "a Rust panic"),  # the panic handler, as rustc names it now
-    ("rust_begin_unwind", None, "a Rust panic"),           # ... and did before Rust 1.87
-    ("PyErr_Fetch", PYO3_CALLER, "a Python exception came back into Rust"),               # Python < 3.12
-    ("PyErr_GetRaisedException", PYO3_CALLER, "a Python exception came back into Rust"),  # 3.12+
-    ("PyErr_Restore", PYO3_CALLER, "Rust handed an error to Python"),                     # Python < 3.12
-    ("PyErr_SetRaisedException", PYO3_CALLER, "Rust handed an error to Python"),          # 3.12+
+CROSSINGS = (  # (function, what a call means)
+    ("__rustc::rust_begin_unwind", "a Rust panic"),  # the panic handler, as rustc names it now
+    ("rust_begin_unwind", "a Rust panic"),           # ... and did before Rust 1.87
+    ("pyo3::err::PyErr::take", "PyO3 took a Python exception (a call into Python raised)"),
+    ("pyo3::err::PyErr::restore", "Rust handed an error to Python"),
 )
+LIBRARY = re.compile(r"^(<)?(pyo3|pyo3_ffi|core|std|alloc|__rustc)::")
+GENERIC_ARGUMENT_CRATE = re.compile(r"(?:<|,\s*|\*mut |\*const |&)([a-z_][a-z0-9_]*)::")  # first segment of each
+LIBRARY_CRATES = {"pyo3", "pyo3_ffi", "core", "std", "alloc", "__rustc"}
 SHOWN = 6  # crossings shown, the latest
 
 
@@ -29,11 +32,11 @@ class ErrorTrail:
 
     def __init__(self, debugger):
         self.kinds: dict[int, tuple[str, str]] = {}
-        for function, caller, meaning in CROSSINGS:
+        for function, meaning in CROSSINGS:
             try:
-                number = debugger.log_calls(function, caller, f"(error trail) {function}")
+                number = debugger.log_calls(function, f"(error trail) {function}")
             except DebugMagicError:
-                continue  # this interpreter has no such function
+                continue  # no such function in this toolchain's std
             self.kinds[number] = (function, meaning)
 
     def split(self, records: list[LogRecord]) -> tuple[list[LogRecord], list[LogRecord]]:
@@ -51,20 +54,30 @@ class ErrorTrail:
         for index, record in enumerate(crossings[-SHOWN:], 1):
             function, meaning = self.kinds.get(record.number, ("?", "?"))
             lines.append(f"[{index}] {meaning} ({function}, thread {record.thread}):")
-            lines += _frames(record.backtrace[1:])
+            lines += _frames(record.backtrace)
         return "\n".join(lines)
+
+
+def _users(place) -> bool:
+    return is_user_source(place.fullname) and not LIBRARY.match(place.func or "")
 
 
 def _frames(places) -> list[str]:
     lines, folded = [], 0
     for place in places:
-        if is_user_source(place.fullname):
+        if _users(place):
             if folded:
                 lines.append(f"      ... {folded} library frames")
                 folded = 0
             lines.append(f"      {place.func}  at {place.file}:{place.line}")
         else:
             folded += 1
-    if not lines:  # no frame of the user's crates: the nearest ones say where it happened
-        return [f"      {p.func}  at {p.file or '?'}:{p.line or '?'}" for p in places[:4]]
-    return lines
+    if lines:
+        return lines
+    # no frame of the user's code is left (an error built in Rust and returned): PyO3's frames
+    # that name the user's crate in their generic parameters say which function it was
+    naming = [p for p in places if set(GENERIC_ARGUMENT_CRATE.findall(p.func or "")) - LIBRARY_CRATES]
+    if naming:
+        return ["      (the Rust function had returned; PyO3's frames for it:)"] + [
+            f"      {p.func}  at {p.file or '?'}:{p.line or '?'}" for p in naming[:3]]
+    return [f"      {p.func}  at {p.file or '?'}:{p.line or '?'}" for p in places[:4]]

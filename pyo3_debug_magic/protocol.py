@@ -207,7 +207,6 @@ class BreakInsert(Request):
     crate: str | None = None              # bind only to this crate's files
     location: str = ""
     source_dir: str | None = None         # the user's checkout of a crate built elsewhere
-    caller_matches: str | None = None     # a log breakpoint records a hit only from such a caller
 
 
 @dataclass(frozen=True)

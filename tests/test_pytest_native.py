@@ -162,7 +162,7 @@ def test_pdb_native_bt_shows_the_rust_frames_of_the_failing_call(demo_crate, tmp
     child.expect_exact("ZeroDivisionError")
     child.expect_exact("(Pdb) ")
     child.sendline("native bt")
-    child.expect_exact("a Python exception came back into Rust")
+    child.expect_exact("PyO3 took a Python exception (a call into Python raised)")
     child.expect_exact(f"rustdemo::call_python  at src/lib.rs:{marker_line('call-python')}")
     child.expect_exact("(Pdb) ")
     child.sendline("c")

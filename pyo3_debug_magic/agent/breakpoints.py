@@ -196,7 +196,7 @@ class Breakpoints:
             spec = {"source": request.source, "line": request.line, "function": request.function,
                     "condition": request.condition, "ignore": request.ignore,
                     "temporary": request.temporary, "expressions": list(request.expressions),
-                    "backtrace": request.backtrace, "caller_matches": request.caller_matches}
+                    "backtrace": request.backtrace}
             gdb.call_python("add_log_breakpoint", spec)
             created = gdb.mi.take_message("log-created") or {"error": "gdb did not answer"}
             if created.get("error"):

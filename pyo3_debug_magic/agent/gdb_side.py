@@ -7,7 +7,6 @@ ever parsed as a gdb command; results go out as one ``@@PDM`` line of JSON on gd
 """
 import base64
 import json
-import re
 
 import gdb  # noqa: F401 - provided by gdb
 
@@ -42,7 +41,6 @@ class LogBreakpoint(gdb.Breakpoint):
         super().__init__(**kwargs)
         self.expressions = list(spec.get("expressions") or [])
         self.with_backtrace = bool(spec.get("backtrace"))
-        self.caller = re.compile(spec["caller_matches"]) if spec.get("caller_matches") else None
         self.hits = 0
         if spec.get("condition"):
             self.condition = spec["condition"]
@@ -50,16 +48,9 @@ class LogBreakpoint(gdb.Breakpoint):
             self.ignore_count = int(spec["ignore"])
 
     def stop(self):
-        try:
-            frame = gdb.selected_frame()
-            if self.caller is not None:
-                caller = frame.older()
-                if caller is None or not self.caller.search(caller.name() or ""):
-                    return False  # not a call this breakpoint is about: not a hit
-        except Exception:  # noqa: BLE001 - never leave the thread stopped
-            return False
         self.hits += 1
         try:
+            frame = gdb.selected_frame()
             hit = {"number": self.number, "hit": self.hits, "thread": gdb.selected_thread().num,
                    "where": _frame_summary(frame), "values": []}
             for expression in self.expressions:

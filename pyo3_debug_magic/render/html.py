@@ -70,7 +70,7 @@ def stop_view(state: Stop, compact: bool = False) -> str:
     shown = state.locals_note if state.locals_note else text.locals_table(state.locals)
     parts.append(f"<details open><summary>locals</summary><pre>{escape(shown)}</pre></details>")
     if state.handed_off and not compact:
-        parts.append("<p><i>The GIL was released at this line so the kernel stays responsive (an implicit "
+        parts.append("<p><i>The GIL was released at this line so the process's other Python threads keep running (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
     return "".join(parts) + "</div>"
 

@@ -188,7 +188,7 @@ def stop_view(state: Stop, compact: bool = False) -> str:
         parts += ["backtrace:", backtrace(state.stack, state.selected)]
     parts += ["locals:", state.locals_note if state.locals_note else locals_table(state.locals)]
     if state.handed_off and not compact:
-        parts.append("(the GIL was released at this line so the kernel stays responsive, an implicit "
+        parts.append("(the GIL was released at this line so the process's other Python threads keep running, an implicit "
                      "allow_threads; it is taken back before the thread runs on)")
     if state.signal:
         parts.append("commands: bt up down frame N list locals p EXPR help; c or q lets the process die")
