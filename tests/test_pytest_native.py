@@ -101,9 +101,10 @@ def finish(child: pexpect.spawn) -> str:
     return child.before
 
 
-def test_native_break_pauses_in_a_terminal_and_the_test_passes(demo_crate, tmp_path):
+@pytest.mark.parametrize("capture", [[], ["-s"]], ids=["captured", "capture-off"])
+def test_native_break_pauses_in_a_terminal_and_the_test_passes(demo_crate, tmp_path, capture):
     line = marker_line("compute-loop")
-    child = spawn(tmp_path, "--native-break", f"src/lib.rs:{line}", "test_demo.py", "-k", "compute")
+    child = spawn(tmp_path, *capture, "--native-break", f"src/lib.rs:{line}", "test_demo.py", "-k", "compute")
     child.expect_exact(f"native breakpoint 1 at src/lib.rs:{line}")
     child.expect_exact("native breakpoint 1 hit in thread 1:")
     child.expect_exact("py  test_compute")
