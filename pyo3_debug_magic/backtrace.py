@@ -50,7 +50,7 @@ def capture(engine: str, debugger=None, threads: list[int] | None = None, with_l
     from . import pyspy
 
     attached = debugger is not None and debugger.attached
-    found = pyspy.dump(pid, nonblocking=attached, py_spy=getattr(debugger, "py_spy", None))
+    found = numbered_as_gdb_does(pyspy.dump(pid, nonblocking=attached, py_spy=getattr(debugger, "py_spy", None)), pid)
     if threads:
         found = [t for t in found if t.label in {str(n) for n in threads}]
     notes = ()
@@ -60,12 +60,22 @@ def capture(engine: str, debugger=None, threads: list[int] | None = None, with_l
     return Snapshot("py-spy", tuple(found), notes=notes)
 
 
+def numbered_as_gdb_does(threads, pid: int):
+    """py-spy's threads labelled 1, 2, ... as gdb numbers them when it attaches (the main
+    thread first, then by OS thread id), not by OS thread id: one numbering for both engines."""
+    ordered = sorted(threads, key=lambda t: (t.os_thread_id != pid, t.os_thread_id or 0))
+    return [replace(thread, label=str(number)) for number, thread in enumerate(ordered, 1)]
+
+
 def for_view(snapshot: Snapshot, show_all: bool, caller_thread_id: int | None = None,
              main_thread_id: int | None = None) -> Snapshot:
     """What ``%native_bt`` shows: the caller's thread cut at its cell, the main thread first,
     the kernel's own threads hidden (named in a note) unless ``show_all``."""
     shown, hidden = stacks.for_display(snapshot.threads, caller_thread_id, main_thread_id, show_all)
     notes = list(snapshot.notes)
+    if snapshot.threads and all(thread.holds_gil is False for thread in snapshot.threads):
+        notes.append("(no thread held the GIL as the stacks were read: this cell's thread gives it up "
+                     "while it waits for them)")
     if snapshot.engine == "py-spy" and not notes and stacks.may_lack_rust_frames(shown):
         notes.append("(py-spy can drop Rust frames of a running thread; "
                      "`%native_bt --engine gdb` shows every frame)")
@@ -92,17 +102,25 @@ NO_VARIABLE_INFO = ("no locals: this frame has line information but no variable 
 def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:
     """A captured crash (report file or core file) merged for display, the faulting thread first."""
     threads = stacks.merged_threads(record.threads, record.python)
-    ordered = tuple(sorted(threads, key=lambda t: t.label != str(record.thread)))
+    crashed = [t for t in threads if t.label == str(record.thread)]
+    others, hidden = stacks.for_display([t for t in threads if t.label != str(record.thread)], None,
+                                        record.pid, show_all=False)
     origin = f"pid {record.pid}" if record.pid else f"core file {record.core}"
+    row = next((r for r in record.threads if r.thread == record.thread), None)
+    native = stacks.native_frames(row.frames) if row else ()
+    source = None
+    if record.faulting_user_frame is not None and record.faulting_user_frame < len(native):
+        source = native[record.faulting_user_frame]
     return CrashReport(
         signal=record.signal, thread=record.thread, summary=record.summary or "crash", origin=origin,
         fault_address=record.fault_address, stack_pointer=record.stack_pointer,
         stack_depth=record.stack_depth, stack_overflow=record.stack_overflow,
-        instruction=record.instruction, threads=ordered, locals=record.locals,
-        locals_of=None if record.faulting_user_frame is None else f"#{record.faulting_user_frame}",
-        stderr_tail=record.stderr_tail, capture_error=record.capture_error, path=path)
+        instruction=record.instruction, threads=tuple(crashed + others), locals=record.locals,
+        locals_of=f"{source.function} ({source.where})" if source else None,
+        stderr_tail=record.stderr_tail, capture_error=record.capture_error, path=path, source=source,
+        hidden=tuple(hidden))
 
 
 def hang_report(event: HangSeen) -> HangReport:
     stack = stacks.merged_threads((event.row,), event.python)[0]
-    return HangReport(event.reason, replace(stack, holds_gil=event.holds_gil), event.note)
+    return HangReport(event.reason, replace(stack, holds_gil=event.holds_gil), event.note, event.can_pause)

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from . import backtrace
 from .console_input import CommandReader, InputCancelled
-from .debugger import NativeDebugger
+from .debugger import BreakpointRequest, NativeDebugger
 from .errors import DebugMagicError
 from .output import show
 from .model import (AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupted, Notice, Paused,
@@ -25,6 +25,7 @@ from .model import (AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupte
 from .render import html as render_html
 from .render import text as render_text
 
+HANG_QUESTION = "(native) p pauses the stuck thread here, Enter lets it run on: "
 HELP = """(native) commands:
   n, next          run to the next line (over calls)
   s, step          step into calls
@@ -33,10 +34,11 @@ HELP = """(native) commands:
   bt               merged Rust + Python backtrace
   up, down         select the caller / callee frame;  frame N  select frame N
   list             source around the selected frame
-  locals           locals of the selected frame
+  locals           locals of the selected frame (locals --raw: std internals unfolded)
   p EXPR           evaluate a Rust/C expression in the selected frame (PyO3 values as
                    Python values); p/r EXPR shows the raw form
   py EXPR          evaluate Python in the frame that called into Rust
+  break LOCATION   set a breakpoint (FILE:LINE or crate::function, as %native_break)
   q, quit          delete all native breakpoints and continue
   help             this text"""
 
@@ -111,14 +113,27 @@ class PauseConsole:
             self.show(f"native debugger: {event.signal} in thread {event.thread}; the process is going down")
 
     def _hang(self, event: HangSeen) -> None:
+        paused = False
         try:
             report = backtrace.hang_report(event)
+            if not self.can_prompt():
+                report = replace(report, can_pause=False)  # nobody can answer the question
             self.show(render_text.hang_report(report), render_html.hang_report(report))
+            if report.can_pause:
+                answer = self.reader.read(HANG_QUESTION).strip().lower()
+                if answer in ("p", "pause"):
+                    self.debugger.pause_hung()  # its Paused event comes next, with the prompt
+                    paused = True
+        except (InputCancelled, EOFError, KeyboardInterrupt, RuntimeError):
+            pass  # no answer: it runs on
+        except DebugMagicError as error:
+            self.show(f"native debugger: {error}")
         finally:
-            try:
-                self.debugger.hang_shown()
-            except DebugMagicError:
-                pass
+            if not paused:
+                try:
+                    self.debugger.hang_shown()
+                except DebugMagicError:
+                    pass
 
     def _resume_quietly(self, thread: int) -> None:
         try:
@@ -188,13 +203,16 @@ class PauseConsole:
             self._stepping.add(state.stop.thread)
             self.debugger.resume(state.stop.thread, how, frame=state.stop.selected if how == "finish" else 0)
             return True
+        # said before the thread runs on: a thread that runs on holding the GIL (a loop in Rust)
+        # keeps this console from printing anything after
         if name in ("c", "continue", "cont"):
-            self.debugger.resume(state.stop.thread, "continue")
             self.show("continuing")
+            self.debugger.resume(state.stop.thread, "continue")
             return True
         if name in ("q", "quit"):
-            result = self.debugger.quit()
-            self.show(f"deleted native breakpoints {list(result.deleted)}; continuing")
+            numbers = sorted(info.number for info in self.debugger.breakpoints())
+            self.show(f"deleting native breakpoints {numbers} and continuing")
+            self.debugger.quit()
             return True
         if name in ("bt", "backtrace", "where"):
             self.show(render_text.backtrace(state.stop.stack, state.stop.selected))
@@ -205,7 +223,8 @@ class PauseConsole:
         elif name in ("list", "l"):
             self.show(render_text.source_snippet(state.stop.frame, context=5))
         elif name == "locals":
-            self.show(render_text.locals_table(self.debugger.locals(state.stop.thread, state.stop.selected)))
+            variables = self.debugger.locals(state.stop.thread, state.stop.selected)
+            self.show(render_text.locals_table(variables, raw=argument == "--raw"))
         elif name in ("p", "print", "p/r", "print/r"):
             if not argument:
                 self.show(f"usage: {name} EXPR")
@@ -215,6 +234,12 @@ class PauseConsole:
                 self.show(f"{argument} = {value}")
         elif name == "py":
             self.show(self._python_eval(state, argument))
+        elif name in ("break", "b"):
+            if not argument:
+                self.show("usage: break FILE:LINE (or crate::function)")
+            else:
+                created = self.debugger.set_breakpoint(BreakpointRequest(argument))
+                self.show(render_text.breakpoint_created(created))
         elif name in ("help", "h", "?", ""):
             self.show(HELP)
         else:

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from . import locations, preimport, source_paths, userinput
@@ -161,8 +162,11 @@ class NativeDebugger(DebuggerSettings):
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
         line = parsed.line
+        unknown_function = False
         if parsed.function:
+            searched = resolved
             resolved, line = self._function_in_loaded_crates(parsed, resolved, request.crate)
+            unknown_function = resolved is searched  # none of the user's loaded crates has it
         elif resolved.pending and self.target_pid in (None, os.getpid()):  # our sys.path: check it now
             found = preimport.check_before_import(parsed, request.crate)
             if found:
@@ -179,6 +183,7 @@ class NativeDebugger(DebuggerSettings):
             if stale:
                 raise UsageProblem(f"{stale}",
                                    "restart the kernel to load the current build (or pass --force)")
+        self._check_before_insert(parsed, resolved, line, request.crate, unknown_function)  # uses up no number
         created = self._request(p.BreakInsert(
             kind="log" if request.log else "pause", source=resolved.source, line=line,
             function=resolved.function, condition=request.condition, ignore=request.ignore,
@@ -208,6 +213,26 @@ class NativeDebugger(DebuggerSettings):
         return BreakpointInfo(created.number, "log" if request.log else "pause", request.location,
                               True, 0, request.condition, created.pending,
                               tuple(_where(loc) for loc in created.locations), "; ".join(notes))
+
+    def _check_before_insert(self, parsed: locations.Location, resolved: locations.Resolved,
+                             line: int | None, crate: str | None, unknown_function: bool) -> None:
+        """Raise what gdb would only say after taking a breakpoint number: a line past the end
+        of a loaded file; a function its loaded crate does not have."""
+        if parsed.line and resolved.source and not resolved.pending and line:
+            try:
+                length = len(Path(resolved.source).read_text(errors="replace").splitlines())
+            except OSError:
+                length = None
+            if length is not None and line > length:
+                raise locations.unresolved(parsed, resolved, [])
+        if unknown_function:
+            crate_name = (crate or parsed.function.split("::")[0])
+            if IDENTIFIER.fullmatch(crate_name):
+                functions = self._request(p.Functions(crate_name), timeout=SLOW_REQUEST_TIMEOUT)
+                if functions and not any(f == parsed.function or f.endswith("::" + parsed.function)
+                                         for f in functions):  # the crate is loaded, without it
+                    raise locations.unresolved(parsed, replace(resolved, objfile=resolved.objfile or crate_name),
+                                               list(functions))
 
     def _function_in_loaded_crates(self, parsed: locations.Location, resolved: locations.Resolved,
                                    crate: str | None) -> tuple[locations.Resolved, int | None]:
@@ -246,6 +271,12 @@ class NativeDebugger(DebuggerSettings):
     def enable_breakpoints(self, numbers: list[int], enabled: bool = True) -> list[int]:
         return list(self._request(p.BreakEnable(tuple(numbers), enabled)))
 
+    def set_condition(self, number: int, condition: str | None) -> None:
+        """Pause (or log) only when ``condition`` holds; None or "" removes the condition."""
+        if condition:
+            userinput.check_expression(condition, "the condition")
+        self._request(p.BreakCondition(int(number), condition or None))
+
     def take_log_records(self) -> list[LogRecord]:
         """Everything the agent logged since the last call, as it recorded it."""
         return list(self._request(p.TakeLogs())) if self.attached else []
@@ -283,6 +314,10 @@ class NativeDebugger(DebuggerSettings):
     def hang_shown(self) -> None:
         if self.attached:
             self._request(p.HangShown())
+
+    def pause_hung(self) -> None:
+        """Debug the hung thread in place: it becomes a pause (a ``Paused`` event follows)."""
+        self._request(p.PauseHung())
 
     # ----- snapshots ------------------------------------------------------------------
     def raw_snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> RawSnapshot:

@@ -53,17 +53,14 @@ def _pre_run_cell(info=None) -> None:
 
 
 def _post_run_cell(result=None) -> None:
-    if _console is not None:
-        for note in _console.take_notes():
-            show(note)
+    notes = _console.take_notes() if _console is not None else []
+    hits = []
     debugger = get_debugger()
-    if not debugger.attached:
-        return
-    try:
-        debugger.cell_done()
-        hits = debugger.take_log_hits()
-    except DebugMagicError as error:
-        show(f"native debugger: {error}")
-        return
-    if hits:
-        show(render_text.log_hits(hits), render_html.log_hits(hits))
+    if debugger.attached:
+        try:
+            debugger.cell_done()
+            hits = debugger.take_log_hits()
+        except DebugMagicError as error:
+            notes.append(f"native debugger: {error}")
+    if notes or hits:  # one titled block, not messages scattered below the result
+        show(render_text.after_cell(notes, hits), render_html.after_cell(notes, hits))

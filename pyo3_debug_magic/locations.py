@@ -344,6 +344,8 @@ def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | N
 
 
 NOT_CODE = re.compile(r"^\s*(//.*|#!?\[.*|)$")          # a comment, an attribute, a blank line
+# items with no code of their own between a module's doc comment and its first function
+NO_CODE_ITEM = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(use\s[^;]*;|mod\s+\w+\s*;|extern\s+crate\s[^;]*;)\s*(//.*)?$")
 FN_SIGNATURE = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+|async\s+|unsafe\s+|extern\s+\"[^\"]*\"\s+)*fn\s+(\w+)")
 
 
@@ -358,10 +360,13 @@ def user_written_line(path: str | None, line: int | None) -> tuple[int, str] | N
         lines = Path(path).read_text(errors="replace").splitlines()
     except OSError:
         return None
-    if line > len(lines) or not (NOT_CODE.match(lines[line - 1]) or FN_SIGNATURE.match(lines[line - 1])):
+    def without_code(text: str) -> bool:
+        return bool(NOT_CODE.match(text) or NO_CODE_ITEM.match(text))
+
+    if line > len(lines) or not (without_code(lines[line - 1]) or FN_SIGNATURE.match(lines[line - 1])):
         return None
     index = line - 1
-    while index < len(lines) and NOT_CODE.match(lines[index]) and not FN_SIGNATURE.match(lines[index]):
+    while index < len(lines) and without_code(lines[index]) and not FN_SIGNATURE.match(lines[index]):
         index += 1
     signature = FN_SIGNATURE.match(lines[index]) if index < len(lines) else None
     if signature is None:
@@ -376,5 +381,7 @@ def user_written_line(path: str | None, line: int | None) -> tuple[int, str] | N
     text = lines[line - 1].strip()
     what = ("the signature of" if FN_SIGNATURE.match(lines[line - 1]) else "a doc comment of" if text.startswith("///")
             else "an attribute of" if text.startswith("#") else "a comment before" if text else "a blank line before")
+    if text.startswith("//!") or NO_CODE_ITEM.match(text):
+        what = "before any code: the next function is"
     return index + 1, (f"line {line} is {what} `{signature.group(4)}`: the breakpoint is on line {index + 1}, "
                        "its first statement")

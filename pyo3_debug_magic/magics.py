@@ -16,9 +16,10 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import callparse, userinput
 from .debugger import BreakpointRequest, get_debugger
 from .errors import DebugMagicError
-from .output import show
+from .output import show, show_bundle
 from .render import html, text
 from .stacks import is_cell_file
+from .widgets import breakpoint_list, crash_view, threads_view
 
 
 def user_errors_as_usage(method):
@@ -210,10 +211,10 @@ class NativeDebugMagics(Magics):
             print(f"no crash report for this kernel: {crashes.ARM_HINT}")
             return
         view = crash_report(report.record, str(report.path))
-        show(text.crash_report(view), html.crash_report(view))
+        show_bundle(crash_view(self.shell, view))
 
     @magic_arguments()
-    @argument("--thread", type=int, metavar="N", help="only this thread (gdb's thread number)")
+    @argument("--thread", type=int, metavar="N", help="only this thread (its number in `%%native_bt --all`)")
     @argument("--all", action="store_true",
               help="also the kernel's own threads (ZMQ, IOPub, heartbeat, history), hidden by default")
     @argument("--full", action="store_true", help="every frame: do not fold pyo3/std/libc frames")
@@ -238,7 +239,6 @@ class NativeDebugMagics(Magics):
             %native_bt --all --full
         """
         import threading
-
         from . import backtrace
 
         options = parse_args(self.native_bt, line)
@@ -251,11 +251,11 @@ class NativeDebugMagics(Magics):
         threads = [options.thread] if options.thread else None
         snapshot = backtrace.capture(engine, debugger, threads, with_locals=options.locals)
         if options.thread is not None and not snapshot.threads:
-            raise UsageError(f"no thread {options.thread} in this kernel: `%native_bt --all` lists them "
-                             f"({'gdb thread numbers' if engine == 'gdb' else 'OS thread ids with py-spy'})")
+            raise UsageError(f"no thread {options.thread} in this kernel: `%native_bt --all` lists their numbers")
         view = backtrace.for_view(snapshot, show_all=options.all or options.thread is not None,
                                   caller_thread_id=threading.get_native_id(), main_thread_id=os.getpid())
-        show(text.snapshot(view, full=options.full), html.snapshot(view, full=options.full))
+        show_bundle(threads_view(self.shell, view.threads, "threads of this kernel", text.snapshot(view, full=options.full),
+                                 html.snapshot(view, full=options.full), view.hidden))
 
     @magic_arguments()
     @argument("location", nargs="*",
@@ -302,8 +302,7 @@ class NativeDebugMagics(Magics):
         if options.location is None and options.log and ":" in options.log:
             options.location, options.log = options.log, ""  # `--log FILE:LINE` with no expressions
         if options.location is None:
-            rows = debugger.breakpoints()
-            show(text.breakpoint_table(rows), html.breakpoint_table(rows))
+            show_bundle(breakpoint_list(self.shell, debugger, debugger.breakpoints()))
             return
         if not 0 <= options.ignore < 2**31:
             raise UsageError("--ignore takes a count from 0 to 2147483647")

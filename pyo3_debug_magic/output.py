@@ -21,6 +21,13 @@ def show_attach_progress(seconds: float, doing: str, finished: bool) -> None:
         _progress = None
 
 
+def show_bundle(data: dict) -> None:
+    """Display a whole mimebundle (a widget with its HTML and text fallbacks)."""
+    from IPython.display import display
+
+    display(data, raw=True)
+
+
 def show(plain: str, html: str | None = None) -> None:
     """Display into the running cell (``display`` reaches the running cell from any thread,
     where ipykernel 6 routes a thread's ``print`` by where the thread was started)."""

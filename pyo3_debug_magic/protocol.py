@@ -231,6 +231,14 @@ class BreakEnable(Request):
 
 
 @dataclass(frozen=True)
+class BreakCondition(Request):
+    op: ClassVar[str] = "break_condition"
+    reply: ClassVar[Any] = dict
+    number: int = 0
+    condition: str | None = None  # None or "": no condition
+
+
+@dataclass(frozen=True)
 class CellStarts(Request):
     op: ClassVar[str] = "cell"
     pausing_allowed: bool = True
@@ -251,6 +259,12 @@ class Watch(Request):
 @dataclass(frozen=True)
 class HangShown(Request):
     op: ClassVar[str] = "hang_done"
+
+
+@dataclass(frozen=True)
+class PauseHung(Request):
+    """The hung thread, held at its safe point while the hang is shown, becomes a pause."""
+    op: ClassVar[str] = "pause_hung"
 
 
 @dataclass(frozen=True)
@@ -308,7 +322,7 @@ class Quit(Request):
 
 REQUEST_TYPES: dict[str, type[Request]] = {cls.op: cls for cls in (
     Hello, Configure, Attach, Status, Detach, Shutdown, Sources, Functions, FindFunction, BreakInsert, BreakList,
-    BreakDelete, BreakEnable, CellStarts, CellDone, Watch, HangShown, TakeLogs, TakeSnapshot,
+    BreakDelete, BreakEnable, BreakCondition, CellStarts, CellDone, Watch, HangShown, PauseHung, TakeLogs, TakeSnapshot,
     Frames, Locals, Evaluate, Resume, Quit)}
 
 

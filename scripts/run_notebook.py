@@ -1,11 +1,15 @@
 """Execute a notebook in a real Jupyter kernel and print each cell with what it showed.
 
 Usage: python scripts/run_notebook.py NOTEBOOK [--output EXECUTED.ipynb] [--timeout S]
-Exits non-zero if a cell raised.
+Exits non-zero if a cell raised. A cell whose metadata has ``pyo3_answers`` (a list of lines)
+may ask for input (a native pause's ``(native)`` prompt): each prompt is answered with the
+next line, as a user typing in the cell's input box would; the others run without stdin.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import queue
 import sys
 import uuid
 from pathlib import Path
@@ -31,6 +35,30 @@ class IpcKernelManager(KernelManager):
         super().__init__(**kwargs)
 
 
+class AnsweringClient(NotebookClient):
+    """nbclient, with the prompts of cells that carry ``pyo3_answers`` answered."""
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        answers = list(cell.get("metadata", {}).get("pyo3_answers", []))
+        if not answers or self.kc is None:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self.kc.allow_stdin = True
+        answering = asyncio.ensure_future(self._answer(answers))
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            answering.cancel()
+            self.kc.allow_stdin = False
+
+    async def _answer(self, answers: list[str]) -> None:
+        while True:
+            try:
+                await self.kc.stdin_channel.get_msg(timeout=0.1)
+            except (queue.Empty, asyncio.TimeoutError):
+                continue
+            self.kc.input(answers.pop(0) if answers else "c")  # never leave a pause waiting
+
+
 def output_text(output) -> str:
     kind = output.get("output_type")
     if kind == "stream":
@@ -50,7 +78,7 @@ def main() -> int:
     options = parser.parse_args()
 
     notebook = nbformat.read(options.notebook, as_version=4)
-    client = NotebookClient(notebook, kernel_manager_class=IpcKernelManager, timeout=options.timeout,
+    client = AnsweringClient(notebook, kernel_manager_class=IpcKernelManager, timeout=options.timeout,
                             resources={"metadata": {"path": str(options.notebook.parent)}})
     failed = None
     try:

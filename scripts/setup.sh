@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need, and reuses what an earlier run built:
-#   system packages (gdb, binutils, libdw1) when missing, the virtualenv .venv with this package
+#   system packages (gdb, binutils, libdw1, chromium) when missing, the virtualenv .venv with this package
 #   and its test extras, and the demo PyO3 crate examples/rustdemo built with debug info.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +13,8 @@ command -v c++filt >/dev/null || missing+=(binutils)
 command -v cc >/dev/null || missing+=(gcc)
 # elfutils' libdw: %%native_profile --threads unwinds threads without Python with it
 ldconfig -p 2>/dev/null | grep -q "libdw.so.1 " || missing+=(libdw1)
+# the browser test: JupyterLab in Debian's Chromium, driven by Playwright (which brings no browser here)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ -x /usr/bin/python3 ]; then  # Debian's Python, for the no-debug-info tests; gdb 18 embeds libpython
   /usr/bin/python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
   ls /usr/lib/x86_64-linux-gnu/libpython3*.so.1.0 >/dev/null 2>&1 || missing+=(libpython3-dev)

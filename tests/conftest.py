@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import LIB_RS, ROOT, KernelHarness, descendants_of, kill_all
+from harness import LIB_RS, ROOT, SCREENSHOTS, KernelHarness, descendants_of, kill_all
 
 DEMO_CRATE = ROOT / "examples" / "rustdemo"
 RELEASE_BUILD = DEMO_CRATE / "target" / "profile-release"
@@ -192,6 +192,10 @@ def reliability() -> ReliabilityFigures:
 
 
 def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS:
+        terminalreporter.section("browser screenshots")
+        for path in SCREENSHOTS:
+            terminalreporter.write_line(path)
     lines = _FIGURES.lines()
     if lines:
         terminalreporter.section("reliability")

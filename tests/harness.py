@@ -32,6 +32,8 @@ PYTHONS = {  # name: (interpreter or None for the suite's own, kernel environmen
 }
 
 
+SCREENSHOTS: list[str] = []  # written by the browser tests, named in the run's summary
+
 def python_variant(name: str) -> tuple[Path | None, dict]:
     """(interpreter, environment) of a PYTHONS entry, after checking what the name promises:
     the interpreter exists and gdb does or does not find libpython's debug info for it."""

@@ -115,6 +115,8 @@ def test_log_breakpoint_records_every_hit_without_pausing(debug_kernel):
     assert len(re.findall(r"\[log breakpoint 1 hit \d+\]", log)) == 25, log
     assert "[log breakpoint 1 hit 25] rustdemo::compute at src/lib.rs" in log
     assert "index = 24" in log and "total = " in log
+    blocks = [text for text in shown(result) if "[log breakpoint 1 hit" in text]
+    assert len(blocks) == 1 and blocks[0].startswith("native debugger, after this cell:"), blocks  # one titled block
     listing = debug_kernel.run("%native_break").output
     assert re.search(r"^1\s+log\s+y\s+25\s", listing, re.M), listing
 
@@ -366,3 +368,13 @@ def test_a_breakpoint_on_a_doc_comment_lands_on_the_first_statement_not_the_tram
     result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["c"], timeout=90)
     assert result.results == ["42"] and len(result.prompts) == 1, result.text   # one pause, in compute
     assert f"native breakpoint 1 hit in thread 1: rustdemo::compute at src/lib.rs:{start}" in shown(result)[0]
+
+
+def test_a_refused_breakpoint_uses_up_no_number(debug_kernel):
+    break_at(debug_kernel, "square")
+    past_the_end = debug_kernel.run("%native_break src/lib.rs:99999")
+    assert "no code at or after src/lib.rs:99999" in past_the_end.stderr, past_the_end.text
+    no_such = debug_kernel.run("%native_break rustdemo::no_such_function")
+    assert "no function rustdemo::no_such_function" in no_such.stderr, no_such.text
+    second = debug_kernel.run(f"%native_break src/lib.rs:{marker_line('compute-loop')}")
+    assert "native breakpoint 2 at" in second.output, second.text  # not 4

@@ -54,13 +54,16 @@ def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, fu
         assert loaded.output.count("\n") == 1  # one line
         report = kernel.run("%native_crash")
         assert report.output.startswith(loaded.output.split("crashed: ")[1].split(" (`%native")[0])
-        assert "faulting thread:" in report.output and "<- cell" in report.output
+        assert "crashed thread:" in report.output and "<- cell" in report.output
         if function == "abort":
             assert "rustdemo: about to abort" in report.output  # the tail of the kernel's stderr
         if function == "stack_overflow":
             assert "stack overflow: the fault is at the thread's stack guard" in report.output
         if function == "segfault":
             assert "target = 0x0" in report.output  # locals of the faulting Rust frame
+            assert re.search(rf"-> {line} .*MARK: segfault", report.output), report.output  # the source
+            assert "threads of the kernel's own machinery hidden" in report.output  # folded as %native_bt
+            assert report.output.index("MARK: segfault") < report.output.index("crashed thread:")
         again = kernel.run("%reload_ext pyo3_debug_magic")
         assert "previous kernel crashed" not in again.output  # announced once
         listed = kernel.run("%native_crash --list").output

@@ -106,3 +106,23 @@ def test_native_core_refuses_a_missing_file(shell):
     shell.run_line_magic("load_ext", "pyo3_debug_magic")
     with pytest.raises(UsageError, match="no core file at"):
         shell.run_line_magic("native_core", "/nonexistent/core")
+
+
+@pytest.mark.kernel
+def test_a_hung_cell_is_debugged_in_place_from_the_cell_itself(loaded_kernel):
+    kernel = loaded_kernel
+    spin = marker_line("spin")
+    assert "longer than 1 s" in kernel.run("%native_watch --after 1").output
+    answers = ["p", "p counter", f"break src/lib.rs:{spin}", "c", "q"]
+    stuck = kernel.run("rustdemo.spin_forever()", timeout=30, answers=answers)
+    assert stuck.status == "timeout"  # the cell runs on (the loop never ends); the kernel is alive
+    assert stuck.prompts[0].startswith("(native) p pauses the stuck thread here"), stuck.prompts
+    assert stuck.prompts[1:] == ["(native) "] * 4, stuck.prompts
+    text = stuck.output
+    assert "answer `p` below to pause it there" in text
+    assert "thread 1 paused where it was stuck, in rustdemo::spin_forever at src/lib.rs:" in text, text
+    assert re.search(r"counter = \d+", text), text
+    assert f"native breakpoint 1 at src/lib.rs:{spin}" in text, text
+    assert "native breakpoint 1 hit in thread 1:" in text, text   # set from the prompt, hit after `c`
+    assert "deleting native breakpoints [1] and continuing" in text, text
+    assert kernel.heartbeat_ok()

@@ -1,12 +1,14 @@
 """The extension in real Jupyter kernels (jupyter_client) and the demo notebook (nbclient)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
-from harness import ROOT, KernelHarness, agent_processes, gdb_processes, tracer_of
+from harness import ROOT, KernelHarness, agent_processes, gdb_processes, marker_line, tracer_of
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
@@ -65,12 +67,26 @@ def test_without_gdb_load_works_and_attach_names_the_fix(demo_crate):
         harness.shutdown()
 
 
+@pytest.mark.timeout(240)
 def test_demo_notebook_runs_end_to_end(demo_crate, gdb_path, tmp_path):
     executed = tmp_path / "demo.executed.ipynb"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"),
                           str(ROOT / "notebooks" / "demo.ipynb"), "--output", str(executed)],
-                         capture_output=True, text=True, timeout=110)
+                         capture_output=True, text=True, timeout=200)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "42" in run.stdout and "native debugger attached" in run.stdout
-    assert "[log breakpoint 1 hit 3]" in run.stdout and "LEAK +1/call" in run.stdout
-    assert executed.exists()
+    out = run.stdout
+    assert "42" in out and "native debugger attached" in out
+    assert "[log breakpoint 1 hit 3]" in out and "LEAK +1/call" in out
+    # each view, in the executed copy too (readable without running anything)
+    assert "native breakpoint 2 hit in thread 1:" in out and re.search(r"total = \d+", out)   # a pause, answered
+    assert "thread 1 stepped to rustdemo::compute" in out
+    assert "native debugger, after this cell:" in out                                          # the log, titled
+    assert "looks stuck" in out and "thread 1 paused where it was stuck" in out               # a hang, in place
+    assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}" in out and "crashed thread:" in out
+    notebook = nbformat.read(executed, as_version=4)
+    panel = [o for c in notebook.cells if c.source.strip() == "%native_break" for o in c.outputs]
+    assert panel and "application/vnd.jupyter.widget-view+json" in panel[0]["data"]
+    assert "<table" in panel[0]["data"]["text/html"]  # what a viewer without widgets shows
+    assert "widgets" in notebook.metadata  # the widget state, stored: the panel renders from the file
+    stops = [o for c in notebook.cells for o in c.outputs if "pyo3-native-stop" in o.get("data", {}).get("text/html", "")]
+    assert stops, "no stop view in the executed notebook"

@@ -201,6 +201,8 @@ def test_a_line_before_a_function_body_moves_to_its_first_statement(tmp_path):
     assert moved[3] == (12, "line 3 is a doc comment of `double`: the breakpoint is on line 12, its first statement")
     assert moved[5][0] == moved[6][0] == moved[7][0] == 12 and "an attribute of" in moved[5][1]
     assert "the signature of" in moved[7][1] and moved[2][1].startswith("line 2 is a blank line before")
-    assert moved[1] is None and moved[12] is None and moved[13] is None   # code stays where it is
+    assert moved[1] == (12, "line 1 is before any code: the next function is `double`: the breakpoint is on "
+                        "line 12, its first statement")  # a `use`: gdb's next code is the trampoline
+    assert moved[12] is None and moved[13] is None   # code stays where it is
     assert moved[10] is None                       # a comment inside a body: gdb's next line with code
     assert moved[15] is None and user_written_line(str(tmp_path / "missing.rs"), 3) is None  # no body / no file

@@ -65,7 +65,7 @@ def test_plain_run_prints_the_crash_named_by_test_and_writes_junit(demo_crate, t
     assert f"called from {NODE.split('::')[0]}:{CALLS['segfault']}" in out
     report = out.split("native crash in", 1)[1].split("the tests after this one did not run", 1)[0]
     assert "py test_segfault" in report and "pytest_pyfunc_call" not in report  # pytest's frames left out
-    assert "locals of frame" in report and "target = 0x0" in report
+    assert "locals of rustdemo::segfault (src/lib.rs:" in report and "target = 0x0" in report
     assert "test_square_after" not in out.split("native crash in")[1]
     cases = junit_cases(junit)
     assert segfault_line() in failure_text(cases["test_segfault"])
@@ -119,7 +119,7 @@ def test_native_break_pauses_in_a_terminal_and_the_test_passes(demo_crate, tmp_p
     child.expect_exact("native breakpoint 1 hit in thread 1:")  # the loop's next round
     child.expect_exact("(native) ")
     child.sendline("q")
-    child.expect_exact("deleted native breakpoints [1]; continuing")
+    child.expect_exact("deleting native breakpoints [1] and continuing")
     tail = finish(child)
     assert "1 passed" in tail and child.exitstatus == 0, tail
 

@@ -113,14 +113,17 @@ def test_crash_report_leads_with_the_summary_then_the_faulting_thread():
         signal="SIGSEGV", thread=1, summary="SIGSEGV in mycrate::segfault at src/lib.rs:57, called from cell line 3",
         origin="pid 42", fault_address="0x0", instruction="=> 0x7f: mov %eax,(%rdx)",
         threads=(a_thread(), a_thread("2", name="worker", holds_gil=False, idle=True)),
-        locals=(Variable("pointer", "0x0"),), locals_of="#0", stderr_tail="thread panicked\n",
-        capture_error=None, path="/state/crash-42-1.json")
+        locals=(Variable("pointer", "0x0"),), locals_of="mycrate::segfault (src/lib.rs:57)",
+        stderr_tail="thread panicked\n", capture_error=None, path="/state/crash-42-1.json",
+        hidden=(a_thread("3", name="IOPub", holds_gil=False, idle=True),))
     text = render_text.crash_report(report)
     lines = text.splitlines()
     assert lines[0] == report.summary
     assert lines[1] == "signal SIGSEGV in thread 1 of pid 42, fault address 0x0"
-    assert text.index("faulting thread:") < text.index("locals of frame #0:") < text.index("other threads:")
-    assert "end of the kernel's stderr:\n  thread panicked" in text
+    assert (text.index("crashed thread:") < text.index("locals of mycrate::segfault (src/lib.rs:57):")
+            < text.index("faulting instruction") < text.index("other threads:"))
+    assert "end of the process's stderr:\n  thread panicked" in text
+    assert "(1 threads of the kernel's own machinery hidden: IOPub; the report file has them)" in text
     assert text.endswith("(report: /state/crash-42-1.json)")
 
 
@@ -191,7 +194,7 @@ def test_every_view_has_an_html_twin_that_is_well_formed_and_escaped():
         assert "<b>not markup</b>" not in markup and "<here>" not in markup and "<note>" not in markup, name
         assert "<script" not in markup, name
     assert "&lt;b&gt;not markup&lt;/b&gt;" in views["snapshot"]
-    assert views["crash"].index("faulting thread") < views["crash"].index("other threads (1)")
+    assert views["crash"].index("crashed thread") < views["crash"].index("other threads (1)")
     assert "<details" in views["snapshot"] and "library frames" in views["snapshot"]  # folded, unfoldable
     assert "IOPub" in views["snapshot"] and "&lt;pending&gt;" in views["breakpoints"]
 
@@ -202,3 +205,35 @@ def test_a_stop_without_variable_information_says_why(tmp_path):
     stop = replace(a_stop(tmp_path), locals=(), locals_note="no locals: line information only")
     assert "locals:\nno locals: line information only" in render_text.stop_view(stop)
     assert "no locals: line information only" in render_html.stop_view(stop)
+
+
+ENUMERATE = ("core::iter::adapters::enumerate::Enumerate<core::slice::iter::Iter<i64>> {iter: core::slice::iter::"
+             "Iter<i64> {ptr: core::ptr::non_null::NonNull<i64> {pointer: &2}, end_or_len: &1249, _marker: "
+             "core::marker::PhantomData<&i64>}, count: 1}")
+
+
+def test_std_internals_fold_to_one_line_and_locals_raw_unfolds_them():
+    from pyo3_debug_magic.model import Variable
+    from pyo3_debug_magic.render import html, text
+
+    variables = (Variable("value", "&1"), Variable("iter", ENUMERATE), Variable("values", "Vec(size=3) = {1, 2, 3}"))
+    folded = text.locals_table(variables)
+    assert "iter   = Enumerate<Iter<i64>> {…}" in folded and "value  = &1" in folded
+    assert "`locals --raw` shows them" in folded and ENUMERATE not in folded
+    assert ENUMERATE in text.locals_table(variables, raw=True)
+    assert text.folded_value("core::option::Option<i64>::Some(3)") is None  # short: as it is
+    page = html.locals_html(variables)
+    assert "<details><summary" in page and "Enumerate&lt;Iter&lt;i64&gt;&gt; {…}" in page
+    assert html.escape(ENUMERATE) in page  # the whole value is in the page, one click away
+
+
+def test_what_follows_a_cell_is_one_titled_block():
+    from pyo3_debug_magic.model import LogHit
+
+    hit = LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (("x", "1"),))
+    text = render_text.after_cell(["native pause ended by the Interrupt button"], [hit])
+    assert text.splitlines()[0] == "native debugger, after this cell:"
+    assert text.splitlines()[1] == "  native pause ended by the Interrupt button"
+    assert "[log breakpoint 1 hit 1] f at src/lib.rs:9  x = 1" in text
+    markup = render_html.after_cell([], [hit])
+    assert markup.count("pyo3-native-after-cell") == 1 and "<ul>" not in markup

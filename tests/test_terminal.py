@@ -69,6 +69,9 @@ def test_pause_in_terminal_ipython(demo_crate, gdb_path):
         shell.expect(r"Out\[5\]: \r?\nrefcheck rustdemo.leak_reference\(\[1.5\]\): 3 warm-up \+ 10 measured calls")
         shell.expect(r"In \[6\]: ")
         assert "LEAK +1/call" in shell.before and "warm-up" not in shell.before  # not shown a second time
+        shell.sendline("%native_break")  # the breakpoint list: its text form, no widget in a terminal
+        shell.expect(r"In \[7\]: ")
+        assert "Num  Type   Enb  Hits  Where" in shell.before and "Box(" not in shell.before, shell.before
         shell.sendline("exit")
         shell.expect(pexpect.EOF)
     finally:

@@ -281,6 +281,14 @@ class Breakpoints:
         self.context.gdb.command(f"{verb} " + " ".join(str(int(n)) for n in numbers))
         return tuple(numbers)
 
+    def set_condition(self, number: int, condition: str | None) -> dict:
+        """Change (or, empty, remove) a breakpoint's condition; gdb checks the expression."""
+        self.known([number])
+        command = f"-break-condition {int(number)}" + (f" {mi_quote(condition)}" if condition else "")
+        self.context.gdb.command(command)
+        self.specs[number]["condition"] = condition or None
+        return {"number": number, "condition": condition or None}
+
     def disable_pausing(self) -> list[int]:
         """Turn off every enabled pausing breakpoint; the numbers turned off."""
         enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"

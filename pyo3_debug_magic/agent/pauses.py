@@ -94,6 +94,22 @@ class Pauses:
             thread=thread, reason=reason, breakpoint=number, handed_off=tstate is not None,
             pause_id=self.serial, frames=frames, locals=variables, ident=ident, lwp=lwp, returned=returned))
 
+    def adopt(self, held: Pause, reason: str) -> None:
+        """A thread stopped and handed off for another reason (a hang being shown) becomes a
+        pause the user answers, like a breakpoint's."""
+        gdb = self.context.gdb
+        frames = gdb.frames(held.thread)
+        variables = gdb.locals(held.thread, 0, frames)
+        ident, lwp = gdb.thread_identity(held.thread)
+        top = frames[0] if frames else None
+        where = (top.func, top.fullname, top.line) if top else None  # as a stop record's `where`
+        self.serial += 1
+        row = model.ThreadRow(held.thread, "", ident, lwp, True, frames)
+        self.active[held.thread] = Pause(held.thread, held.tstate, None, where, self.serial, row)
+        self.context.send_event(model.Paused(
+            thread=held.thread, reason=reason, breakpoint=None, handed_off=held.tstate is not None,
+            pause_id=self.serial, frames=frames, locals=variables, ident=ident, lwp=lwp))
+
     def hand_off(self, thread: int) -> int | None:
         """If ``thread`` (stopped at a safe point) holds the GIL, release it (an implicit
         allow_threads at this line) so the kernel's Python threads run while it waits; the saved

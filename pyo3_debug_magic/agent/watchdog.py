@@ -16,12 +16,13 @@ from .. import model
 from ..locations import first_user_level
 from ..stacks import python_thread_for
 from . import handoff
+from ..errors import UsageProblem
 from .context import AgentContext
 from .gdbmi import GdbCommandError, GdbTimeoutError
 from .pauses import Pause, Pauses
 
 MAIN_THREAD = 1
-HANG_SHOWN_FOR = 10.0  # s a hung thread stays handed off while the kernel shows the report
+HANG_SHOWN_FOR = 60.0  # s a hung thread stays held (handed off) while the cell shows the report and asks
 
 
 @dataclass
@@ -140,9 +141,20 @@ class HangWatchdog:
         if tstate is None:
             gdb.continue_thread(hang.row.thread)
         else:
-            self.shown = Pause(hang.row.thread, tstate, None)
+            self.shown = Pause(hang.row.thread, tstate, None, row=row)
             self.release_at = time.monotonic() + HANG_SHOWN_FOR
-        self._send(hang.reason, row, hang.python, True, note)
+        self._send(hang.reason, row, hang.python, True, note, can_pause=tstate is not None)
+
+    def pause_here(self) -> dict:
+        """The user chose to debug the hung thread in place: where it waits for the hang to be
+        shown (a safe point, its GIL handed over) it becomes a pause with the (native) prompt."""
+        pause, self.shown = self.shown, None
+        self.release_at = None
+        if pause is None:
+            raise UsageProblem("the stuck thread is no longer held (it was let go, or it ended)",
+                               "run the watch again: `%native_watch --after S` before the cell")
+        self.pauses.adopt(pause, "hang")
+        return {"thread": pause.thread}
 
     def cancel(self) -> None:
         """A breakpoint of the user's comes first: the stop is a pause, not the hang's."""
@@ -155,9 +167,9 @@ class HangWatchdog:
         if pause is not None:
             self.pauses.give_back_and_continue(pause)
 
-    def _send(self, reason, row, python, holds, note) -> None:
+    def _send(self, reason, row, python, holds, note, can_pause: bool = False) -> None:
         self.context.send_event(model.HangSeen(reason=reason, row=row, python=python,
-                                               holds_gil=holds, note=note))
+                                               holds_gil=holds, note=note, can_pause=can_pause))
 
 
 def holds_gil(python: model.PythonStacks, row: model.ThreadRow) -> bool | None:

@@ -81,6 +81,7 @@ class HangSeen(Event):
     python: PythonStacks = PythonStacks()
     holds_gil: bool | None = None
     note: str | None = None
+    can_pause: bool = False    # stopped at a safe point with its GIL handed over: it can become a pause
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stacks import PythonStacks, ThreadRow, ThreadStack, Variable
+from .stacks import NativeFrame, PythonStacks, ThreadRow, ThreadStack, Variable
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class CrashReport:
     stderr_tail: str = ""
     capture_error: str | None = None
     path: str | None = None
+    source: NativeFrame | None = None       # the faulting frame of the user's crate (its excerpt)
+    hidden: tuple[ThreadStack, ...] = ()    # the kernel's own threads, folded as %native_bt folds them
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class HangReport:
     reason: str
     stack: ThreadStack
     note: str | None = None
+    can_pause: bool = False    # the cell can pause it here and get the (native) prompt
 
 
 def signed_bytes(value: float) -> str:

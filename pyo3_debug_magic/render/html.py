@@ -67,8 +67,8 @@ def stop_view(state: Stop, compact: bool = False) -> str:
              source_snippet(frame, context=1 if compact else 4)]
     if not compact:
         parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.stack, state.selected))}</pre></details>")
-    shown = state.locals_note if state.locals_note else text.locals_table(state.locals)
-    parts.append(f"<details open><summary>locals</summary><pre>{escape(shown)}</pre></details>")
+    shown = _pre(escape(state.locals_note)) if state.locals_note else locals_html(state.locals)
+    parts.append(f"<details open><summary>locals</summary>{shown}</details>")
     if state.handed_off and not compact:
         parts.append("<p><i>The GIL was released at this line so the process's other Python threads keep running (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
@@ -120,29 +120,52 @@ def snapshot(view, full: bool = False) -> str:
 
 
 def locals_html(variables) -> str:
-    return _pre(escape(text.locals_table(variables)))
+    """One row a variable; a compiler-internal value folded, its whole form one click away
+    (in the page: nothing asks the kernel)."""
+    if not variables:
+        return _pre("no locals")
+    width = max(len(v.name) for v in variables)
+    rows = []
+    for variable in variables:
+        label = escape(f"{variable.name:<{width}} = ")
+        short = text.folded_value(variable.value)
+        if short is None:
+            rows.append(_pre(label + escape(variable.value)))
+        else:
+            rows.append(f"<details><summary style=\"font-family:monospace;white-space:pre\">{label}{escape(short)}"
+                        f"</summary>{_pre(escape(variable.value), 'white-space:pre-wrap;padding-left:2em')}</details>")
+    return "".join(rows)
+
+
+def crash_head(report) -> str:
+    """What happened and where: the summary, the signal, the Rust source at the fault."""
+    head = text.crash_report(report).splitlines()[1:2]
+    return (f"<p><b style=\"color:#cf222e\">{escape(report.summary)}</b><br>{escape(head[0] if head else '')}</p>"
+            + (source_snippet(report.source, context=2) if report.source is not None else ""))
 
 
 def crash_report(report) -> str:
-    """What happened and where first, then the faulting thread, its locals, stderr, the others."""
-    head = text.crash_report(report).splitlines()[1:2]
-    parts = [f"<div class=\"pyo3-native-crash\"><p><b style=\"color:#cf222e\">{escape(report.summary)}</b><br>"
-             f"{escape(head[0] if head else '')}</p>"]
+    """What happened and where first (with the Rust source), the crashed thread and its
+    locals, then the threads of interest; the kernel's own threads folded, everything in the page."""
+    parts = [f"<div class=\"pyo3-native-crash\">{crash_head(report)}"]
     if report.stack_overflow:
         parts.append(f"<p>stack overflow: the fault is at the thread's stack guard (stack pointer "
                      f"{escape(str(report.stack_pointer))}, {escape(str(report.stack_depth))} frames deep)</p>")
+    if report.threads:
+        parts.append("<p><b>crashed thread</b></p>" + thread_stacks(report.threads[:1]))
+    if report.locals:
+        parts.append(f"<p><b>locals of {escape(str(report.locals_of))}</b></p>" + locals_html(report.locals))
     if report.instruction:
         parts.append(f"<p>faulting instruction: <code>{escape(report.instruction)}</code></p>")
-    if report.threads:
-        parts.append("<p><b>faulting thread</b></p>" + thread_stacks(report.threads[:1]))
-    if report.locals:
-        parts.append(f"<p><b>locals of frame {escape(str(report.locals_of))}</b></p>" + locals_html(report.locals))
     if report.stderr_tail.strip():
         tail = "\n".join(report.stderr_tail.strip().splitlines()[-12:])
-        parts.append(f"<p><b>end of the kernel's stderr</b></p>{_pre(escape(tail))}")
+        parts.append(f"<p><b>end of the process's stderr</b></p>{_pre(escape(tail))}")
     if len(report.threads) > 1:
         parts.append(f"<details><summary>other threads ({len(report.threads) - 1})</summary>"
                      f"{thread_stacks(report.threads[1:], open_=False)}</details>")
+    if report.hidden:
+        parts.append(f"<details><summary>the kernel's own threads ({len(report.hidden)})</summary>"
+                     f"{thread_stacks(report.hidden, open_=False)}</details>")
     if report.capture_error:
         parts.append(f"<p><i>part of the report could not be captured: {escape(report.capture_error)}</i></p>")
     if report.path:
@@ -153,7 +176,7 @@ def crash_report(report) -> str:
 def hang_report(report) -> str:
     return (f"<div class=\"pyo3-native-hang\"><p><b>native debugger: the main thread looks stuck</b> "
             f"({escape(report.reason)}); {escape(text.hang_gil(report.stack))}.</p>"
-            f"{thread_stacks([report.stack])}<p>{escape(text.HANG_ADVICE)}</p>"
+            f"{thread_stacks([report.stack])}<p>{escape(text.HANG_PAUSE_OFFER if report.can_pause else text.HANG_ADVICE)}</p>"
             + (f"<p><i>({escape(report.note)})</i></p>" if report.note else "") + "</div>")
 
 
@@ -177,6 +200,13 @@ def breakpoint_created(info) -> str:
 
 def log_hits(hits) -> str:
     return f"<div class=\"pyo3-native-log\">{_pre(escape(text.log_hits(hits)))}</div>"
+
+
+def after_cell(notes: list[str], hits) -> str:
+    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+    return (f"<div class=\"pyo3-native-after-cell\" style=\"border-left:3px solid #888;padding-left:6px\">"
+            f"<b>{escape(text.AFTER_CELL_TITLE)}</b>" + (f"<ul>{items}</ul>" if items else "")
+            + (log_hits(hits) if hits else "") + "</div>")
 
 
 def attach_status(status) -> str:

@@ -1,6 +1,7 @@
 """Plain-text renderings (terminal IPython, and the text twin of every rich output)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from ..model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, StackEntry, Stop,
@@ -150,14 +151,39 @@ def backtrace(merged: MergedStack, selected: int = 0) -> str:
     return "\n".join(rows)
 
 
-def locals_table(variables: tuple[Variable, ...]) -> str:
+INTERNAL_VALUE = re.compile(r"^(core|alloc|std)::[\w:]+(<.*?>)? \{")
+PATH_PREFIX = re.compile(r"\b(?:[a-z_][a-z0-9_]*::)+")
+FOLD_AFTER = 60  # characters
+
+
+def folded_value(value: str) -> str | None:
+    """A compiler-internal value (a std iterator, an adapter) as one short line: its type's
+    names without their paths, ``{…}``; None when the value is shown as it is."""
+    if len(value) <= FOLD_AFTER or not INTERNAL_VALUE.match(value):
+        return None
+    depth = 0
+    for index, char in enumerate(value):  # the type ends at the first " {" outside <...>
+        depth += char == "<"
+        depth -= char == ">"
+        if char == "{" and depth == 0:
+            return PATH_PREFIX.sub("", value[:index].strip()) + " {…}"
+    return None
+
+
+def locals_table(variables: tuple[Variable, ...], raw: bool = False) -> str:
+    """One line a variable; compiler-internal values folded unless ``raw`` (`locals --raw`)."""
     if not variables:
         return "no locals"
     width = max(len(v.name) for v in variables)
-    return "\n".join(f"{v.name:<{width}} = {v.value}" for v in variables)
+    rows = [(v, None if raw else folded_value(v.value)) for v in variables]
+    lines = [f"{v.name:<{width}} = {short or v.value}" for v, short in rows]
+    if any(short for _, short in rows):
+        lines.append("(values marked {…} are the standard library's internals: `locals --raw` shows them)")
+    return "\n".join(lines)
 
 
-STOP_REASONS = {"end-stepping-range": "stepped to", "function-finished": "returned to",
+STOP_REASONS = {"hang": "paused where it was stuck, in",
+                "end-stepping-range": "stepped to", "function-finished": "returned to",
                 "location-reached": "ran to", "signal-received": "stopped by a signal in"}
 
 
@@ -214,6 +240,18 @@ def breakpoint_table(rows) -> str:
         lines.append(f"{row.number:<4} {row.kind:<6} {'y' if row.enabled else 'n':<4} {row.hits:<5} "
                      f"{row.location} -> {where}{condition}")
     return "\n".join(lines)
+
+
+AFTER_CELL_TITLE = "native debugger, after this cell:"
+
+
+def after_cell(notes: list[str], hits) -> str:
+    """Everything the native debugger has to say once a cell ended, as one titled block (it
+    comes after the cell's result: the result is out before the cell's end is known)."""
+    parts = [AFTER_CELL_TITLE] + [f"  {note}" for note in notes]
+    if hits:
+        parts.append(log_hits(hits))
+    return "\n".join(parts)
 
 
 def log_hits(hits) -> str:
@@ -294,24 +332,31 @@ def hidden_threads(hidden) -> str | None:
 
 
 def crash_report(report: CrashReport) -> str:
-    """A crash report (written by the agent as the process died, or read from a core) as text."""
+    """A crash report (written by the agent as the process died, or read from a core) as text:
+    what happened and where (with the Rust source), the crashed thread and its locals, then
+    the threads of interest; the kernel's own threads folded as %native_bt folds them."""
     lines = [report.summary,
              f"signal {report.signal} in thread {report.thread} of {report.origin}"
              + (f", fault address {report.fault_address}" if report.fault_address else "")]
+    if report.source is not None:
+        lines.append(source_snippet(report.source, context=2))
     if report.stack_overflow:
         lines.append(f"stack overflow: the fault is at the thread's stack guard "
                      f"(stack pointer {report.stack_pointer}, {report.stack_depth} frames deep)")
+    if report.threads:
+        lines += ["", "crashed thread:", thread_stacks(report.threads[:1])]
+    if report.locals:
+        lines += ["", f"locals of {report.locals_of}:", locals_table(report.locals)]
     if report.instruction:
         lines.append(f"faulting instruction: {report.instruction}")
-    if report.threads:
-        lines += ["", "faulting thread:", thread_stacks(report.threads[:1])]
-    if report.locals:
-        lines += ["", f"locals of frame {report.locals_of}:", locals_table(report.locals)]
     if report.stderr_tail.strip():
         tail = report.stderr_tail.strip().splitlines()[-12:]
-        lines += ["", "end of the kernel's stderr:"] + [f"  {line}" for line in tail]
+        lines += ["", "end of the process's stderr:"] + [f"  {line}" for line in tail]
     if len(report.threads) > 1:
         lines += ["", "other threads:", thread_stacks(report.threads[1:])]
+    hidden = hidden_threads(report.hidden)
+    if hidden:
+        lines.append(hidden.replace("`--all` shows them", "the report file has them"))
     if report.capture_error:
         lines.append(f"(part of the report could not be captured: {report.capture_error})")
     if report.path:
@@ -333,14 +378,16 @@ def hang_gil(stack: ThreadStack) -> str:
     return gil
 
 
-HANG_ADVICE = ("The thread keeps running. Wait, `%native_break` a line in the loop to inspect it, "
-               "or restart the kernel; nothing is killed for you.")
+HANG_ADVICE = ("The thread keeps running; nothing is killed for you. Wait, interrupt the kernel, or "
+               "restart it.")
+HANG_PAUSE_OFFER = ("It is held at a line of your crate: answer `p` below to pause it there with the "
+                    "(native) prompt (`break FILE:LINE` sets a breakpoint from it; `c` lets it run on).")
 
 
 def hang_report(report: HangReport) -> str:
     """Where a stuck main thread is, and what the user can do (the tool never kills threads)."""
     lines = [f"native debugger: the main thread looks stuck ({report.reason}); {hang_gil(report.stack)}.",
-             thread_stacks([report.stack]), HANG_ADVICE]
+             thread_stacks([report.stack]), HANG_PAUSE_OFFER if report.can_pause else HANG_ADVICE]
     if report.note:
         lines.append(f"({report.note})")
     return "\n".join(lines)

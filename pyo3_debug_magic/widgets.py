@@ -1,0 +1,183 @@
+"""Interactive views (ipywidgets) for a kernel that is idle: their callbacks run in the kernel,
+so they work between cells, never while a cell is paused (the pause has the self-contained
+HTML view and the ``(native)`` prompt).
+
+Each view is displayed as one bundle: the widget for front ends with a widget manager
+(JupyterLab, Notebook 7), its HTML form for those without (nbconvert, a notebook viewer),
+its text for terminals and logs. Outside a Jupyter kernel only the text is shown.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from html import escape
+
+from .errors import DebugMagicError
+from .locations import crate_relative
+from .model import BreakpointInfo
+from .render import html as render_html
+from .render import text as render_text
+
+
+def kernel_has_widgets(shell) -> bool:
+    """A Jupyter kernel (a comm to a front end that may have a widget manager)."""
+    if getattr(shell, "kernel", None) is None:
+        return False
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def bundle(widget, plain: str, html: str) -> dict:
+    """The widget's own mimebundle with our text and HTML forms as the fallbacks."""
+    data = dict(widget._repr_mimebundle_() or {})
+    data["text/plain"] = plain
+    data["text/html"] = html
+    return data
+
+
+class BreakpointPanel:
+    """``%native_break`` with no argument: every breakpoint with its enabled box, condition
+    and delete button; changes go to gdb at once; the list is read again after each."""
+
+    def __init__(self, debugger):
+        import ipywidgets as w
+
+        self.debugger = debugger
+        self._w = w
+        self.rows: dict[int, dict] = {}   # number -> its widgets (tests drive them through these)
+        self.status = w.HTML(value="")
+        self.refresh_button = w.Button(description="refresh", tooltip="read the breakpoints again")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.table = w.VBox()
+        self.widget = w.VBox([w.HTML("<b>native breakpoints</b>"), self.table,
+                              w.HBox([self.refresh_button, self.status])],
+                             layout=w.Layout(border="1px solid #ccc", padding="4px"))
+        self.widget.add_class("pyo3-native-breakpoint-panel")
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            infos = self.debugger.breakpoints()
+        except DebugMagicError as error:
+            self._say(f"{error}", error=True)
+            return
+        self.rows = {info.number: self._row(info) for info in infos}
+        self.table.children = [row["box"] for row in self.rows.values()] or [
+            self._w.HTML("<i>no native breakpoints: <code>%native_break src/lib.rs:42</code> sets one</i>")]
+
+    def _row(self, info: BreakpointInfo) -> dict:
+        w = self._w
+        enabled = w.Checkbox(value=info.enabled, description="", indent=False, layout=w.Layout(width="2em"))
+        where = ", ".join(f"<code title=\"{escape(r)}\">{escape(_short(r))}</code>" for r in info.resolved) or (
+            "pending" if info.pending else "-")
+        label = w.HTML(f"<code>{info.number}</code> {escape(info.kind)} <code>{escape(info.location)}</code> "
+                       f"&rarr; {where} <span>({info.hits} hit{'s' if info.hits != 1 else ''})</span>")
+        condition = w.Text(value=info.condition or "", placeholder="condition, e.g. index > 2",
+                           continuous_update=False, layout=w.Layout(width="16em"))
+        delete = w.Button(description="delete", button_style="warning", layout=w.Layout(width="6em"))
+        number = info.number
+        enabled.observe(lambda change: self._act(lambda: self.debugger.enable_breakpoints(
+            [number], change["new"]), f"breakpoint {number} {'enabled' if change['new'] else 'disabled'}"),
+            names="value")
+        condition.observe(lambda change: self._act(lambda: self.debugger.set_condition(
+            number, change["new"].strip()), f"breakpoint {number}: "
+            + (f"only when {change['new'].strip()}" if change["new"].strip() else "no condition")), names="value")
+        delete.on_click(lambda _: self._act(lambda: self.debugger.delete_breakpoints([number]),
+                                            f"breakpoint {number} deleted", refresh=True))
+        box = w.HBox([enabled, label, condition, delete])
+        box.add_class(f"pyo3-native-breakpoint-{number}")
+        return {"box": box, "enabled": enabled, "condition": condition, "delete": delete, "label": label}
+
+    def _act(self, action, done: str, refresh: bool = False) -> None:
+        try:
+            action()
+        except DebugMagicError as error:
+            self._say(str(error), error=True)
+            self.refresh()  # show what gdb has, not what was typed
+            return
+        self._say(done)
+        if refresh:
+            self.refresh()
+
+    def _say(self, message: str, error: bool = False) -> None:
+        color = "#b00" if error else "#555"
+        self.status.value = f"<span style=\"color:{color}\">{escape(message)}</span>"
+
+
+def _short(resolved: str) -> str:
+    """``/home/me/crate/src/lib.rs:42`` as ``src/lib.rs:42`` (the full path is the hover text)."""
+    path, _, line = resolved.rpartition(":")
+    return f"{crate_relative(path)}:{line}" if path else resolved
+
+
+def breakpoint_list(shell, debugger, rows: list[BreakpointInfo]) -> dict:
+    """What ``%native_break`` with no argument displays: the panel in a kernel, else text."""
+    plain, html = render_text.breakpoint_table(rows), render_html.breakpoint_table(rows)
+    if not kernel_has_widgets(shell):
+        return {"text/plain": plain}
+    return bundle(BreakpointPanel(debugger).widget, plain, html)
+
+
+class ThreadExplorer:
+    """Threads, their frames and locals (``%native_bt``, ``%native_crash``): a thread picked in
+    the list shows its merged stack; the frames of the user's crate are in bold, and a frame
+    picked shows where it is and the locals captured with the stack. Everything comes from
+    the report already captured: nothing is read from the process again."""
+
+    def __init__(self, threads, title: str, hidden=(), head_html: str = ""):
+        import ipywidgets as w
+
+        self.threads = list(threads) + list(hidden)
+        options = [(render_text.thread_title(t) + ("  [kernel machinery]" if t in hidden else ""), i)
+                   for i, t in enumerate(self.threads)]
+        self.thread_list = w.Dropdown(options=options, layout=w.Layout(width="95%"))
+        self.frame_list = w.Select(options=[], rows=12, layout=w.Layout(width="95%"))
+        self.detail = w.HTML()
+        self.thread_list.observe(lambda change: self._show_thread(change["new"]), names="value")
+        self.frame_list.observe(lambda change: self._show_frame(change["new"]), names="value")
+        self.widget = w.VBox([w.HTML(head_html or f"<b>{escape(title)}</b>"), self.thread_list, self.frame_list,
+                              self.detail],
+                             layout=w.Layout(border="1px solid #ccc", padding="4px"))
+        self.widget.add_class("pyo3-native-thread-explorer")
+        if self.threads:
+            self._show_thread(0)
+
+    def _show_thread(self, index: int) -> None:
+        thread = self.threads[index]
+        self.frame_list.options = [(("» " if e.user else "  ") + render_text.entry_line(e).strip(), i)
+                                   for i, e in enumerate(thread.entries)]
+        first_user = next((i for i, e in enumerate(thread.entries) if e.user), 0)
+        self.frame_list.value = first_user if thread.entries else None
+        self._show_frame(self.frame_list.value)
+
+    def _show_frame(self, index) -> None:
+        thread = self.threads[self.thread_list.value]
+        if index is None or not thread.entries:
+            self.detail.value = "<i>no frames</i>"
+            return
+        entry = thread.entries[index]
+        kind = "Python" if entry.kind == "python" else ("your crate" if entry.user else "library / runtime")
+        parts = [f"<p><code>{escape(entry.function)}</code> at <code>{escape(str(entry.file))}:{entry.line}</code>"
+                 f" ({kind})</p>"]
+        if thread.locals and index == next((i for i, e in enumerate(thread.entries) if e.user), 0):
+            parts.append(f"<p>locals of {escape(thread.locals_of or 'this frame')}:</p>"
+                         + render_html.locals_html(thread.locals))
+        self.detail.value = "".join(parts)
+
+
+def threads_view(shell, threads, title: str, plain: str, html: str, hidden=(), head_html: str = "") -> dict:
+    """A stack view: the explorer in a kernel (its HTML and text as fallbacks), else the text.
+    ``head_html`` leads the explorer (a crash: what happened and where)."""
+    if not kernel_has_widgets(shell) or not threads:
+        return {"text/plain": plain, "text/html": html}
+    return bundle(ThreadExplorer(threads, title, hidden, head_html).widget, plain, html)
+
+
+def crash_view(shell, report) -> dict:
+    """``%native_crash``: what happened and where, then the explorer of its threads (the
+    crashed one first, with the locals of its faulting frame); the report's HTML and text
+    as the fallbacks."""
+    threads = list(report.threads)
+    if threads and report.locals:
+        threads[0] = replace(threads[0], locals=report.locals, locals_of=report.locals_of)
+    return threads_view(shell, threads, report.summary, render_text.crash_report(report),
+                        render_html.crash_report(report), report.hidden, render_html.crash_head(report))
