@@ -8,9 +8,9 @@ next line, as a user typing in the cell's input box would; the others run withou
 from __future__ import annotations
 
 import argparse
-import asyncio
 import queue
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -36,25 +36,30 @@ class IpcKernelManager(KernelManager):
 
 
 class AnsweringClient(NotebookClient):
-    """nbclient, with the prompts of cells that carry ``pyo3_answers`` answered."""
+    """nbclient, with the prompts of cells that carry ``pyo3_answers`` answered. The kernel
+    client's channels block, so the answers come from a thread of their own, which alone uses
+    the stdin channel (nbclient never does)."""
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         answers = list(cell.get("metadata", {}).get("pyo3_answers", []))
         if not answers or self.kc is None:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         self.kc.allow_stdin = True
-        answering = asyncio.ensure_future(self._answer(answers))
+        done = threading.Event()
+        answering = threading.Thread(target=self._answer, args=(answers, done), daemon=True)
+        answering.start()
         try:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         finally:
-            answering.cancel()
+            done.set()
+            answering.join(5)
             self.kc.allow_stdin = False
 
-    async def _answer(self, answers: list[str]) -> None:
-        while True:
+    def _answer(self, answers: list[str], done: threading.Event) -> None:
+        while not done.is_set():
             try:
-                await self.kc.stdin_channel.get_msg(timeout=0.1)
-            except (queue.Empty, asyncio.TimeoutError):
+                self.kc.stdin_channel.get_msg(timeout=0.1)
+            except queue.Empty:
                 continue
             self.kc.input(answers.pop(0) if answers else "c")  # never leave a pause waiting
 
