@@ -84,9 +84,10 @@ def test_demo_notebook_runs_end_to_end(demo_crate, gdb_path, tmp_path):
     assert "looks stuck" in out and "thread 1 paused where it was stuck" in out               # a hang, in place
     assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}" in out and "crashed thread:" in out
     notebook = nbformat.read(executed, as_version=4)
-    panel = [o for c in notebook.cells if c.source.strip() == "%native_break" for o in c.outputs]
+    outputs = [(c.source.strip(), o) for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    panel = [o for source, o in outputs if source == "%native_break"]
     assert panel and "application/vnd.jupyter.widget-view+json" in panel[0]["data"]
     assert "<table" in panel[0]["data"]["text/html"]  # what a viewer without widgets shows
     assert "widgets" in notebook.metadata  # the widget state, stored: the panel renders from the file
-    stops = [o for c in notebook.cells for o in c.outputs if "pyo3-native-stop" in o.get("data", {}).get("text/html", "")]
+    stops = [o for _, o in outputs if "pyo3-native-stop" in o.get("data", {}).get("text/html", "")]
     assert stops, "no stop view in the executed notebook"

@@ -77,6 +77,9 @@ def test_stop_view_html_is_self_contained_and_highlights_the_line(tmp_path):
     assert "background-color" in markup  # pygments marks the current line
     assert "mycrate::compute" in markup and "&lt;module&gt;" in markup
     assert "<script" not in markup and "http" not in markup  # nothing loaded from anywhere
+    # the folded pyo3/std run unfolds in the page: its frames are there, inside a <details>
+    folded = markup.split("frames in pyo3/std (#1-#2)</summary>")[1].split("</details>")[0]
+    assert "#1   pyo3::impl_::trampoline  at src/impl_/trampoline.rs:9" in folded
 
 
 def test_backtrace_keeps_the_selected_frame_unfolded(tmp_path):

@@ -154,3 +154,34 @@ def test_kernel_restart_leaves_no_agent_or_gdb(demo_crate, gdb_path):
         assert kernel.run("1 + 1").results == ["2"]
     finally:
         kernel.shutdown()
+
+
+def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_path):
+    shell = pexpect.spawn(str(Path(sys.executable).with_name("ipython")),
+                          ["--simple-prompt", "--no-banner", "--colors=NoColor"], cwd=str(ROOT),
+                          env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                          encoding="utf-8", timeout=60, preexec_fn=interruptible)
+    try:
+        shell.expect(r"In \[1\]: ")
+        shell.sendline("%load_ext pyo3_debug_magic")
+        shell.expect(r"In \[2\]: ")
+        shell.sendline("import rustdemo")
+        shell.expect(r"In \[3\]: ")
+        shell.sendline("%native_watch --after 1")
+        shell.expect(r"In \[4\]: ")
+        shell.sendline("rustdemo.busy_work(400_000_000)")
+        shell.expect("the main thread looks stuck")                      # the hang view, as text
+        shell.expect(r"\(native\) p pauses the stuck thread here, Enter lets it run on: ")
+        shell.sendline("p")
+        shell.expect("thread 1 paused where it was stuck, in rustdemo::busy_work")
+        shell.expect(r"\(native\) ")
+        shell.sendline("p iterations")
+        shell.expect("iterations = 400000000")
+        shell.expect(r"\(native\) ")
+        shell.sendline("c")
+        shell.expect(r"Out\[4\]: \d+", timeout=90)
+        shell.expect(r"In \[5\]: ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)

@@ -60,13 +60,33 @@ def source_snippet(frame, context: int = 3) -> str:
     return highlight("\n".join(lines[start - 1:end]) + "\n", RustLexer(), formatter)
 
 
+def backtrace(merged, selected: int = 0) -> str:
+    """The stop's backtrace: the user's Rust frames coloured, runs of pyo3/std frames folded
+    and unfoldable in the page, then the Python frames."""
+    rows = []
+    for part in text.backtrace_parts(merged, selected):
+        if isinstance(part, list):
+            inner = "\n".join(escape(text.native_frame_line(frame, selected)) for frame in part)
+            rows.append(f"<details style=\"{LIBRARY_STYLE}\"><summary>      ... {len(part)} frames in pyo3/std "
+                        f"(#{part[0].level}-#{part[-1].level})</summary>{_pre(inner)}</details>")
+        else:
+            line = escape(text.native_frame_line(part, selected))
+            rows.append(_pre(f"<span style=\"{RUST_STYLE}\"><b>{line}</b></span>" if part.user else line))
+    if merged.hidden_runtime_frames:
+        rows.append(_pre(escape(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")))
+    for frame in merged.python:
+        cell = "  <- cell" if frame.is_cell else ""
+        rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">{escape(f'  py  {frame.function}  at {frame.file}:{frame.line}{cell}')}</span>"))
+    return "".join(rows)
+
+
 def stop_view(state: Stop, compact: bool = False) -> str:
     frame = state.frame
     title, where = text.stop_title(state)
     parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b> <code>{escape(where)}</code></p>",
              source_snippet(frame, context=1 if compact else 4)]
     if not compact:
-        parts.append(f"<details open><summary>backtrace</summary><pre>{escape(text.backtrace(state.stack, state.selected))}</pre></details>")
+        parts.append(f"<details open><summary>backtrace</summary>{backtrace(state.stack, state.selected)}</details>")
     shown = _pre(escape(state.locals_note)) if state.locals_note else locals_html(state.locals)
     parts.append(f"<details open><summary>locals</summary>{shown}</details>")
     if state.handed_off and not compact:

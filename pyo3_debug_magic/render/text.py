@@ -130,19 +130,24 @@ def _fold_runs(items, shown):
         yield run
 
 
+def backtrace_parts(merged: MergedStack, selected: int = 0):
+    """The native frames as shown: a frame, or a run of pyo3/std frames (a list) folded."""
+    return _fold_runs(merged.native, lambda frame: frame.level in (0, selected) or frame.user)
+
+
+def native_frame_line(frame, selected: int = 0) -> str:
+    marker = ">" if frame.level == selected else " "
+    return f"{marker}#{frame.level:<3} {frame.function}  at {frame.where}"
+
+
 def backtrace(merged: MergedStack, selected: int = 0) -> str:
     """User frames in full; runs of pyo3/std frames folded into one line (`bt` shows levels)."""
-
-    def shown(frame):
-        return frame.level in (0, selected) or frame.user
-
     rows = []
-    for part in _fold_runs(merged.native, shown):
+    for part in backtrace_parts(merged, selected):
         if isinstance(part, list):
             rows.append(f"      ... {len(part)} frames in pyo3/std (#{part[0].level}-#{part[-1].level})")
         else:
-            marker = ">" if part.level == selected else " "
-            rows.append(f"{marker}#{part.level:<3} {part.function}  at {part.where}")
+            rows.append(native_frame_line(part, selected))
     if merged.hidden_runtime_frames:
         rows.append(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")
     for frame in merged.python:
