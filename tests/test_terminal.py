@@ -25,10 +25,9 @@ def uninterruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def paused_frontend(program: str, *args: str, sigint=interruptible) -> tuple[pexpect.spawn, str]:
-    """Start a terminal frontend (``ipython``, ``jupyter console``) with a PATH that lacks
-    ~/.cargo/bin, break at compute-result and run into it. Returns the frontend at its first
-    ``(native)`` prompt (the stop view in ``.before``) and what ``%native_break`` printed."""
+def loaded_frontend(program: str, *args: str, sigint=interruptible) -> pexpect.spawn:
+    """A terminal frontend (``ipython``, ``jupyter console``) with a PATH that lacks
+    ~/.cargo/bin, the extension loaded and rustdemo imported, at ``In [3]``."""
     frontend = pexpect.spawn(str(Path(sys.executable).with_name(program)), list(args), cwd=str(ROOT),
                              env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
                              encoding="utf-8", timeout=60, preexec_fn=sigint)
@@ -38,6 +37,17 @@ def paused_frontend(program: str, *args: str, sigint=interruptible) -> tuple[pex
         frontend.expect(r"In \[2\]: ")
         frontend.sendline("import rustdemo")
         frontend.expect(r"In \[3\]: ")
+    except BaseException:
+        frontend.close(force=True)
+        raise
+    return frontend
+
+
+def paused_frontend(program: str, *args: str, sigint=interruptible) -> tuple[pexpect.spawn, str]:
+    """A loaded frontend that breaks at compute-result and runs into it: at its first
+    ``(native)`` prompt (the stop view in ``.before``), with what ``%native_break`` printed."""
+    frontend = loaded_frontend(program, *args, sigint=sigint)
+    try:
         frontend.sendline(f"%native_break src/lib.rs:{marker_line('compute-result')}")
         frontend.expect(r"In \[4\]: ")
         created = frontend.before
@@ -157,16 +167,8 @@ def test_kernel_restart_leaves_no_agent_or_gdb(demo_crate, gdb_path):
 
 
 def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_path):
-    shell = pexpect.spawn(str(Path(sys.executable).with_name("ipython")),
-                          ["--simple-prompt", "--no-banner", "--colors=NoColor"], cwd=str(ROOT),
-                          env={"TERM": "dumb", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-                          encoding="utf-8", timeout=60, preexec_fn=interruptible)
+    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
     try:
-        shell.expect(r"In \[1\]: ")
-        shell.sendline("%load_ext pyo3_debug_magic")
-        shell.expect(r"In \[2\]: ")
-        shell.sendline("import rustdemo")
-        shell.expect(r"In \[3\]: ")
         shell.sendline("%native_watch --after 1")
         shell.expect(r"In \[4\]: ")
         shell.sendline("rustdemo.busy_work(400_000_000)")
