@@ -41,6 +41,10 @@ def load_ipython_extension(ipython) -> None:
     if debugger not in ipython.configurables:
         ipython.configurables.append(debugger)  # %config NativeDebugger.hang_after = 5
     kernel_hooks.install(ipython)
+    from .refcheck_report import RefcheckReport
+    from .widgets import refcheck_bundle
+
+    ipython.display_formatter.mimebundle_formatter.for_type(RefcheckReport, refcheck_bundle)
     from . import crashes
     from .output import show_attach_progress
 
@@ -59,6 +63,9 @@ def unload_ipython_extension(ipython) -> None:
     from .profile_magics import NativeProfileMagics
 
     kernel_hooks.uninstall(ipython)
+    from .refcheck_report import RefcheckReport
+
+    ipython.display_formatter.mimebundle_formatter.pop(RefcheckReport, None)
     debugger = get_debugger()
     debugger.close()
     if debugger in ipython.configurables:

@@ -281,12 +281,17 @@ class PauseState:
 
 
 class CrashConsole(PauseConsole):
-    """The ``(native)`` prompt at a crash (``pytest --native-pdb``), run by the agent on the
-    terminal it was given: the crashed process cannot run Python, so everything here reads
-    gdb's view of the stopped process; ``c`` or ``q`` lets the signal kill it."""
+    """The ``(native)`` prompt of a thread that cannot run Python, run by the agent on the
+    terminal it was given: a crash (``pytest --native-pdb``: ``c`` or ``q`` lets the signal
+    kill the process) or a hung thread that keeps the GIL outside the user's crate (``c``
+    lets it run on). Everything here reads gdb's view of the stopped thread."""
 
     STUCK = ("n", "next", "s", "step", "finish")
 
+    def __init__(self, *args, ending: str, stuck: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ending = ending  # said at `c` / `q`
+        self.stuck = stuck    # said at a step
     def run(self, stop: Stop) -> None:
         """Show the stop and read commands until ``c``/``q`` (or the end of input)."""
         self.show(render_text.stop_view(stop))
@@ -298,11 +303,10 @@ class CrashConsole(PauseConsole):
     def _command(self, state: "PauseState", line: str) -> bool:
         name = line.partition(" ")[0]
         if name in self.STUCK:
-            self.show(f"the thread crashed ({state.stop.signal}): it cannot run on; "
-                      "`c` or `q` lets the process die")
+            self.show(self.stuck)
             return False
         if name in ("c", "continue", "cont", "q", "quit"):
-            self.show(f"letting the process die of {state.stop.signal}")
+            self.show(self.ending)
             return True
         if name == "py":
             self.show("`py` needs the process's interpreter, which the crash stopped; "

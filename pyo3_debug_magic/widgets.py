@@ -181,3 +181,60 @@ def crash_view(shell, report) -> dict:
         threads[0] = replace(threads[0], locals=report.locals, locals_of=report.locals_of)
     return threads_view(shell, threads, report.summary, render_text.crash_report(report),
                         render_html.crash_report(report), report.hidden, render_html.crash_head(report))
+
+
+class RefcheckExplorer:
+    """A refcheck report: the verdict, then each measured row (the call's arguments, its
+    result, the process-wide counters); a row picked shows its per-call numbers as bars."""
+
+    def __init__(self, report):
+        import ipywidgets as w
+
+        self.report = report
+        self.rows = [*report.objects, *([report.result] if report.result else []), *report.counters]
+        self.row_list = w.Select(options=[(self._label(row), i) for i, row in enumerate(self.rows)],
+                                 rows=min(max(len(self.rows), 2), 8), layout=w.Layout(width="95%"))
+        self.detail = w.HTML()
+        self.row_list.observe(lambda change: self._show(change["new"]), names="value")
+        verdict = "OK" if report.ok else "LEAK"
+        self.widget = w.VBox([w.HTML(f"<b>refcheck {escape(report.label)}: {verdict}</b><br>{escape(report.verdict)}"),
+                              self.row_list, self.detail], layout=w.Layout(border="1px solid #ccc", padding="4px"))
+        self.widget.add_class("pyo3-refcheck-explorer")
+        if self.rows:
+            problems = [i for i, row in enumerate(self.rows) if row.verdict.name in ("LEAK", "OVER_RELEASE")]
+            self.row_list.value = problems[0] if problems else 0
+            self._show(self.row_list.value)
+
+    @staticmethod
+    def _label(row) -> str:
+        per_call = "-" if row.per_call is None else f"{row.per_call:+g}"
+        unit = getattr(row, "unit", "references")
+        return f"{row.verdict.name:<13} {row.name}: {per_call} {unit}/call"
+
+    def _show(self, index) -> None:
+        if index is None:
+            return
+        row = self.rows[index]
+        deltas = getattr(row, "deltas", ())
+        parts = [f"<p><code>{escape(row.name)}</code>: {escape(row.verdict.name)}"
+                 + (f" ({escape(row.note)})" if row.note else "") + "</p>"]
+        if deltas:
+            top = max(abs(d) for d in deltas) or 1
+            bars = "".join(f"<div title=\"call {n}: {d:+g}\" style=\"display:inline-block;width:10px;margin-right:2px;"
+                           f"height:{max(int(40 * abs(d) / top), 1)}px;background:{'#cf222e' if d > 0 else '#8c959f'}\"></div>"
+                           for n, d in enumerate(deltas, 1))
+            parts.append(f"<p>change on each measured call:</p><div style=\"display:flex;align-items:flex-end;"
+                         f"height:42px\">{bars}</div><pre>{escape(', '.join(f'{d:+g}' for d in deltas))}</pre>")
+        elif getattr(row, "refcount_before", None) is not None:
+            parts.append(f"<p>refcount {row.refcount_before} before the calls, {row.refcount_after} after</p>")
+        self.detail.value = "".join(parts)
+
+
+def refcheck_bundle(report, include=None, exclude=None):
+    """IPython's mimebundle formatter for a refcheck report: the explorer, with the report's
+    own HTML and text; None outside a kernel (the plain formatters apply)."""
+    from IPython import get_ipython
+
+    if not kernel_has_widgets(get_ipython()):
+        return None
+    return bundle(RefcheckExplorer(report).widget, repr(report), report._repr_html_())

@@ -240,3 +240,17 @@ def test_what_follows_a_cell_is_one_titled_block():
     assert "[log breakpoint 1 hit 1] f at src/lib.rs:9  x = 1" in text
     markup = render_html.after_cell([], [hit])
     assert markup.count("pyo3-native-after-cell") == 1 and "<ul>" not in markup
+
+
+def test_library_paths_are_shortened_with_the_whole_path_on_hover():
+    from pyo3_debug_magic.model import StackEntry, ThreadStack
+
+    full = "/work/.venv/lib/python3.11/site-packages/_pytest/python.py"
+    assert render_html.short_path(full) == "…/site-packages/_pytest/python.py"
+    assert render_html.short_path("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/pyo3-0.23.5/src/err/mod.rs") \
+        == "…/pyo3-0.23.5/src/err/mod.rs"
+    assert render_html.short_path("/rustc/59807616e1fa/library/core/src/ptr/mod.rs") == "rust/core/src/ptr/mod.rs"
+    assert render_html.short_path("src/lib.rs") == "src/lib.rs"
+    thread = ThreadStack("1", "MainThread", 1, None, False, (StackEntry("python", "pytest_pyfunc_call", full, 187),))
+    markup = render_html.thread_stacks([thread])
+    assert f'title="{full}:187"' in markup and "…/site-packages/_pytest/python.py:187</span>" in markup

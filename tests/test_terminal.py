@@ -187,3 +187,30 @@ def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_pa
         shell.expect(pexpect.EOF)
     finally:
         shell.close(force=True)
+
+
+def test_a_hung_thread_that_keeps_the_gil_gets_the_prompt_from_the_helper(demo_crate, gdb_path):
+    """Asleep in libc holding the GIL: no line of the crate is reached, no Python can run in
+    the process; the helper asks on the terminal, reading only what needs no call into it."""
+    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    try:
+        shell.sendline("%native_watch --after 1")
+        shell.expect(r"In \[4\]: ")
+        shell.sendline("rustdemo.sleep_holding_gil(12)")
+        shell.expect("keeps the GIL outside your crate, so no Python can run to show it", timeout=30)
+        shell.expect("thread 1 held where it was stuck \\(it keeps the GIL\\), in")
+        shell.expect(r"\(native\) ")
+        shell.sendline("bt")
+        shell.expect(f"rustdemo::sleep_holding_gil  at src/lib.rs:{marker_line('sleep-holding-gil')}")
+        shell.expect(r"\(native\) ")
+        shell.sendline("n")
+        shell.expect("stepping is not offered here")
+        shell.expect(r"\(native\) ")
+        shell.sendline("c")
+        shell.expect("letting it run on")
+        shell.expect(r"Out\[4\]: 12", timeout=60)
+        shell.expect(r"In \[5\]: ")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)

@@ -69,3 +69,20 @@ def test_thread_explorer_shows_a_threads_frames_and_locals(loaded_kernel, gdb_pa
         "print(explorer.detail.value)", timeout=60)
     assert explored.stdout.startswith("» rustdemo::busy_until"), explored.text  # the crate's frame, picked
     assert "locals of" in explored.stdout and "deadline" in explored.stdout, explored.text
+
+
+def test_refcheck_report_is_an_explorer_with_its_html_and_text(loaded_kernel):
+    kernel = loaded_kernel
+    shown = kernel.run("data = [object()]\nr = %refcheck --quiet rustdemo.leak_reference(data)\ndisplay(r)", timeout=60)
+    assert shown.displays, shown.text
+    bundle = shown.displays[-1]
+    assert WIDGET in bundle, bundle.keys()
+    assert bundle["text/plain"].startswith("refcheck rustdemo.leak_reference(data)") and "<table" in bundle["text/html"]
+    picked = kernel.run("from pyo3_debug_magic.widgets import RefcheckExplorer\nx = RefcheckExplorer(r)\n"
+                        "print(x.row_list.options[x.row_list.value][0])")
+    assert picked.stdout.startswith("LEAK") and "data: +1 references/call" in picked.stdout, picked.text
+    native = kernel.run("r2 = %refcheck --quiet rustdemo.leak_native(4096)\nx = RefcheckExplorer(r2)\n"
+                        "print(x.row_list.options[x.row_list.value][0]); print(x.detail.value.count('<div title='))",
+                        timeout=60)
+    lines = native.stdout.splitlines()
+    assert lines[0].startswith("LEAK") and "native heap" in lines[0] and lines[1] == "10", native.text  # a bar a call

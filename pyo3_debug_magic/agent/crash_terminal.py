@@ -11,6 +11,7 @@ from .. import model, stacks, userinput
 from ..errors import UsageProblem
 from ..crash_section import crash_text, junit_xml
 from .context import AgentContext
+from ..locations import first_user_level
 from .gdbmi import GdbCommandError, GdbTimeoutError
 
 RUNNING_LIMIT = 4096  # bytes of the running file read: a node id, never a whole file
@@ -63,23 +64,47 @@ class CrashTerminal:
             except OSError as error:
                 self.write(f"pyo3_debug_magic: cannot write {handling.junit_xml}: {error}")
 
+    @property
+    def available(self) -> bool:
+        return self.input is not None and self.output is not None
+
     def prompt(self, record: model.CrashRecord) -> None:
         """The (native) prompt at the faulting frame, on gdb's view of the stopped process."""
-        from ..console import CrashConsole  # the prompt's commands are the pause console's
-        from ..console_input import CommandReader
-
         row = next((r for r in record.threads if r.thread == record.thread), None)
         if row is None:
             self.write("(no stack was captured for the crashed thread: no prompt)")
             return
+        signal = record.signal
+        self._console(row, record.python, record.locals, record.faulting_user_frame or 0, "signal-received",
+                      signal, record.running.partition("::")[0], ending=f"letting the process die of {signal}",
+                      stuck=f"the thread crashed ({signal}): it cannot run on; `c` or `q` lets the process die")
+
+    def held_prompt(self, reason: str, row: model.ThreadRow, python: model.PythonStacks) -> None:
+        """A hung thread that keeps the GIL outside the user's crate (no Python can run in the
+        kernel to show anything): the prompt on the terminal, the thread held meanwhile."""
+        level = first_user_level(row.frames)
+        try:
+            variables = self.context.gdb.locals(row.thread, level, row.frames) if level is not None else ()
+        except (GdbCommandError, GdbTimeoutError):
+            variables = ()
+        self.write(f"\nnative debugger: the main thread looks stuck ({reason}) and keeps the GIL outside your "
+                   "crate, so no Python can run to show it; it is held here meanwhile")
+        self._console(row, python, variables, level or 0, "hang-held", None, "", ending="letting it run on",
+                      stuck="stepping is not offered here (a step would run code that keeps the GIL); "
+                            "`c` lets it run on")
+
+    def _console(self, row, python_stacks, variables, selected, reason, signal, test_file, ending, stuck) -> None:
+        from ..console import CrashConsole  # the prompt's commands are the pause console's
+        from ..console_input import CommandReader
+
         native = stacks.native_frames(row.frames)
-        python_thread = stacks.python_thread_for(row, record.python)
+        python_thread = stacks.python_thread_for(row, python_stacks)
         python = stacks.python_frames_from_memory(python_thread.frames) if python_thread else ()
-        python = stacks.through_test_file(python, record.running.partition("::")[0])
-        stop = model.Stop(row.thread, "signal-received", None, False, native, stacks.merge(native, python),
-                          record.locals, selected=record.faulting_user_frame or 0, signal=record.signal)
+        python = stacks.through_test_file(python, test_file)
+        stop = model.Stop(row.thread, reason, None, False, native, stacks.merge(native, python), variables,
+                          selected=selected, signal=signal)
         CrashConsole(_StoppedProcess(self.context, row.thread), show=self.write,
-                     reader=CommandReader(self.input, self.output)).run(stop)
+                     reader=CommandReader(self.input, self.output), ending=ending, stuck=stuck).run(stop)
 
 
 class _StoppedProcess:

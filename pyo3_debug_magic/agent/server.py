@@ -42,9 +42,9 @@ class Agent:
         self.context = AgentContext(target_pid, self._send_event)
         self.breakpoints = Breakpoints(self.context)
         self.pauses = Pauses(self.context, self.breakpoints)
-        self.watchdog = HangWatchdog(self.context, self.pauses)
-        self.crashes = CrashRecorder(self.context, stderr_tee, lambda: self.pauses.active.keys(),
-                                     CrashTerminal(self.context, *terminal))
+        self.terminal = CrashTerminal(self.context, *terminal)
+        self.watchdog = HangWatchdog(self.context, self.pauses, self.terminal)
+        self.crashes = CrashRecorder(self.context, stderr_tee, lambda: self.pauses.active.keys(), self.terminal)
         self.lifecycle = Lifecycle(self.context, gdb_path, self.breakpoints, self.pauses, self.watchdog,
                                    self.crashes)
         self.stalls = StallWatch()

@@ -37,9 +37,10 @@ class HangInProgress:
 
 
 class HangWatchdog:
-    def __init__(self, context: AgentContext, pauses: Pauses):
+    def __init__(self, context: AgentContext, pauses: Pauses, terminal=None):
         self.context = context
         self.pauses = pauses
+        self.terminal = terminal  # a terminal IPython's: a prompt there needs no Python in the kernel
         self.check_at: float | None = None       # an Interrupt not honoured by then is a hang
         self.watch_after: float | None = None    # %native_watch: report cells running longer
         self.watch_deadline: float | None = None
@@ -109,6 +110,8 @@ class HangWatchdog:
         user_level = first_user_level(row.frames)
         unsafe = self.pauses.calls_unsafe
         if holds is False or user_level is None or unsafe:
+            if holds and user_level is None and self.terminal is not None and self.terminal.available:
+                self.terminal.held_prompt(reason, row, python)  # keeps the GIL, none of the user's frames
             gdb.continue_thread(MAIN_THREAD)
             note = None
             if holds:
@@ -139,6 +142,11 @@ class HangWatchdog:
             note = (f"it holds the GIL and reached no line of your crate within "
                     f"{self.context.settings.safe_point_bound:g} s, so this was shown when it let go")
         if tstate is None:
+            if self.terminal is not None and self.terminal.available and hang.interrupted:
+                # no Python can run in the kernel (this thread keeps the GIL): the helper asks
+                # on the terminal itself, reading only what needs no call into the process
+                self.terminal.held_prompt(hang.reason, model.ThreadRow(row.thread, row.name, row.ident, row.lwp,
+                                                                       False, frames or row.frames), hang.python)
             gdb.continue_thread(hang.row.thread)
         else:
             self.shown = Pause(hang.row.thread, tstate, None, row=row)

@@ -70,13 +70,16 @@ def backtrace(merged, selected: int = 0) -> str:
             rows.append(f"<details style=\"{LIBRARY_STYLE}\"><summary>      ... {len(part)} frames in pyo3/std "
                         f"(#{part[0].level}-#{part[-1].level})</summary>{_pre(inner)}</details>")
         else:
-            line = escape(text.native_frame_line(part, selected))
+            marker = ">" if part.level == selected else " "
+            place = _place(part.file, part.line) if part.file and part.line else escape(part.where)
+            line = f"{marker}#{part.level:<3} {escape(part.function)}  at {place}"
             rows.append(_pre(f"<span style=\"{RUST_STYLE}\"><b>{line}</b></span>" if part.user else line))
     if merged.hidden_runtime_frames:
         rows.append(_pre(escape(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")))
     for frame in merged.python:
-        cell = "  <- cell" if frame.is_cell else ""
-        rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">{escape(f'  py  {frame.function}  at {frame.file}:{frame.line}{cell}')}</span>"))
+        cell = "  &lt;- cell" if frame.is_cell else ""
+        rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">  py  {escape(frame.function)}  at "
+                         f"{_place(frame.file, frame.line)}{cell}</span>"))
     return "".join(rows)
 
 
@@ -105,9 +108,37 @@ def _pre(content: str, style: str = "") -> str:
     return f"<pre style=\"margin:0;{style}\">{content}</pre>"
 
 
+SHORTER_PATHS = ((re.compile(r"^.*/site-packages/"), "…/site-packages/"),
+                 (re.compile(r"^.*/lib/python(\d+\.\d+)/"), r"python\1/"),
+                 (re.compile(r"^.*/\.cargo/registry/src/[^/]+/"), "…/"),
+                 (re.compile(r"^/rustc/[0-9a-f]+/library/"), "rust/"),
+                 (re.compile(r"^/.*/([^/]+/src/)"), r"\1"))  # a crate's own source: crate/src/...
+
+
+def short_path(path: str) -> str:
+    """A long library path as its telling end (``…/site-packages/pkg/mod.py``, ``…/pyo3-0.23.5/src/err.rs``)."""
+    for pattern, replacement in SHORTER_PATHS:
+        shorter, count = pattern.subn(replacement, path, count=1)
+        if count:
+            return shorter
+    return path
+
+
+def _place(file: str | None, line: int | None) -> str:
+    """``file:line`` shortened, the whole path on hover."""
+    if not file:
+        return ""
+    where = f"{file}:{line}" if line else file
+    short = f"{short_path(file)}:{line}" if line else short_path(file)
+    return f"<span title=\"{escape(where)}\">{escape(short)}</span>" if short != where else escape(where)
+
+
 def _entry(entry) -> str:
     style = PYTHON_STYLE if entry.kind == "python" else (RUST_STYLE if entry.user else "")
-    line = escape(text.entry_line(entry))
+    prefix = "py" if entry.kind == "python" else "  "
+    place = _place(entry.file, entry.line)
+    line = (f"  {prefix} {escape(entry.function)}  " + (f"at {place}" if place else "")).rstrip()
+    line += "  &lt;- cell" if entry.is_cell else ""
     return f"<span style=\"{style}\">{'<b>' + line + '</b>' if entry.is_cell or entry.user else line}</span>"
 
 
@@ -215,7 +246,15 @@ def breakpoint_table(rows) -> str:
 
 
 def breakpoint_created(info) -> str:
-    return _pre(escape(text.breakpoint_created(info)))
+    kind = "log breakpoint" if info.kind == "log" else "breakpoint"
+    where = ", ".join(_place(*_split_place(r)) for r in info.resolved) if info.resolved else "pending"
+    note = f"\n{escape(info.note)}" if info.note else ""
+    return _pre(f"native {kind} {info.number} at {escape(info.location)} -&gt; {where}{note}")
+
+
+def _split_place(resolved: str) -> tuple[str, int | None]:
+    path, _, line = resolved.rpartition(":")
+    return (path, int(line)) if path and line.isdigit() else (resolved, None)
 
 
 def log_hits(hits) -> str:

@@ -188,6 +188,7 @@ def locals_table(variables: tuple[Variable, ...], raw: bool = False) -> str:
 
 
 STOP_REASONS = {"hang": "paused where it was stuck, in",
+                "hang-held": "held where it was stuck (it keeps the GIL), in",
                 "end-stepping-range": "stepped to", "function-finished": "returned to",
                 "location-reached": "ran to", "signal-received": "stopped by a signal in"}
 
@@ -223,6 +224,8 @@ def stop_view(state: Stop, compact: bool = False) -> str:
                      "allow_threads; it is taken back before the thread runs on)")
     if state.signal:
         parts.append("commands: bt up down frame N list locals p EXPR help; c or q lets the process die")
+    elif state.reason == "hang-held":
+        parts.append("commands: bt up down frame N list locals p EXPR help; c lets it run on")
     elif not compact:
         parts.append("commands: n s finish c bt up down list locals p EXPR py EXPR q help")
     return "\n".join(parts)

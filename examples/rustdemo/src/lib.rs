@@ -164,6 +164,13 @@ fn spin_forever() -> u64 {
     }
 }
 
+/// BUG (hang): sleeps holding the GIL, inside the C library, not in this crate's code.
+#[pyfunction]
+fn sleep_holding_gil(seconds: f64) -> f64 {
+    std::thread::sleep(Duration::from_secs_f64(seconds)); // MARK: sleep-holding-gil
+    seconds
+}
+
 fn busy_until(deadline: Instant) -> u64 {
     let mut rounds: u64 = 0;
     while Instant::now() < deadline {
@@ -268,6 +275,7 @@ impl Basket {
 fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Basket>()?;
     m.add_function(wrap_pyfunction!(compute, m)?)?;
+    m.add_function(wrap_pyfunction!(sleep_holding_gil, m)?)?;
     m.add_function(wrap_pyfunction!(busy_workers, m)?)?;
     m.add_function(wrap_pyfunction!(square, m)?)?;
     m.add_function(wrap_pyfunction!(call_python, m)?)?;
