@@ -43,6 +43,22 @@ def loaded_frontend(program: str, *args: str, sigint=interruptible) -> pexpect.s
     return frontend
 
 
+def watched_ipython() -> pexpect.spawn:
+    """Terminal IPython, loaded, with `%native_watch --after 1`: at ``In [4]``."""
+    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    shell.sendline("%native_watch --after 1")
+    shell.expect(r"In \[4\]: ")
+    return shell
+
+
+def leave(shell: pexpect.spawn, result: str, prompt: str) -> None:
+    """The stuck cell's result, the next prompt, then exit."""
+    shell.expect(result, timeout=90)
+    shell.expect(prompt)
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)
+
+
 def paused_frontend(program: str, *args: str, sigint=interruptible) -> tuple[pexpect.spawn, str]:
     """A loaded frontend that breaks at compute-result and runs into it: at its first
     ``(native)`` prompt (the stop view in ``.before``), with what ``%native_break`` printed."""
@@ -167,10 +183,8 @@ def test_kernel_restart_leaves_no_agent_or_gdb(demo_crate, gdb_path):
 
 
 def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_path):
-    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    shell = watched_ipython()
     try:
-        shell.sendline("%native_watch --after 1")
-        shell.expect(r"In \[4\]: ")
         shell.sendline("rustdemo.busy_work(400_000_000)")
         shell.expect("the main thread looks stuck")                      # the hang view, as text
         shell.expect(r"\(native\) p pauses the stuck thread here, Enter lets it run on: ")
@@ -181,10 +195,7 @@ def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_pa
         shell.expect("iterations = 400000000")
         shell.expect(r"\(native\) ")
         shell.sendline("c")
-        shell.expect(r"Out\[4\]: \d+", timeout=90)
-        shell.expect(r"In \[5\]: ")
-        shell.sendline("exit")
-        shell.expect(pexpect.EOF)
+        leave(shell, r"Out\[4\]: \d+", r"In \[5\]: ")
     finally:
         shell.close(force=True)
 
@@ -192,10 +203,8 @@ def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_pa
 def test_a_hung_thread_that_keeps_the_gil_gets_the_prompt_from_the_helper(demo_crate, gdb_path):
     """Asleep in libc holding the GIL: no line of the crate is reached, no Python can run in
     the process; the helper asks on the terminal, reading only what needs no call into it."""
-    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    shell = watched_ipython()
     try:
-        shell.sendline("%native_watch --after 1")
-        shell.expect(r"In \[4\]: ")
         shell.sendline("rustdemo.sleep_holding_gil(12)")
         shell.expect("keeps the GIL outside your crate, so no Python can run to show it", timeout=30)
         shell.expect("thread 1 held where it was stuck \\(it keeps the GIL\\), in")
@@ -208,9 +217,6 @@ def test_a_hung_thread_that_keeps_the_gil_gets_the_prompt_from_the_helper(demo_c
         shell.expect(r"\(native\) ")
         shell.sendline("c")
         shell.expect("letting it run on")
-        shell.expect(r"Out\[4\]: 12", timeout=60)
-        shell.expect(r"In \[5\]: ")
-        shell.sendline("exit")
-        shell.expect(pexpect.EOF)
+        leave(shell, r"Out\[4\]: 12", r"In \[5\]: ")
     finally:
         shell.close(force=True)
