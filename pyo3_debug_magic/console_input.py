@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import inspect
+import os
 import select
 import sys
 import threading
@@ -76,3 +77,18 @@ class CommandReader:
                 return line.rstrip("\n")
         stdout.write("\n")
         raise InputCancelled()
+
+
+class TerminalWriter:
+    """The console's ``show`` on a terminal descriptor of its own (a test run's, or the one
+    the helper was given): one line a call, flushed; a terminal gone away is ignored."""
+
+    def __init__(self, descriptor: int):
+        self.stream = os.fdopen(descriptor, "w", closefd=False)
+
+    def __call__(self, text: str, html: str | None = None) -> None:
+        try:
+            self.stream.write(text if text.endswith("\n") else text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass

@@ -22,13 +22,13 @@ def crash_text(record: model.CrashRecord, path: str | None, note: str = "", titl
     shown = tuple(t for t in others if any(e.user for e in t.entries))
     crashed = tuple(replace(t, entries=through_test_file(t.entries, test_file, lambda e: e.kind == "python"))
                     for t in crashed)
-    view = replace(view, threads=crashed + shown)
+    left_out = len(others) - len(shown) + len(view.hidden)
+    view = replace(view, threads=crashed + shown, hidden=())  # one note below names them all
     heading = f" native crash in {record.running} " if record.running else " native crash "
     lines = ["", heading.center(78, "_")] if title else []
     lines.append(render_text.crash_report(view))
-    if len(others) > len(shown):
-        lines.append(f"({len(others) - len(shown)} other threads, pytest's and the debugger's own, "
-                     "are in the report file)")
+    if left_out:
+        lines.append(f"({left_out} other threads, pytest's and the debugger's own, are in the report file)")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"

@@ -19,12 +19,14 @@ import threading
 from dataclasses import replace
 
 from . import crashes
+from .console_input import CommandReader, TerminalWriter
 from .debugger import BreakpointRequest, NativeDebugger
 from .error_trail import ErrorTrail
 from .errors import DebugMagicError
 from .model import CrashHandling, LogHit, Stop
 from .stacks import through_test_file
 from .paths import private_subdir
+from .render import text as render_text
 
 RUN_ENV = "PYO3_DEBUG_MAGIC_PYTEST_RUN"  # one id per run, inherited by workers and forked children
 NATIVE_PDB_HELP = """native commands (pyo3_debug_magic, with --native-pdb):
@@ -51,6 +53,7 @@ class NativeTestRun:
         # the terminal as it is before capture takes fds 0-2: a crash report and a prompt go there
         self.terminal = None if self.worker else (os.dup(_original_stdin(config)), os.dup(1))
         self.interactive = self.terminal is not None and os.isatty(self.terminal[0])
+        self.say = TerminalWriter(self.terminal[1]) if self.terminal is not None else None
         self.debugger: NativeDebugger | None = None
         self.node_id = ""
         self.trail: ErrorTrail | None = None  # --native-pdb: where errors crossed, for --pdb's prompt
@@ -111,14 +114,13 @@ class NativeTestRun:
         self.pid = os.getpid()
         running = self.directory / f"running-{self.run_id}-{self.pid}"
         self._running_fd = os.open(running, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        forked_child = self.forked_child
         debugger = NativeDebugger()
         debugger.crash_identity = self.identity
         debugger.crash_directory = str(self.directory)
         debugger.tee_stderr = False
         debugger.agent_terminal = self.terminal
         debugger.defer_symbols = not (self.breaks or self.pdb)  # read at a crash (or a fixture's first request)
-        plain = not self.worker and not forked_child
+        plain = not self.worker and not self.forked_child
         debugger.crash_handling = CrashHandling(
             running_file=str(running), echo=plain, prompt=self.pdb and self.interactive,
             junit_xml=getattr(self.config.option, "xmlpath", None) if plain else None,
@@ -130,11 +132,9 @@ class NativeTestRun:
             # without a terminal, a hit is logged (the test's report carries it) and the thread runs on
             debugger.set_pausing_allowed(self.interactive, "no terminal")
             for location in self.breaks:
-                from .render import text as render_text
-
                 info = debugger.set_breakpoint(BreakpointRequest(location))
                 if self.interactive:
-                    os.write(self.terminal[1], (render_text.breakpoint_created(info) + "\n").encode())
+                    self.say(render_text.breakpoint_created(info))
             self.trail = ErrorTrail(debugger) if self.pdb else None
         except DebugMagicError as error:
             debugger.close()
@@ -145,16 +145,9 @@ class NativeTestRun:
     def _start_console(self, debugger: NativeDebugger) -> None:
         """The (native) prompt of a pause, on the run's terminal (capture does not reach it)."""
         from .console import PauseConsole
-        from .console_input import CommandReader
 
         terminal_in = os.fdopen(self.terminal[0], "r", closefd=False)
-        terminal_out = os.fdopen(self.terminal[1], "w", closefd=False)
-
-        def show(text: str, html: str | None = None) -> None:
-            terminal_out.write(text if text.endswith("\n") else text + "\n")
-            terminal_out.flush()
-
-        console = PauseConsole(debugger, show=show, reader=CommandReader(terminal_in, terminal_out),
+        console = PauseConsole(debugger, show=self.say, reader=CommandReader(terminal_in, self.say.stream),
                                shape_stop=self._down_to_test)
         debugger.add_listener(console.handle)
         console.start()

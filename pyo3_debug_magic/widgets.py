@@ -13,7 +13,6 @@ from dataclasses import replace
 from html import escape
 
 from .errors import DebugMagicError
-from .locations import crate_relative
 from .model import BreakpointInfo
 from .render import html as render_html
 from .render import text as render_text
@@ -38,7 +37,7 @@ class BreakpointPanel:
     """``%native_break`` with no argument: every breakpoint with its enabled box, condition
     and delete button; changes go to gdb at once; the list is read again after each."""
 
-    def __init__(self, debugger):
+    def __init__(self, debugger, rows: list[BreakpointInfo] | None = None):
         import ipywidgets as w
 
         self.debugger = debugger
@@ -52,14 +51,16 @@ class BreakpointPanel:
                               w.HBox([self.refresh_button, self.status])],
                              layout=w.Layout(border="1px solid #ccc", padding="4px"))
         self.widget.add_class("pyo3-native-breakpoint-panel")
-        self.refresh()
+        self.refresh(rows)
 
-    def refresh(self) -> None:
-        try:
-            infos = self.debugger.breakpoints()
-        except DebugMagicError as error:
-            self._say(f"{error}", error=True)
-            return
+    def refresh(self, infos: list[BreakpointInfo] | None = None) -> None:
+        """Show ``infos`` (as the caller just read them), else read the breakpoints again."""
+        if infos is None:
+            try:
+                infos = self.debugger.breakpoints()
+            except DebugMagicError as error:
+                self._say(f"{error}", error=True)
+                return
         self.rows = {info.number: self._row(info) for info in infos}
         self.table.children = [row["box"] for row in self.rows.values()] or [
             self._w.HTML("<i>no native breakpoints: <code>%native_break src/lib.rs:42</code> sets one</i>")]
@@ -67,7 +68,7 @@ class BreakpointPanel:
     def _row(self, info: BreakpointInfo) -> dict:
         w = self._w
         enabled = w.Checkbox(value=info.enabled, description="", indent=False, layout=w.Layout(width="2em"))
-        where = ", ".join(f"<code title=\"{escape(r)}\">{escape(_short(r))}</code>" for r in info.resolved) or (
+        where = ", ".join(f"<code>{render_html.place(*render_html.split_place(r))}</code>" for r in info.resolved) or (
             "pending" if info.pending else "-")
         label = w.HTML(f"<code>{info.number}</code> {escape(info.kind)} <code>{escape(info.location)}</code> "
                        f"&rarr; {where} <span>({info.hits} hit{'s' if info.hits != 1 else ''})</span>")
@@ -103,18 +104,12 @@ class BreakpointPanel:
         self.status.value = f"<span style=\"color:{color}\">{escape(message)}</span>"
 
 
-def _short(resolved: str) -> str:
-    """``/home/me/crate/src/lib.rs:42`` as ``src/lib.rs:42`` (the full path is the hover text)."""
-    path, _, line = resolved.rpartition(":")
-    return f"{crate_relative(path)}:{line}" if path else resolved
-
-
 def breakpoint_list(shell, debugger, rows: list[BreakpointInfo]) -> dict:
     """What ``%native_break`` with no argument displays: the panel in a kernel, else text."""
-    plain, html = render_text.breakpoint_table(rows), render_html.breakpoint_table(rows)
+    plain = render_text.breakpoint_table(rows)
     if not kernel_has_widgets(shell):
         return {"text/plain": plain}
-    return bundle(BreakpointPanel(debugger).widget, plain, html)
+    return bundle(BreakpointPanel(debugger, rows).widget, plain, render_html.breakpoint_table(rows))
 
 
 class ThreadExplorer:

@@ -120,9 +120,8 @@ class CrashRecorder:
             record = replace(record, capture_error=f"{type(error).__name__}: {error}")
         if self.stderr_tee is not None:
             record = replace(record, stderr_tail=self.stderr_tee.tail())
-        record = replace(record, summary=crash_summary(record))
+        record = self.stamped(replace(record, summary=crash_summary(record)))
         path = self.write(record)
-        record = replace(record, pid=self.context.target_pid)
         self.context.send_event(model.CrashSeen(signal=signal_name, thread=thread,
                                                 summary=record.summary, path=path))
         try:
@@ -130,10 +129,14 @@ class CrashRecorder:
         except Exception as error:  # noqa: BLE001 - the report file is written; the process must die as it would
             self.terminal.write(f"pyo3_debug_magic: the crash's terminal report failed: {error}")
 
+    def stamped(self, record: model.CrashRecord) -> model.CrashRecord:
+        """``record`` tied to the process that died: its user, pid, kernel identity and time."""
+        return replace(record, uid=os.getuid(), pid=self.context.target_pid,
+                       time=record.time or time.time(), kernel_id=self.context.kernel_id)
+
     def write(self, record: model.CrashRecord) -> str | None:
         """A 0600 report in the kernel's report directory, tied to the process that died."""
-        record = replace(record, uid=os.getuid(), pid=self.context.target_pid,
-                         time=record.time or time.time(), kernel_id=self.context.kernel_id)
+        record = self.stamped(record)
         directory = self.context.report_dir
         if not directory:
             return None

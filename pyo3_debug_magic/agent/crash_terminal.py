@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import model, stacks, userinput
 from ..errors import UsageProblem
+from ..console_input import CommandReader, TerminalWriter
 from ..crash_section import crash_text, junit_xml
 from .context import AgentContext
 from ..locations import first_user_level
@@ -37,22 +38,17 @@ class CrashTerminal:
     def __init__(self, context: AgentContext, terminal_in: int | None, terminal_out: int | None):
         self.context = context
         self.input = os.fdopen(terminal_in, "r", closefd=False) if terminal_in is not None else None
-        self.output = os.fdopen(terminal_out, "w", closefd=False) if terminal_out is not None else None
+        self.writer = TerminalWriter(terminal_out) if terminal_out is not None else None
 
     def write(self, text: str, html: str | None = None) -> None:
-        if self.output is None:
-            return
-        try:
-            self.output.write(text if text.endswith("\n") else text + "\n")
-            self.output.flush()
-        except (OSError, ValueError):
-            pass  # the terminal went away: the report file still holds everything
+        if self.writer is not None:  # (a terminal gone away: the report file still holds everything)
+            self.writer(text)
 
     def after_capture(self, record: model.CrashRecord, path: str | None) -> None:
         """Called with the written record, before the signal is let through."""
         handling = self.context.crash
         text = crash_text(record, path, handling.echo_note)
-        if handling.prompt and self.input is not None and self.output is not None:
+        if handling.prompt and self.available:
             self.write(f"\n{record.running or 'the process'} crashed: {record.summary}")
             self.prompt(record)
             self.write(f"(report: {path})" if path else "")
@@ -66,7 +62,7 @@ class CrashTerminal:
 
     @property
     def available(self) -> bool:
-        return self.input is not None and self.output is not None
+        return self.input is not None and self.writer is not None
 
     def prompt(self, record: model.CrashRecord) -> None:
         """The (native) prompt at the faulting frame, on gdb's view of the stopped process."""
@@ -95,7 +91,6 @@ class CrashTerminal:
 
     def _console(self, row, python_stacks, variables, selected, reason, signal, test_file, ending, stuck) -> None:
         from ..console import CrashConsole  # the prompt's commands are the pause console's
-        from ..console_input import CommandReader
 
         native = stacks.native_frames(row.frames)
         python_thread = stacks.python_thread_for(row, python_stacks)
@@ -103,15 +98,15 @@ class CrashTerminal:
         python = stacks.through_test_file(python, test_file)
         stop = model.Stop(row.thread, reason, None, False, native, stacks.merge(native, python), variables,
                           selected=selected, signal=signal)
-        CrashConsole(_StoppedProcess(self.context, row.thread), show=self.write,
-                     reader=CommandReader(self.input, self.output), ending=ending, stuck=stuck).run(stop)
+        CrashConsole(_StoppedProcess(self.context), show=self.write,
+                     reader=CommandReader(self.input, self.writer.stream), ending=ending, stuck=stuck).run(stop)
 
 
 class _StoppedProcess:
     """What the crash console asks of a debugger, answered by the agent's own gdb."""
 
-    def __init__(self, context: AgentContext, thread: int):
-        self.context, self.thread = context, thread
+    def __init__(self, context: AgentContext):
+        self.context = context
 
     def locals(self, thread: int, frame: int = 0):
         return self._ask(lambda gdb: gdb.locals(int(thread), int(frame)))

@@ -71,15 +71,15 @@ def backtrace(merged, selected: int = 0) -> str:
                         f"(#{part[0].level}-#{part[-1].level})</summary>{_pre(inner)}</details>")
         else:
             marker = ">" if part.level == selected else " "
-            place = _place(part.file, part.line) if part.file and part.line else escape(part.where)
-            line = f"{marker}#{part.level:<3} {escape(part.function)}  at {place}"
+            where = place(part.file, part.line) if part.file and part.line else escape(part.where)
+            line = f"{marker}#{part.level:<3} {escape(part.function)}  at {where}"
             rows.append(_pre(f"<span style=\"{RUST_STYLE}\"><b>{line}</b></span>" if part.user else line))
     if merged.hidden_runtime_frames:
         rows.append(_pre(escape(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")))
     for frame in merged.python:
         cell = "  &lt;- cell" if frame.is_cell else ""
         rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">  py  {escape(frame.function)}  at "
-                         f"{_place(frame.file, frame.line)}{cell}</span>"))
+                         f"{place(frame.file, frame.line)}{cell}</span>"))
     return "".join(rows)
 
 
@@ -124,7 +124,7 @@ def short_path(path: str) -> str:
     return path
 
 
-def _place(file: str | None, line: int | None) -> str:
+def place(file: str | None, line: int | None) -> str:
     """``file:line`` shortened, the whole path on hover."""
     if not file:
         return ""
@@ -136,8 +136,8 @@ def _place(file: str | None, line: int | None) -> str:
 def _entry(entry) -> str:
     style = PYTHON_STYLE if entry.kind == "python" else (RUST_STYLE if entry.user else "")
     prefix = "py" if entry.kind == "python" else "  "
-    place = _place(entry.file, entry.line)
-    line = (f"  {prefix} {escape(entry.function)}  " + (f"at {place}" if place else "")).rstrip()
+    where = place(entry.file, entry.line)
+    line = (f"  {prefix} {escape(entry.function)}  " + (f"at {where}" if where else "")).rstrip()
     line += "  &lt;- cell" if entry.is_cell else ""
     return f"<span style=\"{style}\">{'<b>' + line + '</b>' if entry.is_cell or entry.user else line}</span>"
 
@@ -247,12 +247,12 @@ def breakpoint_table(rows) -> str:
 
 def breakpoint_created(info) -> str:
     kind = "log breakpoint" if info.kind == "log" else "breakpoint"
-    where = ", ".join(_place(*_split_place(r)) for r in info.resolved) if info.resolved else "pending"
+    where = ", ".join(place(*split_place(r)) for r in info.resolved) if info.resolved else "pending"
     note = f"\n{escape(info.note)}" if info.note else ""
     return _pre(f"native {kind} {info.number} at {escape(info.location)} -&gt; {where}{note}")
 
 
-def _split_place(resolved: str) -> tuple[str, int | None]:
+def split_place(resolved: str) -> tuple[str, int | None]:
     path, _, line = resolved.rpartition(":")
     return (path, int(line)) if path and line.isdigit() else (resolved, None)
 
