@@ -48,6 +48,9 @@ class DebuggerSettings(Configurable):
                              "env PYO3_DEBUG_MAGIC_GDB_TIMEOUT").tag(config=True)
     request_timeout = Float(help="seconds the kernel waits for the helper (at least gdb_timeout + 5); "
                                  "env PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT").tag(config=True)
+    attach_progress_after = Float(help="seconds an attach may take before the cell shows what it is doing "
+                                       "(0: always show it); env PYO3_DEBUG_MAGIC_ATTACH_PROGRESS_AFTER"
+                                  ).tag(config=True)
 
     def _hang_after_default(self):
         return _env_float("PYO3_DEBUG_MAGIC_HANG_AFTER", 2.0)
@@ -60,6 +63,15 @@ class DebuggerSettings(Configurable):
 
     def _request_timeout_default(self):
         return _env_float("PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT", 25.0)
+
+    def _attach_progress_after_default(self):
+        return _env_float("PYO3_DEBUG_MAGIC_ATTACH_PROGRESS_AFTER", 1.0)
+
+    @validate("attach_progress_after")
+    def _not_negative(self, proposal):
+        if not 0 <= proposal["value"] < 1e6:
+            raise TraitError("attach_progress_after must be 0 or a positive number of seconds")
+        return proposal["value"]
 
     @validate("hang_after", "safe_point_bound", "gdb_timeout", "request_timeout")
     def _positive(self, proposal):

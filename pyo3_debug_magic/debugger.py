@@ -37,7 +37,6 @@ class BreakpointRequest:
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SLOW_ATTACH = 1.0  # s: a longer attach shows what it is doing
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
 
 
@@ -117,9 +116,12 @@ class NativeDebugger(DebuggerSettings):
             reported = []
 
             def slow(seconds: float) -> None:
-                if seconds >= SLOW_ATTACH and self.attach_progress is not None:
+                if seconds >= self.attach_progress_after and self.attach_progress is not None:
                     reported.append(seconds)
                     self.attach_progress(seconds, self._attach_doing, False)
+
+            if self.attach_progress_after <= 0:
+                slow(0.0)  # progress asked for on every attach: shown before the first wait
 
             status = AttachStatus.from_agent(self._session.request(
                 p.Attach(kernel_id, self.crash_directory or str(crashes.report_dir()), self.crash_handling,

@@ -201,7 +201,9 @@ class CellResult:
     results: list[str] = field(default_factory=list)   # execute_result text/plain
     displays: list[dict] = field(default_factory=list)  # display_data bundles
     updates: list[dict] = field(default_factory=list)   # update_display_data bundles
-    output: str = ""  # what the cell showed as text, in order: stdout and displays' text/plain
+    # what the cell showed as text, in order: stdout and displays' text/plain, less progress lines
+    output: str = ""
+    progress: list[str] = field(default_factory=list)  # status lines updated in place (an attach's)
     error: dict | None = None
     prompts: list[str] = field(default_factory=list)    # input() prompts answered
     order: list[str] = field(default_factory=list)      # the output messages' types, as they came
@@ -307,9 +309,15 @@ class KernelHarness:
             result.results.append(content["data"].get("text/plain", ""))
         elif kind == "update_display_data":
             result.updates.append(content["data"])
+            result.progress.append(content["data"].get("text/plain", ""))
         elif kind == "display_data":
             result.displays.append(content["data"])
-            result.output += content["data"].get("text/plain", "") + "\n"
+            if content.get("transient", {}).get("display_id"):
+                # a line updated in place while something takes long: beside the output, whenever
+                # it comes (its presence depends on the machine's speed)
+                result.progress.append(content["data"].get("text/plain", ""))
+            else:
+                result.output += content["data"].get("text/plain", "") + "\n"
         elif kind == "error":
             result.error = {"ename": content["ename"], "evalue": content["evalue"],
                             "traceback": content["traceback"]}

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness import marker_line, snapshot_of_process
+from harness import KernelHarness, marker_line, snapshot_of_process
 from pyo3_debug_magic.stacks import clean_rust_name
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
@@ -48,6 +48,30 @@ def test_gdb_engine_shows_the_workers_rust_frames_and_the_cells_line(worker_kern
     assert "pyo3::impl_::trampoline" in thread_block(everything, "rust-worker")
     # the kernel goes on: the worker still runs, cells still work
     assert worker_kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
+
+
+def test_views_read_the_same_when_every_attach_shows_its_progress_line(demo_crate, gdb_path):
+    """A slow machine makes attach take over a second, so its progress line comes first: the
+    magics' views must read the same. The setting forces that line on every attach."""
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_ATTACH_PROGRESS_AFTER": "0"})
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\n" + WORKER).status == "ok"
+        result = kernel.run("%native_bt --engine gdb", timeout=60)
+        assert result.status == "ok", result.text
+        assert result.progress and result.progress[0].startswith("native debugger: attaching"), result.progress
+        assert re.fullmatch(r"native debugger: gdb attached in \d+\.\d s", result.progress[-1]), result.progress
+        # the view itself: the cell's thread first, the worker's Rust frames, no progress text inside
+        assert re.match(r'Thread 1 "MainThread" \(LWP \d+\): running this cell$', result.output.splitlines()[0])
+        assert "rustdemo::busy_until" in thread_block(result.output, "rust-worker")
+        assert "attaching" not in result.output
+        kernel.run("%native_detach")
+        comment = marker_line("over-release") - 1
+        moved = kernel.run(f"%native_break src/lib.rs:{comment}", timeout=60)  # attaches again
+        assert moved.progress and f"line {comment} has no code" in moved.output, moved.text
+        assert f"src/lib.rs:" in moved.output.splitlines()[0] and "attaching" not in moved.output, moved.output
+        assert kernel.run("rustdemo.compute([1, 2, 3])").results == ["42"]
+    finally:
+        assert kernel.shutdown() == []
 
 
 def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):

@@ -328,7 +328,9 @@ def test_an_attach_over_a_second_shows_what_it_is_doing_in_the_cell(demo_crate, 
     slow_gdb = tmp_path / "slow-gdb"
     slow_gdb.write_text(f"#!/bin/sh\nsleep 1.5\nexec {gdb_path} \"$@\"\n")
     slow_gdb.chmod(0o755)
-    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_GDB": str(slow_gdb)}, cwd=tmp_path)
+    # the default threshold (1 s), whatever the run's environment forces
+    kernel = KernelHarness(env={"PYO3_DEBUG_MAGIC_GDB": str(slow_gdb), "PYO3_DEBUG_MAGIC_ATTACH_PROGRESS_AFTER": "1"},
+                           cwd=tmp_path)
     try:
         attached = kernel.run("%load_ext pyo3_debug_magic\n%native_attach", timeout=60)
         assert attached.status == "ok" and "attached to kernel pid" in attached.output, attached.text
