@@ -44,18 +44,27 @@ class LazySymbols:
     def __init__(self, progress=None):
         self.progress = progress or (lambda doing: None)  # what is being read (for a slow attach)
         self.deferred: set[str] = set()
+        self.tried: set[str] = set()  # read once already: a frame still unnamed there has no symbol
 
     def after_attach(self, session, defer_all: bool = False) -> None:
         """Read what is needed at once among the libraries loaded before the attach (nothing
-        with ``defer_all``: a test run that only waits for a crash reads them at the crash)."""
+        with ``defer_all``: a test run that only waits for a crash reads them at the crash).
+        A library loaded while this ran (an import racing the attach, with reading off) is
+        listed again once reading is back on, so none is left unread and undeferred."""
         self.deferred.clear()
+        self._sort_unread(session, defer_all)
+        session.console("set auto-solib-add on")
+        self._sort_unread(session, defer_all)
+
+    def _sort_unread(self, session, defer_all: bool) -> None:
         rows = session.command("-file-list-shared-libraries", 30).payload.get("shared-libraries", [])
         for path in [row.get("id") or row.get("target-name") for row in rows if row.get("symbols-loaded") != "1"]:
+            if path in self.deferred:
+                continue
             if path and read_at_once(path) and not defer_all:
                 self.read(session, path)
             elif path:
                 self.deferred.add(path)
-        session.console("set auto-solib-add on")
 
     def read_deferred(self, session) -> None:
         """Read every deferred library (before breakpoints, stacks or a crash need them)."""
@@ -64,13 +73,18 @@ class LazySymbols:
 
     def read_for(self, session, frames: tuple[model.GdbFrame, ...]) -> bool:
         """Read the deferred libraries ``frames`` run in; whether any was (unwind again then)."""
-        needed = {frame.library for frame in frames if frame.library in self.deferred}
+        # a frame gdb could not name ("??") in a library it lists: read that one too (belt and
+        # braces for a library that escaped both lists)
+        needed = {frame.library for frame in frames
+                  if frame.library and (frame.library in self.deferred
+                                        or (frame.func in (None, "??") and frame.library not in self.tried))}
         for path in needed:
             self.read(session, path)
         return bool(needed)
 
     def read(self, session, path: str) -> None:
         self.deferred.discard(path)
+        self.tried.add(path)
         if "\n" not in path and "\r" not in path:
             self.progress(f"reading the symbols of {os.path.basename(path)}")
             session.console(f"sharedlibrary ^{gdb_regex(path)}$", 60)
