@@ -1,13 +1,17 @@
 """The objects refcheck measures: which can be measured at all (immortal and shared ones
-cannot), the pad of extra references that makes an over-release safe, and the preallocated
-series a measuring loop writes into. Standard library only."""
+cannot), the pad of extra references that makes an over-release safe, the preallocated
+series a measuring loop writes into, and the verdicts read from those series. Standard
+library only."""
 from __future__ import annotations
 
 import ctypes
+import statistics
 import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
+
+from .refcheck_report import BoundaryRow, Verdict
 
 REFERENCE_PAD = 64          # extra references held on each measurable object during a run
 PAD_RESERVE = 16            # stop repeating when fewer pad references than this remain
@@ -52,6 +56,7 @@ class _Series:
         self.raised = 0
         self.exception: str | None = None
         self.stopped: str | None = None
+        self.threads_started = 0  # threads started through `threading` during the loop
 
     def trim(self) -> "_Series":
         n = self.calls
@@ -104,3 +109,57 @@ def _track(name: str, obj: Any) -> list[_Tracked]:
         elif elements:
             tracked.append(_Tracked(label, "/".join(kinds), [], "elements are shared objects (small ints, interned strings)"))
     return tracked
+
+
+# ----- verdicts over the measured series ---------------------------------------------
+def _judge(deltas: list[float], noise: float = 0.0, outliers: int = 0) -> tuple[Verdict, float]:
+    """LEAK if every delta (but ``outliers``) is above ``noise``; OVER-RELEASE if every one is
+    below ``-noise``; otherwise OK."""
+    per_call = statistics.median(deltas) if deltas else 0.0
+    needed = len(deltas) - outliers
+    if deltas and sum(d > noise for d in deltas) >= needed and per_call > noise:
+        return Verdict.LEAK, per_call
+    if deltas and sum(d < -noise for d in deltas) >= needed and per_call < -noise:
+        return Verdict.OVER_RELEASE, per_call
+    return Verdict.OK, per_call
+
+
+def result_row(series: _Series) -> BoundaryRow | None:
+    if not series.calls:
+        return None
+    if not all(series.result_measurable):
+        return BoundaryRow("result", series.result_type, None, None, None,
+                           Verdict.NOT_MEASURABLE,
+                           "shared object (None, small int, interned string...)")
+    if not any(series.result_same[1:]):
+        # a new object every call: references beyond the caller's are a leak
+        verdict, per_call = _judge(list(series.result_unexplained))
+        note = ("new object returned with references nobody holds: it is never freed"
+                if verdict is Verdict.LEAK else "new object each call")
+        return BoundaryRow("result", series.result_type, None, None, per_call, verdict, note)
+    # the same object again (a cache): judge by how its refcount moves between calls
+    counts = series.result_refcount
+    verdict, per_call = _judge([b - a for a, b in zip(counts, counts[1:])])
+    return BoundaryRow("result", series.result_type, counts[0], counts[-1], per_call,
+                       verdict, "same object returned each call (cached)")
+
+def boundary_rows(tracked, measurable, series, start_refcounts=()) -> list[BoundaryRow]:
+    rows = []
+    columns = {id(item): index for index, item in enumerate(measurable)}
+    for item in tracked:
+        if item.reason is not None:
+            rows.append(BoundaryRow(item.name, item.type_name, None, None, None,
+                                    Verdict.NOT_MEASURABLE, item.reason))
+            continue
+        index = columns.get(id(item))
+        deltas = list(series[index]) if index is not None and series else []
+        # less the pad and our own holders (the members list and refcount()'s temporaries)
+        ours = (REFERENCE_PAD + 3) * len(item.members)
+        before = start_refcounts[index] - ours if start_refcounts else None
+        after = item.refcount() - ours if start_refcounts else None
+        verdict, per_call = _judge(deltas) if deltas else (Verdict.OK, None)
+        note = ""
+        if verdict is Verdict.OVER_RELEASE and after is not None and after <= 0:
+            note = "would have been freed while still in use; kept alive instead"
+        rows.append(BoundaryRow(item.name, item.type_name, before, after, per_call, verdict, note))
+    return rows

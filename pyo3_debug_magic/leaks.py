@@ -29,14 +29,15 @@ import ast
 import gc
 import statistics
 import sys
+import time
 import traceback
 import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .boundary import (REFERENCE_PAD, _PadGuard, _Series, _track, _Tracked,  # noqa: F401
-                       not_measurable_reason)
-from .native_heap import _native_heap_reader, _saturate_freelists, _TcacheDrain, _type_counts
+from .boundary import (REFERENCE_PAD, _judge, _PadGuard, _Series, _track, _Tracked,  # noqa: F401
+                       boundary_rows, not_measurable_reason, result_row)
+from .native_heap import _native_heap_reader, _saturate_freelists, _TcacheDrain, _ThreadStarts, _type_counts
 from .refcheck_report import BoundaryRow, CounterRow, RefcheckReport, Verdict  # noqa: F401
 
 MIN_MEASURED_CALLS = 3
@@ -44,21 +45,13 @@ SETTLING_CALLS = 2         # unrecorded calls at the start of each measuring loo
 CONFIRM_ROUNDS = 12        # extra loops before a growing process-wide counter is called a leak: a
                            # cache may fill over a hundred calls (nh3.clean_text, in some process states)
 _KEPT_ALIVE: list[Any] = []  # references replaced after an over-release, so nothing is freed early
+THREADS_MOVE_THE_HEAP = (
+    "not judged: the code started threads ({n} in {calls} calls), and glibc's per-thread caches and arenas move this "
+    "counter for hundreds of calls after threads come and go; refcheck the function the threads "
+    "run on its own to judge its native heap")
 
 
 # ----- process-wide counters -----------------------------------------------------------
-def _judge(deltas: list[float], noise: float = 0.0, outliers: int = 0) -> tuple[Verdict, float]:
-    """LEAK if every delta (but ``outliers``) is above ``noise``; OVER-RELEASE if every one is
-    below ``-noise``; otherwise OK."""
-    per_call = statistics.median(deltas) if deltas else 0.0
-    needed = len(deltas) - outliers
-    if deltas and sum(d > noise for d in deltas) >= needed and per_call > noise:
-        return Verdict.LEAK, per_call
-    if deltas and sum(d < -noise for d in deltas) >= needed and per_call < -noise:
-        return Verdict.OVER_RELEASE, per_call
-    return Verdict.OK, per_call
-
-
 def _traceback_from_the_call(error: BaseException) -> str:
     """The traceback without this module's own frames (the repeat loop and its wrappers)."""
     frames = error.__traceback__
@@ -71,6 +64,10 @@ def _noop(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+class RefcheckInterrupted(BaseException):
+    """Stops a refcheck run from outside (a watchdog): never taken for the call's own error."""
+
+
 # ----- the engine ----------------------------------------------------------------------
 @dataclass
 class RefChecker:
@@ -81,6 +78,11 @@ class RefChecker:
     native_heap: bool = True
     use_tracemalloc: bool = False
     allow_raise: bool = False
+    # seconds the re-measuring of a growing counter may take (None: every round); what the
+    # budget cuts short is UNCONFIRMED, never a LEAK
+    confirm_budget: float | None = None
+    # called after every call of the measured code (a watchdog's sign of progress)
+    on_call: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.number < MIN_MEASURED_CALLS:
@@ -136,7 +138,11 @@ class RefChecker:
         def counted_call():
             nonlocal calls_made
             calls_made += 1
-            return call()
+            try:
+                return call()
+            finally:
+                if self.on_call is not None:
+                    self.on_call(calls_made)
 
         try:
             report = self._measure(counted_call, baseline_call, tracked, measurable, start_refcounts,
@@ -168,7 +174,7 @@ class RefChecker:
                 warm.stopped = stop
                 break
         if warm.raised and not self.allow_raise:
-            return RefcheckReport(label, self.warmup, 0, self._rows(tracked, measurable, []), None,
+            return RefcheckReport(label, self.warmup, 0, boundary_rows(tracked, measurable, []), None,
                                   [], exception=warm.exception, raised_calls=warm.raised)
         # the same loop around a no-op measures what the loop itself costs, in this run
         baseline = self._loop(baseline_call, self.number, measurable, heap, watch_result, None)
@@ -189,15 +195,15 @@ class RefChecker:
         if counters[0].verdict is Verdict.LEAK and measured and not series.stopped:
             growing = self._growing_types(call, measured, guard)
         return RefcheckReport(
-            label, self.warmup, measured, self._rows(tracked, measurable, series.refs, start_refcounts),
-            self._result_row(series) if watch_result else None, counters, growing,
+            label, self.warmup, measured, boundary_rows(tracked, measurable, series.refs, start_refcounts),
+            result_row(series) if watch_result else None, counters, growing,
             warm.exception or series.exception, warm.raised + series.raised, series.stopped)
 
     def _one_call(self, call, series: _Series) -> tuple[bool, Any]:
         """Call once: (False, None) if it raised and raising is not allowed."""
         try:
             return True, call()
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, RefcheckInterrupted):
             raise
         except BaseException as error:  # noqa: BLE001 - reported with its traceback (PanicException is a BaseException)
             series.raised += 1
@@ -221,8 +227,9 @@ class RefChecker:
         # collecting that generation alone frees its cyclic garbage (a full pass is ~50x slower).
         gc.disable()
         try:
-            with _TcacheDrain():
+            with _TcacheDrain(), _ThreadStarts() as threads:
                 self._steps(call, count, measurable, heap, watch_result, guard, series)
+            series.threads_started = threads.count
         finally:
             if was_enabled:
                 gc.enable()
@@ -267,7 +274,12 @@ class RefChecker:
     def _counters(self, series: _Series, baseline: _Series, heap) -> list[CounterRow]:
         counters = [self._counter("Python allocations", "blocks", series.blocks, baseline.blocks)]
         if heap:
-            counters.append(self._counter(heap[0], "bytes", series.heap, baseline.heap))
+            counter = self._counter(heap[0], "bytes", series.heap, baseline.heap)
+            if series.threads_started:
+                counter = CounterRow(counter.name, counter.unit, counter.per_call, Verdict.NOT_MEASURABLE,
+                                     counter.deltas, THREADS_MOVE_THE_HEAP.format(n=series.threads_started,
+                                                                                 calls=series.calls + SETTLING_CALLS))
+            counters.append(counter)
         if self.use_tracemalloc:
             counters.append(self._counter("tracemalloc", "bytes", series.traced, []))
         return counters
@@ -277,13 +289,21 @@ class RefChecker:
         """Re-measure a growing process-wide counter: a bounded cache filling up (CPython's
         and PyO3's internals have some of a few dozen entries) stops growing, a leak does not.
         Up to CONFIRM_ROUNDS more loops; a counter stays LEAK only if it grew on every call of
-        every round."""
+        every round. A round that would end past ``confirm_budget`` is not started: what was
+        still growing then is UNCONFIRMED."""
         suspects = {c.name for c in counters if c.verdict is Verdict.LEAK}
         settled_after: dict[str, int] = {}
         calls = self.warmup + self.number
+        started = time.monotonic()
+        rounds = 0
         for _ in range(CONFIRM_ROUNDS):
+            spent = time.monotonic() - started
+            if (self.confirm_budget is not None and rounds
+                    and spent + spent / rounds > self.confirm_budget) or self.confirm_budget == 0:
+                break
             again = self._counters(self._loop(call, self.number, measurable, heap, watch_result,
                                               guard), baseline, heap)
+            rounds += 1
             calls += self.number + SETTLING_CALLS
             for counter in again:
                 if counter.name in suspects and counter.verdict is not Verdict.LEAK:
@@ -291,11 +311,19 @@ class RefChecker:
                     settled_after[counter.name] = calls
             if not suspects:
                 break
-        return [c if c.name not in settled_after else
-                CounterRow(c.name, c.unit, 0.0, Verdict.OK, c.deltas,
-                           f"grew during the first calls, then stopped within {settled_after[c.name]} "
-                           "calls (a cache filling up, not a leak)")
-                for c in counters]
+        result = []
+        for c in counters:
+            if c.name in settled_after:
+                c = CounterRow(c.name, c.unit, 0.0, Verdict.OK, c.deltas,
+                               f"grew during the first calls, then stopped within {settled_after[c.name]} "
+                               "calls (a cache filling up, not a leak)")
+            elif c.name in suspects and rounds < CONFIRM_ROUNDS:
+                c = CounterRow(c.name, c.unit, c.per_call, Verdict.UNCONFIRMED, c.deltas,
+                               f"grew on every call of {rounds + 1} loop(s) ({calls} calls); the time "
+                               f"budget ({self.confirm_budget:g} s) ended the re-measuring before a cache "
+                               "filling up could be told from a leak")
+            result.append(c)
+        return result
 
     def _growing_types(self, call, calls: int, guard: "_PadGuard") -> list[tuple[str, float]]:
         """Which types gain live objects per call (only run once Python allocations leaked)."""
@@ -343,49 +371,6 @@ class RefChecker:
         series.result_measurable[index] = 1
         series.result_refcount[index] = refcount - 3
         series.result_unexplained[index] = refcount - 3 - visible
-
-    @staticmethod
-    def _result_row(series: _Series) -> BoundaryRow | None:
-        if not series.calls:
-            return None
-        if not all(series.result_measurable):
-            return BoundaryRow("result", series.result_type, None, None, None,
-                               Verdict.NOT_MEASURABLE,
-                               "shared object (None, small int, interned string...)")
-        if not any(series.result_same[1:]):
-            # a new object every call: references beyond the caller's are a leak
-            verdict, per_call = _judge(list(series.result_unexplained))
-            note = ("new object returned with references nobody holds: it is never freed"
-                    if verdict is Verdict.LEAK else "new object each call")
-            return BoundaryRow("result", series.result_type, None, None, per_call, verdict, note)
-        # the same object again (a cache): judge by how its refcount moves between calls
-        counts = series.result_refcount
-        verdict, per_call = _judge([b - a for a, b in zip(counts, counts[1:])])
-        return BoundaryRow("result", series.result_type, counts[0], counts[-1], per_call,
-                           verdict, "same object returned each call (cached)")
-
-    @staticmethod
-    def _rows(tracked, measurable, series, start_refcounts=()) -> list[BoundaryRow]:
-        rows = []
-        columns = {id(item): index for index, item in enumerate(measurable)}
-        for item in tracked:
-            if item.reason is not None:
-                rows.append(BoundaryRow(item.name, item.type_name, None, None, None,
-                                        Verdict.NOT_MEASURABLE, item.reason))
-                continue
-            index = columns.get(id(item))
-            deltas = list(series[index]) if index is not None and series else []
-            # less the pad and our own holders (the members list and refcount()'s temporaries)
-            ours = (REFERENCE_PAD + 3) * len(item.members)
-            before = start_refcounts[index] - ours if start_refcounts else None
-            after = item.refcount() - ours if start_refcounts else None
-            verdict, per_call = _judge(deltas) if deltas else (Verdict.OK, None)
-            note = ""
-            if verdict is Verdict.OVER_RELEASE and after is not None and after <= 0:
-                note = "would have been freed while still in use; kept alive instead"
-            rows.append(BoundaryRow(item.name, item.type_name, before, after, per_call, verdict, note))
-        return rows
-
 
 def refcheck(func: Callable, *args: Any, **kwargs: Any) -> RefcheckReport:
     """Measure ``func(*args, **kwargs)`` with default options (see ``RefChecker`` for more)."""

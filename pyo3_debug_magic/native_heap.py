@@ -1,10 +1,12 @@
 """Process-wide counters refcheck reads and the state it settles before measuring: glibc's
 native heap (``mallinfo2``, RSS elsewhere), its tcache, CPython's freelists, live objects by
-type. Standard library only."""
+type, threads started (they move the native heap). Standard library only."""
 from __future__ import annotations
 
 import ctypes
 import gc
+import sys
+import threading
 from collections import Counter
 from typing import Any, Callable
 
@@ -106,3 +108,26 @@ def _saturate_freelists() -> None:
 
 def _type_counts() -> Counter:
     return Counter(type(obj).__qualname__ for obj in gc.get_objects())
+
+
+class _ThreadStarts:
+    """Counts the threads started through ``threading`` while entered, with ``threading``'s
+    public trace hook: the hook runs once in each new thread, then hands over to whatever
+    hook was there before (coverage.py's, a debugger's), so nothing else is disturbed."""
+
+    def __init__(self):
+        self.count = 0
+        self._previous = None
+
+    def _hook(self, frame, event, arg):
+        self.count += 1
+        sys.settrace(self._previous)
+        return self._previous(frame, event, arg) if self._previous else None
+
+    def __enter__(self) -> "_ThreadStarts":
+        self._previous = threading.gettrace()
+        threading.settrace(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        threading.settrace(self._previous)

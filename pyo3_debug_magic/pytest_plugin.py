@@ -17,22 +17,31 @@ Leak checks (``leaks``):
 * ``refcheck`` fixture: ``refcheck(func, *args, **kwargs)`` measures the call and fails the
   test with the report's table if anything leaks; ``refcheck.report(...)`` only returns it.
   ``@pytest.mark.refcheck(number=20, warmup=5)`` sets the options.
-* ``--refcheck``: every test body is repeated (``--refcheck-warmup`` + ``--refcheck-runs``
-  times) before its normal run, and a test whose process-wide counters (Python allocations,
-  native heap) grow on every repetition fails, as ``regrtest -R`` and pytest-leaks do. The
-  terminal summary lists the leaking tests with their counters.
+* ``--refcheck``: after its normal run passes, every test body is repeated
+  (``--refcheck-warmup`` + ``--refcheck-runs`` times), and a test whose process-wide counters
+  (Python allocations, native heap) grow on every repetition fails, as ``regrtest -R`` and
+  pytest-leaks do. The terminal summary lists the leaking tests with their counters. The
+  repetitions are bounded: re-measuring a growing counter stops at ``--refcheck-budget``, and a
+  test whose repetitions make no progress for ``--refcheck-stall`` seconds fails with every
+  thread's stack while the session goes on.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import time
 
 import pytest
 
 from .leaks import RefChecker, RefcheckReport, Verdict
+from .refcheck_watchdog import RepetitionsStalled, StallWatchdog, every_threads_stack
 
 _LEAKS_KEY = pytest.StashKey[list]()
+_UNCONFIRMED_KEY = pytest.StashKey[list]()
+_TERMINAL_FD_KEY = pytest.StashKey[int]()
+STALL_FACTOR, MIN_STALL = 5.0, 60.0     # --refcheck-stall's default: plain run x factor, at least min
+BUDGET_FACTOR, MIN_BUDGET = 10.0, 20.0  # --refcheck-budget's default
 _NATIVE_RUNS: list = []  # this process's NativeTestRun (pytest_runtest_logreport gets no config)
 
 
@@ -55,12 +64,23 @@ def pytest_addoption(parser):
                     help="measured repetitions per test with --refcheck (default 5)")
     group.addoption("--refcheck-warmup", type=int, default=2, metavar="N",
                     help="repetitions before measuring with --refcheck (default 2)")
+    group.addoption("--refcheck-stall", type=float, default=None, metavar="SECONDS",
+                    help="fail a test whose repetitions make no progress for this long, with every "
+                         f"thread's stack (default {STALL_FACTOR:g} x its plain run, at least {MIN_STALL:g} s)")
+    group.addoption("--refcheck-budget", type=float, default=None, metavar="SECONDS",
+                    help="time a test's growing counter may be re-measured before it is reported as "
+                         f"UNCONFIRMED (default {BUDGET_FACTOR:g} x its plain run, at least {MIN_BUDGET:g} s)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "refcheck(**options): options for the refcheck fixture "
                                        "(number, warmup, native_heap, use_tracemalloc, allow_raise)")
     config.stash[_LEAKS_KEY] = []
+    config.stash[_UNCONFIRMED_KEY] = []
+    if config.getoption("refcheck") and not config.getini("faulthandler_timeout"):
+        # the terminal's stderr, copied while capture is off: the last resort of a stalled test
+        # writes there (pytest's own faulthandler_timeout, when set, owns that watchdog)
+        config.stash[_TERMINAL_FD_KEY] = os.dup(2)
     breaks, pdb = config.getoption("native_break"), config.getoption("native_pdb")
     if config.getoption("native_crash") or breaks or pdb:
         from .pytest_native import NativeTestRun
@@ -78,6 +98,10 @@ def pytest_unconfigure(config):
     own = _FIXTURE_DEBUGGER.pop(os.getpid(), None)
     if own is not None:
         own.close()
+    terminal_fd = config.stash.get(_TERMINAL_FD_KEY, None)
+    if terminal_fd is not None:
+        os.close(terminal_fd)
+        del config.stash[_TERMINAL_FD_KEY]
 
 
 _FIXTURE_DEBUGGER: dict = {}  # pid -> the native_debugger fixture's own (no --native-* option given)
@@ -215,12 +239,41 @@ def pytest_runtest_call(item):
     config = item.config
     if not config.getoption("refcheck"):
         return (yield)
-    checker = RefChecker(number=config.getoption("refcheck_runs"),
-                         warmup=config.getoption("refcheck_warmup"))
-    with contextlib.redirect_stdout(_Sink()), contextlib.redirect_stderr(_Sink()):
-        report = checker.check(item.runtest, label=item.nodeid)
-    result = yield  # the normal run: its own failure, if any, is what the user sees
+    started = time.monotonic()
+    result = yield  # the normal run first: its own failure, if any, is what the user sees
+    plain = time.monotonic() - started
+    stall = config.getoption("refcheck_stall") or max(MIN_STALL, STALL_FACTOR * plain)
+    budget = config.getoption("refcheck_budget") or max(MIN_BUDGET, BUDGET_FACTOR * plain)
+    checker = RefChecker(number=config.getoption("refcheck_runs"), warmup=config.getoption("refcheck_warmup"),
+                         confirm_budget=budget)
+    repetitions = {"done": 0}
+
+    def describe(seconds: float, stacks: str) -> str:
+        return (f"--refcheck: {item.nodeid} made no progress for {seconds:.0f} s in repetition "
+                f"{repetitions['done'] + 1} (its plain run took {plain:.1f} s; --refcheck-stall sets the limit): "
+                f"stopped, and the session goes on. Every thread's stack when it was stopped:\n{stacks}")
+
+    def progress(calls: int) -> None:
+        repetitions["done"] = calls
+        watchdog.progress()
+
+    run = _native(config)
+    watchdog = StallWatchdog(stall, describe, stacks=lambda: every_threads_stack(run and run.debugger, item.nodeid.partition("::")[0]),
+                             give_up=lambda text: _give_up(config, text),
+                             backstop_fd=config.stash.get(_TERMINAL_FD_KEY, None))
+    checker.on_call = progress
+    stalled = None
+    try:
+        with contextlib.redirect_stdout(_Sink()), contextlib.redirect_stderr(_Sink()), watchdog:
+            report = checker.check(item.runtest, label=item.nodeid)
+    except RepetitionsStalled as stop:  # raised again while the stalled call unwound: reported once
+        stalled = stop.message
+    if stalled is not None:
+        pytest.fail(stalled, pytrace=False)
     if report.exception is None:
+        unconfirmed = [c for c in report.counters if c.verdict is Verdict.UNCONFIRMED]
+        if unconfirmed:
+            config.stash[_UNCONFIRMED_KEY].append((item.nodeid, unconfirmed))
         grown = [c for c in report.counters if c.verdict is Verdict.LEAK]
         if grown:
             config.stash[_LEAKS_KEY].append((item.nodeid, grown, report.measured_calls))
@@ -230,12 +283,26 @@ def pytest_runtest_call(item):
     return result
 
 
+def _give_up(config, text: str) -> None:
+    """The stalled test's main thread cannot run Python: say why on the terminal, then exit."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    writer = config.get_terminal_writer()
+    writer.line()
+    writer.sep("!", "pyo3_debug_magic --refcheck: a test stalled")
+    writer.line(text)
+    writer.flush()
+    os._exit(1)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     run = _native(config)
     if run is not None:
         _native_summary(terminalreporter, run)
     if config.getoption("refcheck", default=False):
-        _refcheck_summary(terminalreporter, config.stash.get(_LEAKS_KEY, []))
+        _refcheck_summary(terminalreporter, config.stash.get(_LEAKS_KEY, []),
+                          config.stash.get(_UNCONFIRMED_KEY, []))
 
 
 def _native_summary(terminalreporter, run) -> None:
@@ -251,8 +318,13 @@ def _native_summary(terminalreporter, run) -> None:
         terminalreporter.write_line(run.problem)
 
 
-def _refcheck_summary(terminalreporter, leaks) -> None:
+def _refcheck_summary(terminalreporter, leaks, unconfirmed=()) -> None:
     terminalreporter.section("refcheck")
+    for nodeid, counters in unconfirmed:
+        for counter in counters:
+            terminalreporter.write_line(
+                f"{nodeid}: {counter.name} grew on every repetition, not confirmed within the time budget "
+                "(not failed; --refcheck-budget gives it longer)")
     if not leaks:
         terminalreporter.write_line("no test grew a process-wide counter on every repetition")
         return

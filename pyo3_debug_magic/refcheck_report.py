@@ -13,6 +13,7 @@ class Verdict(enum.Enum):
     LEAK = "LEAK"
     OVER_RELEASE = "OVER-RELEASE"
     NOT_MEASURABLE = "NOT MEASURABLE"
+    UNCONFIRMED = "UNCONFIRMED"  # grew on every call, but the time budget ended the re-measuring
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,9 @@ def verdict_sentence(report: "RefcheckReport") -> str:
                 f"the native heap grows by {signed_bytes(native.per_call)[1:]} per call with no Python objects "
                 "growing: Rust memory is allocated and never freed (e.g. `mem::forget`, `Box::leak`, "
                 "a collection in a static that only grows)")
+    findings += [f"{c.name} grew on every call, but the time budget ended its re-measuring: not confirmed "
+                 "as a leak (a cache filling up looks the same at first)"
+                 for c in report.counters if c.verdict.name == "UNCONFIRMED"]
     if report.stopped_early:
         findings.append(report.stopped_early)
     raised = (f" (the call raised on {report.raised_calls} calls; the error path was measured)"

@@ -8,7 +8,8 @@ from ..model import Stop
 from . import text
 
 _STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
-          "OVER-RELEASE": "color:#cf222e;font-weight:bold", "NOT MEASURABLE": "color:#6e7781"}
+          "OVER-RELEASE": "color:#cf222e;font-weight:bold", "NOT MEASURABLE": "color:#6e7781",
+          "UNCONFIRMED": "color:#9a6700"}
 
 
 def _verdict_style(verdict: str) -> str:
