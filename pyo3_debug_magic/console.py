@@ -24,6 +24,10 @@ from .model import (AgentExited, CrashSeen, Event, GdbDied, HangSeen, Interrupte
                     Stop)
 from .render import html as render_html
 from .render import text as render_text
+from .userinput import ASSIGNMENT
+
+ASSIGNED = ("  (assigned where gdb sees the variable; code that already read it into a register keeps "
+            "the old value, so the result may not change)")
 
 HANG_QUESTION = "(native) p pauses the stuck thread here, Enter lets it run on: "
 HELP = """(native) commands:
@@ -37,7 +41,7 @@ HELP = """(native) commands:
   locals           locals of the selected frame (locals --raw: std internals unfolded)
   p EXPR           evaluate a Rust/C expression in the selected frame (PyO3 values as
                    Python values); p/r EXPR shows the raw form
-  py EXPR          evaluate Python in the frame that called into Rust
+  py EXPR          evaluate Python in the frame that called into Rust (breakpoints are off meanwhile)
   break LOCATION   set a breakpoint (FILE:LINE or crate::function, as %native_break)
   q, quit          delete all native breakpoints and continue
   help             this text"""
@@ -231,9 +235,12 @@ class PauseConsole:
             else:
                 value = self.debugger.evaluate(state.stop.thread, state.stop.selected, argument,
                                                raw=name.endswith("/r"))
-                self.show(f"{argument} = {value}")
+                self.show(f"{argument}{ASSIGNED}" if ASSIGNMENT.search(argument) else f"{argument} = {value}")
         elif name == "py":
-            self.show(self._python_eval(state, argument))
+            # the console's thread runs it: at a breakpoint it would pause itself, and no one
+            # would be left to show the pause
+            with self.debugger.breakpoints_suspended():
+                self.show(self._python_eval(state, argument))
         elif name in ("break", "b"):
             if not argument:
                 self.show("usage: break FILE:LINE (or crate::function)")

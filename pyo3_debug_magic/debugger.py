@@ -153,9 +153,9 @@ class NativeDebugger(DebuggerSettings):
         """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
         userinput.check_text(request.location, "the location")
         if request.condition is not None:
-            userinput.check_expression(request.condition, "the --if condition")
+            userinput.check_breakpoint_expression(request.condition, "the --if condition")
         for expression in request.expressions:
-            userinput.check_expression(expression, "a --log expression")
+            userinput.check_breakpoint_expression(expression, "a --log expression")
         if request.crate is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", request.crate):
             raise UsageProblem(f"not a crate name: {userinput.printable(request.crate)[:80]!r}",
                                "--crate takes the crate's name, e.g. --crate my_crate")
@@ -273,10 +273,21 @@ class NativeDebugger(DebuggerSettings):
     def enable_breakpoints(self, numbers: list[int], enabled: bool = True) -> list[int]:
         return list(self._request(p.BreakEnable(tuple(numbers), enabled)))
 
+    @contextlib.contextmanager
+    def breakpoints_suspended(self):
+        """Every breakpoint off while code runs on the user's behalf (``py`` at a pause: the
+        console's own thread must never stop at one); on again afterwards."""
+        numbers = tuple(self._request(p.SuspendBreakpoints()))
+        try:
+            yield numbers
+        finally:
+            if numbers:
+                self._request(p.BreakEnable(numbers, True))
+
     def set_condition(self, number: int, condition: str | None) -> None:
         """Pause (or log) only when ``condition`` holds; None or "" removes the condition."""
         if condition:
-            userinput.check_expression(condition, "the condition")
+            userinput.check_breakpoint_expression(condition, "the condition")
         self._request(p.BreakCondition(int(number), condition or None))
 
     def take_log_records(self) -> list[LogRecord]:

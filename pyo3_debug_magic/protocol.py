@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator
 
 from . import model
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 # ----- encoding -------------------------------------------------------------------------------
@@ -231,6 +231,15 @@ class BreakEnable(Request):
 
 
 @dataclass(frozen=True)
+class SuspendBreakpoints(Request):
+    """Every enabled breakpoint off while code runs on the user's behalf (``py`` at a pause),
+    so that code never stops at one; the numbers turned off (``BreakEnable`` turns them on)."""
+
+    op: ClassVar[str] = "suspend_breakpoints"
+    reply: ClassVar[Any] = tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class BreakCondition(Request):
     op: ClassVar[str] = "break_condition"
     reply: ClassVar[Any] = dict
@@ -322,7 +331,7 @@ class Quit(Request):
 
 REQUEST_TYPES: dict[str, type[Request]] = {cls.op: cls for cls in (
     Hello, Configure, Attach, Status, Detach, Shutdown, Sources, Functions, FindFunction, BreakInsert, BreakList,
-    BreakDelete, BreakEnable, BreakCondition, CellStarts, CellDone, Watch, HangShown, PauseHung, TakeLogs, TakeSnapshot,
+    BreakDelete, BreakEnable, SuspendBreakpoints, BreakCondition, CellStarts, CellDone, Watch, HangShown, PauseHung, TakeLogs, TakeSnapshot,
     Frames, Locals, Evaluate, Resume, Quit)}
 
 

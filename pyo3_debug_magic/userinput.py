@@ -13,6 +13,11 @@ from .errors import UsageProblem
 
 MAX_TEXT = 10_000
 GDB_INTERNAL = re.compile(r"\$_\w*")
+# a function or method call: a name, `]`, `)` or `>` (a generic) right before `(`; a cast's
+# `(long)x` is not one
+CALL = re.compile(r"[\w\])>]\s*\(")
+# `=` that is not part of ==, !=, <=, >=, nor a compound assignment
+ASSIGNMENT = re.compile(r"(?<![=!<>+\-*/%&|^])=(?!=)|\+=|-=|\*=|/=|%=|&=|\|=|\^=|<<=|>>=|\+\+|--(?!>)")
 
 
 def printable(text: str) -> str:
@@ -32,6 +37,21 @@ def check_text(text: str, what: str, one_line: bool = True) -> str:
     if bad is not None:
         raise UsageProblem(f"{what} contains the control character {bad!r}",
                            "type it on one line, as plain text")
+    return text
+
+
+def check_breakpoint_expression(text: str, what: str) -> str:
+    """A ``--if`` condition or ``--log`` expression: gdb evaluates it in the stopped thread at
+    every hit, so it may neither call a function (a call into a function with a breakpoint
+    recursed and froze the kernel) nor assign (gdb would change the program each hit)."""
+    check_expression(text, what)
+    if CALL.search(text):
+        raise UsageProblem(f"{what} calls a function, which runs code in the stopped thread at every hit "
+                           "(and recurses if that function has a breakpoint)",
+                           "compare values instead (`value > 10`), or pause there and call it with `p`")
+    if ASSIGNMENT.search(text):
+        raise UsageProblem(f"{what} assigns ({text!r}): it would change your program at every hit",
+                           "compare with `==`")
     return text
 
 

@@ -297,6 +297,14 @@ class Breakpoints:
             self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
         return enabled
 
+    def disable_all(self) -> list[int]:
+        """Turn off every enabled breakpoint, pausing or logging (a call made on the user's
+        behalf must not stop at one: gdb would abandon the call inside it); the numbers."""
+        enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"]
+        if enabled:
+            self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
+        return enabled
+
     def enable_again(self, numbers: list[int]) -> None:
         session = self.context.session
         if numbers and session is not None and session.alive:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import model
 from ..errors import UsageProblem
+from ..userinput import CALL
 from .procfs import ignores_signal
 from . import handoff
 from .breakpoints import Breakpoints
@@ -255,8 +256,17 @@ class Pauses:
         return self.context.gdb.locals(int(thread), int(frame))
 
     def evaluate(self, thread: int, frame: int, expression: str, raw: bool = False) -> str:
+        """The user's expression in the paused frame. One that calls a function runs with every
+        breakpoint off: a call that stopped at one (the function itself has one) was abandoned
+        by gdb halfway and the thread was lost to the pause, then the kernel."""
         self.paused(thread)
-        return self.context.gdb.evaluate(thread, frame, expression, raw)
+        if not CALL.search(expression):
+            return self.context.gdb.evaluate(thread, frame, expression, raw)
+        disabled = self.breakpoints.disable_all()
+        try:
+            return self.context.gdb.evaluate(thread, frame, expression, raw)
+        finally:
+            self.breakpoints.enable_again(disabled)
 
     def resume(self, thread: int, how: str, frame: int = 0) -> None:
         """next / step / finish / continue: give the GIL back first, then let the thread go."""

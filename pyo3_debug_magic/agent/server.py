@@ -61,6 +61,7 @@ class Agent:
             p.BreakList: lambda r: self.breakpoints.rows(),
             p.BreakDelete: lambda r: self.breakpoints.delete(r.numbers),
             p.BreakEnable: lambda r: self.breakpoints.enable(r.numbers, r.enabled),
+            p.SuspendBreakpoints: lambda r: tuple(self.breakpoints.disable_all()),
             p.BreakCondition: lambda r: self.breakpoints.set_condition(r.number, r.condition),
             p.CellStarts: self.cell_starts, p.CellDone: lambda r: self.watchdog.cell_done() or {},
             p.Watch: lambda r: {"watch_after": self.watchdog.watch(r.seconds)},
@@ -75,7 +76,7 @@ class Agent:
             p.Quit: lambda r: self.lifecycle.quit(),
         }
         self.need_attached = {p.Sources, p.Functions, p.FindFunction, p.BreakInsert, p.BreakList, p.BreakDelete,
-                              p.BreakEnable, p.BreakCondition, p.TakeSnapshot, p.Frames, p.Locals, p.Evaluate, p.Resume}
+                              p.BreakEnable, p.SuspendBreakpoints, p.BreakCondition, p.TakeSnapshot, p.Frames, p.Locals, p.Evaluate, p.Resume}
         self.need_symbols = self.need_attached | {p.Watch}  # an attach that deferred them reads them first
 
     # ----- loop -----------------------------------------------------------------------
