@@ -112,7 +112,7 @@ def test_a_kernel_and_an_agent_of_other_versions_refuse_with_the_fix(target, gdb
     session = AgentSession(target.pid)
     with pytest.raises(ProtocolMismatchError) as raised:
         session.start()
-    assert "restart the kernel" in str(raised.value) and "protocol 2, this kernel 1" in str(raised.value)
+    assert "restart the kernel" in str(raised.value) and f"protocol {p.PROTOCOL_VERSION + 1}, this kernel {p.PROTOCOL_VERSION}" in str(raised.value)
     assert not session.alive  # no helper is left behind
 
 
