@@ -26,14 +26,22 @@ def from_raw(raw: RawSnapshot, engine: str = "gdb", names: dict | None = None) -
     return Snapshot(engine, threads, raw.python.error, python_source=raw.python.source)
 
 
+def open_core(core: str, executable: str | None = None, **options):
+    """``core.open_core``, imported with nothing from the notebook's folder (a planted
+    ``pygdbmi.py`` there was imported into the kernel)."""
+    from .tools import imports_from_installation
+
+    with imports_from_installation():
+        from .core import open_core as read_core
+    return read_core(core, executable, **options)
+
+
 def capture(engine: str, debugger=None, threads: list[int] | None = None, with_locals: bool = False,
             pid: int | None = None, core: str | None = None, executable: str | None = None) -> Snapshot:
     """One snapshot by ``engine``: "gdb" (of ``pid``, default this process, through
     ``debugger``), "py-spy" (of ``pid``) or "gdb core" (of the core file ``core``)."""
     pid = pid or os.getpid()
     if engine == "gdb core":
-        from .core import open_core
-
         record = open_core(core, executable, settings=debugger)
         merged = stacks.merged_threads(record.threads, record.python)
         return Snapshot("gdb core", tuple(t for t in merged if not threads or int(t.label) in threads),

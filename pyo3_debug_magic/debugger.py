@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,25 +15,9 @@ from . import locations, preimport, source_paths, userinput
 from . import protocol as p
 from .config import DebuggerSettings
 from .errors import NotAttachedError, UsageProblem
-from .model import (AttachProgress, AttachStatus, BreakpointInfo, CrashHandling, Event, GdbDied, LogHit,
+from .model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, CrashHandling, Event, GdbDied, LogHit,
                     LogRecord, RawSnapshot, Snapshot)
 from .session import AgentSession
-
-
-@dataclass(frozen=True)
-class BreakpointRequest:
-    """``%native_break`` options, already parsed."""
-
-    location: str
-    condition: str | None = None
-    ignore: int = 0
-    temporary: bool = False
-    log: bool = False
-    expressions: tuple[str, ...] = ()
-    backtrace: bool = False
-    crate: str | None = None
-    force: bool = False
-    source_dir: str | None = None
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

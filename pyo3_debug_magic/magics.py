@@ -144,8 +144,7 @@ class NativeDebugMagics(Magics):
             %native_core /tmp/core.12345
             %native_core core.12345 --exe /usr/bin/python3.11
         """
-        from .backtrace import crash_report
-        from .core import open_core
+        from .backtrace import crash_report, open_core
 
         options = parse_args(self.native_core, line)
         record = open_core(unquote(options.path), unquote(options.exe), settings=get_debugger())

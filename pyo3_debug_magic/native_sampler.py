@@ -91,11 +91,16 @@ class NativeThreadRecording:
 
         self.pid, self.tracer_after = pid, tracer_after
         self.out = os.path.join(tempfile.mkdtemp(prefix="pyo3-debug-magic-threads-"), "threads.txt")
+        from .tools import declare_tracer, isolated_module
+
+        # isolated, from "/": it holds ptrace rights over the kernel, so it imports nothing
+        # from the notebook's folder (a planted ctypes.py or pyo3_debug_magic/ there)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyo3_debug_magic.native_sampler", str(pid), str(rate), self.out,
-             *(["--python"] if python else []), *(["--idle"] if idle else []), *map(str, sorted(excluded))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True)
-        from .tools import declare_tracer
+            isolated_module("pyo3_debug_magic.native_sampler", str(pid), str(rate), self.out,
+                            *(["--python"] if python else []), *(["--idle"] if idle else []),
+                            *map(str, sorted(excluded))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True, cwd="/")
 
         declare_tracer(pid, self.process.pid)
         # sampling starts once it says so (a SIGINT before its handler would end it unsaid);

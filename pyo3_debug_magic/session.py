@@ -7,11 +7,9 @@ safe to call twice.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from typing import Callable
@@ -35,18 +33,15 @@ def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
     the directories this package and its dependencies were imported from put back explicitly."""
     from importlib import metadata
 
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    roots = [package_root]
+    from .tools import isolated_python
+
+    roots: tuple[str, ...] = ()
     try:  # where pip installed pygdbmi (never imported here: the kernel's path starts at its cwd)
-        installed = str(metadata.distribution("pygdbmi").locate_file(""))
-        if installed not in roots:
-            roots.append(installed)
+        roots = (str(metadata.distribution("pygdbmi").locate_file("")),)
     except metadata.PackageNotFoundError:
         pass
-    bootstrap = ("import json, sys; sys.path[:0] = json.loads(sys.argv.pop(1)); "
-                 "from pyo3_debug_magic.agent.__main__ import main; main()")
-    return [sys.executable, "-I", "-c", bootstrap, json.dumps(roots), "--fd", str(fd),
-            "--target", str(target_pid), "--gdb", gdb_path]
+    return isolated_python("from pyo3_debug_magic.agent.__main__ import main; main()", "--fd", str(fd),
+                           "--target", str(target_pid), "--gdb", gdb_path, roots=roots)
 
 
 def prune_agent_logs(directory, keep: int = AGENT_LOGS_KEPT) -> None:

@@ -1,8 +1,11 @@
-"""Finding the external tools we drive (gdb, py-spy) and checking ptrace permission."""
+"""Finding the external tools we drive (gdb, py-spy) and checking ptrace permission; starting
+our own helper processes, and importing, without anything from the notebook's folder."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import json
 import os
 import re
 import shutil
@@ -13,6 +16,35 @@ from pathlib import Path
 from .errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError, UsageProblem
 
 YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def isolated_python(code: str, *arguments: str, roots: tuple[str, ...] = ()) -> list[str]:
+    """A command line running ``code`` in ``python -I`` (no working directory, no user site, no
+    PYTHONPATH on its path: a planted ``json.py`` in the notebook's folder is never imported),
+    with this package's directory and ``roots`` put back explicitly. Start it with cwd="/"."""
+    paths = [PACKAGE_PARENT, *(root for root in roots if root != PACKAGE_PARENT)]
+    bootstrap = f"import json, sys; sys.path[:0] = json.loads(sys.argv.pop(1)); {code}"
+    return [sys.executable, "-I", "-c", bootstrap, json.dumps(paths), *arguments]
+
+
+def isolated_module(module: str, *arguments: str) -> list[str]:
+    """``python -m module arguments``, isolated as ``isolated_python`` says."""
+    return isolated_python(f"import runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)",
+                           *arguments)
+
+
+@contextlib.contextmanager
+def imports_from_installation():
+    """Imports made inside take nothing from the working directory, which IPython puts first
+    on the kernel's path: a planted ``pygdbmi.py`` in the notebook's folder is never imported."""
+    saved = list(sys.path)
+    here = os.getcwd()
+    sys.path[:] = [entry for entry in saved if entry not in ("", ".") and os.path.abspath(entry) != here]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
 PR_SET_PTRACER = 0x59616D61
 
 

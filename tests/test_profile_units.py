@@ -147,3 +147,15 @@ def test_the_frame_reader_reads_a_threads_python_frames(name):
     assert frames[names.index("waiting_here")][2] == 8   # the line of done.wait() in READER
     assert frames[names.index("entered_from_c")][3] is True   # called from C (by map)
     assert frames[names.index("waiting_here")][3] is False
+
+
+def test_names_that_look_like_the_templates_placeholders_are_data():
+    """Function and file names go into the page as JSON, never as code: a function named
+    COLOURS (or DATA, ID) once broke the flamegraph's script."""
+    raw = RAW.replace("rustdemo::busy_work::h1ab787c47d3901e5", "COLOURS::DATA::ID::h1ab787c47d3901e5")
+    profile = profiles.build(profiles.parse_collapsed(raw, demangle_all), samples=45, errors=0, rate=100,
+                             seconds=0.45, by_thread=True, thread_names={101: "MainThread"})
+    script = profile_html(profile).split("<script>")[1].split("</script>")[0]
+    views = json.loads(script.split("views = ", 1)[1].split(', view = "native"', 1)[0])
+    assert "COLOURS::DATA::ID" in json.dumps(views)  # parsed whole: the name was not substituted
+    assert "COLOURS.user" not in script and '"#dea584"' in script  # the template's own placeholder was

@@ -15,12 +15,13 @@ from .profile import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsa
 from .reports import CrashHandling, CrashRecord, CrashReport, HangReport, signed_bytes
 from .stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread,
                      RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable)
-from .state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo,
+from .state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo, BreakpointRequest,
                     BreakpointLocation, BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord, QuitResult, SourceRecord,
                     Stop, ThreadInfo)
 
 __all__ = [
     "EVENT_TYPES",
+    "BreakpointRequest",
     "AgentExited",
     "CrashSeen",
     "Event",

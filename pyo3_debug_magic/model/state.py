@@ -178,3 +178,19 @@ class Stop:
     @property
     def frame(self) -> NativeFrame | None:
         return self.native[self.selected] if 0 <= self.selected < len(self.native) else None
+
+
+@dataclass(frozen=True)
+class BreakpointRequest:
+    """``%native_break`` options, already parsed."""
+
+    location: str
+    condition: str | None = None
+    ignore: int = 0
+    temporary: bool = False
+    log: bool = False
+    expressions: tuple[str, ...] = ()
+    backtrace: bool = False
+    crate: str | None = None
+    force: bool = False
+    source_dir: str | None = None

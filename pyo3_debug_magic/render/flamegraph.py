@@ -4,6 +4,7 @@ No network and no kernel round-trip: the data and the script are in the page."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from html import escape
 
@@ -90,8 +91,10 @@ def profile_html(profile: Profile) -> str:
         buttons = ("<button data-view=\"native\">Rust + Python</button> "
                    f"<button data-view=\"python\">Python only ({profile.python_only_samples} samples)</button> ")
     data = json.dumps(views).replace("</", "<\\/")
-    script = (_SCRIPT.replace("ID", json.dumps(element_id)).replace("DATA", data)
-              .replace("COLOURS", json.dumps(COLOURS)))
+    # one pass over the template: a substituted value is never scanned again (a function named
+    # COLOURS broke the script when each placeholder was replaced in turn)
+    values = {"ID": json.dumps(element_id), "DATA": data, "COLOURS": json.dumps(COLOURS)}
+    script = re.sub(r"\b(ID|DATA|COLOURS)\b", lambda found: values[found.group(1)], _SCRIPT)
     notes = "".join(f"<li class=\"note\">{escape(note)}</li>" for note in profile.notes)
     head = "<tr><th>self</th><th>total</th><th>function</th><th>where</th><th></th></tr>"
     rows = "".join(
