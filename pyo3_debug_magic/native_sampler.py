@@ -5,8 +5,11 @@ unwinder stops at PyO3's trampoline, so a Rust -> Python -> Rust chain loses its
 
 Runs as its own process (a process may not ptrace its own threads):
 ``python -m pyo3_debug_magic.native_sampler PID RATE OUT [--python] [--idle] [EXCLUDED_TID ...]``.
-Each round libdw attaches to each thread, unwinds it and lets go (a fraction of a millisecond);
-with ``--python`` the thread's Python frames are read while it is stopped (``pyframes``).
+Each round the sampler stops each thread (PTRACE_SEIZE + PTRACE_INTERRUPT), libdw unwinds it,
+and the sampler lets go (a fraction of a millisecond); with ``--python`` the thread's Python
+frames are read while it is stopped (``pyframes``). Not libdw's own attach: it uses
+PTRACE_ATTACH, whose SIGSTOP left every kernel thread group-stopped (state T, no tracer) when
+the sampler was killed mid-round; a seized thread resumes by itself when its tracer dies.
 SIGINT ends it; OUT then gets the stacks in py-spy's collapsed format (``native_stacks``).
 """
 from __future__ import annotations
@@ -25,6 +28,38 @@ from .native_stacks import collapsed, mappings, threads_of
 MAX_FRAMES = 256
 READY_TIMEOUT = 15.0
 DWARF_CB_OK, DWARF_CB_ABORT = 0, 1
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_EVENT_STOP = 17, 0x4206, 0x4207, 128
+WAIT_ALL_THREADS = 0x40000000  # __WALL: wait for a thread of another process
+
+
+class Seized:
+    """Stops one thread with PTRACE_SEIZE + PTRACE_INTERRUPT and lets it go; a thread stopped
+    this way runs on by itself if this process dies."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.restype = ctypes.c_long
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+    def stop(self, tid: int) -> int | None:
+        """Stop ``tid``; the signal to hand back when it is let go (0: none), or None if it
+        could not be stopped (it ended, or another tracer holds it)."""
+        if self.libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0:
+            return None
+        if self.libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
+            self.go(tid, 0)
+            return None
+        try:
+            _, status = os.waitpid(tid, WAIT_ALL_THREADS)
+        except ChildProcessError:
+            return None
+        if not os.WIFSTOPPED(status):
+            return None  # it exited meanwhile
+        # a signal that arrived first stopped it for delivery: it is passed on when let go
+        return 0 if status >> 16 == PTRACE_EVENT_STOP else os.WSTOPSIG(status)
+
+    def go(self, tid: int, signal_number: int) -> None:
+        self.libc.ptrace(PTRACE_DETACH, tid, None, ctypes.c_void_p(signal_number or None))
 
 
 class Libdw:
@@ -56,9 +91,11 @@ class Libdw:
         if dw.dwfl_linux_proc_report(self.dwfl, pid) != 0:
             raise OSError(f"libdw could not read the modules of {pid}: {dw.dwfl_errmsg(-1).decode()}")
         dw.dwfl_report_end(self.dwfl, None, None)
-        if dw.dwfl_linux_proc_attach(self.dwfl, pid, False) != 0:
+        # True: the threads are stopped by the sampler itself (Seized), libdw only reads them
+        if dw.dwfl_linux_proc_attach(self.dwfl, pid, True) != 0:
             raise OSError(f"libdw could not attach to {pid}: {dw.dwfl_errmsg(-1).decode()}")
         self._pcs: list[int] = []
+        self._seized = Seized()
         self._callback = self.FRAME_CALLBACK(self._frame)
         self.while_stopped = None  # called once per unwind, while libdw holds the thread stopped
 
@@ -75,7 +112,13 @@ class Libdw:
     def stack(self, tid: int) -> tuple[int, ...]:
         """The thread's return addresses, innermost first (empty when it could not be stopped)."""
         self._pcs = []
-        self.dw.dwfl_getthread_frames(self.dwfl, tid, self._callback, None)
+        pending = self._seized.stop(tid)
+        if pending is None:
+            return ()
+        try:
+            self.dw.dwfl_getthread_frames(self.dwfl, tid, self._callback, None)
+        finally:
+            self._seized.go(tid, pending)
         return tuple(self._pcs)
 
     def close(self) -> None:
