@@ -50,7 +50,12 @@ def load_ipython_extension(ipython) -> None:
 
     debugger.attach_progress = show_attach_progress
 
-    notice = crashes.announce_once(crashes.kernel_identity())
+    from .errors import DebugMagicError
+
+    try:
+        notice = crashes.announce_once(crashes.kernel_identity())
+    except DebugMagicError as error:  # the state directory: said, and the magics still load
+        notice = f"pyo3_debug_magic: no crash reports this session: {error}"
     if notice:
         print(notice)
 

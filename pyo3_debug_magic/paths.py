@@ -16,6 +16,28 @@ def _check_ours(path: Path) -> None:
     if info.st_uid != os.getuid():
         raise UsageProblem(f"{path} belongs to another user (uid {info.st_uid})",
                            "point PYO3_DEBUG_MAGIC_STATE at a directory of your own")
+    if info.st_mode & 0o022:
+        # another user could plant a link named like a log or report there, which we would follow
+        raise UsageProblem(f"{path} can be written by other users (mode {stat.S_IMODE(info.st_mode):o})",
+                           f"run `chmod go-w {path}` (or `chmod 700`), or point PYO3_DEBUG_MAGIC_STATE elsewhere")
+
+
+def open_private(path: Path, mode: str = "ab"):
+    """``path`` opened for writing, created 0600, never through a symbolic link (O_NOFOLLOW)
+    and only if it is a regular file of this user's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except OSError as error:
+        raise UsageProblem(f"cannot write {path}: {error.strerror}"
+                           + (" (it is a symbolic link)" if os.path.islink(path) else ""),
+                           "remove it, or point PYO3_DEBUG_MAGIC_STATE at a directory of your own") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(descriptor)
+        raise UsageProblem(f"{path} is not a regular file of yours", "remove it")
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, mode)
 
 
 def state_dir() -> Path:
@@ -27,9 +49,14 @@ def state_dir() -> Path:
     else:
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         path = Path(base) / "pyo3_debug_magic"
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-    _check_ours(path)
+    try:
+        if not path.exists():
+            path.mkdir(parents=True, mode=0o700)
+        _check_ours(path)
+    except OSError as error:  # a read-only file system, no free inodes, no permission
+        raise UsageProblem(f"the state directory {path} cannot be used: {error.strerror}",
+                           "point PYO3_DEBUG_MAGIC_STATE at a writable directory of your own "
+                           "(crash reports and the helper's log go there)") from None
     return path
 
 
@@ -37,10 +64,14 @@ def private_subdir(parent: Path, name: str) -> Path:
     """``parent/name``, created 0700 by us (and kept 0700); refused if a link or another's."""
     path = parent / name
     try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    _check_ours(path)
-    if stat.S_IMODE(os.lstat(path).st_mode) != 0o700:
-        os.chmod(path, 0o700)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        _check_ours(path)
+        if stat.S_IMODE(os.lstat(path).st_mode) != 0o700:
+            os.chmod(path, 0o700)
+    except OSError as error:
+        raise UsageProblem(f"{path} cannot be used: {error.strerror}",
+                           "point PYO3_DEBUG_MAGIC_STATE at a writable directory of your own") from None
     return path

@@ -103,8 +103,7 @@ class AgentSession:
         state = paths.state_dir()
         prune_agent_logs(state)
         self.log_path = state / f"agent-{self.target_pid}.log"
-        log = open(self.log_path, "ab")
-        os.chmod(self.log_path, 0o600)
+        log = paths.open_private(self.log_path)
         command = agent_command(theirs.fileno(), self.target_pid, gdb_path)
         pass_fds = [theirs.fileno()]
         tee = None

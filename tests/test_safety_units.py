@@ -115,8 +115,12 @@ def test_a_state_directory_the_user_points_at_is_never_re_moded(tmp_path, monkey
     shared.mkdir()
     shared.chmod(0o1777)
     monkeypatch.setenv("PYO3_DEBUG_MAGIC_STATE", str(shared))
-    assert paths.state_dir() == shared
+    # refused (another user could plant a link named like our log there), and left as it is
+    with pytest.raises(UsageProblem, match=r"can be written by other users \(mode 1777\).*chmod go-w"):
+        paths.state_dir()
     assert shared.stat().st_mode & 0o7777 == 0o1777
+    shared.chmod(0o755)
+    assert paths.state_dir() == shared
     assert crashes.report_dir().stat().st_mode & 0o777 == 0o700  # ours, inside it
     link = tmp_path / "link"
     link.symlink_to(shared)
