@@ -66,3 +66,64 @@ def test_a_state_directory_that_cannot_be_created_leaves_the_extension_working(d
         reliability.fault("state directory that cannot be created", "extension loads; attach says why")
     finally:
         assert kernel.shutdown() == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of its own: a disk that fills up (mounted as root, as the suite runs)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def of_size(kib: int):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0700", "tmpfs", str(mount)], check=True)
+        return mount
+
+    yield of_size
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory) -> None:
+    with open(directory / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_at_the_attach_says_crash_capture_is_not_armed(demo_crate, small_disk, reliability):
+    state = small_disk(4096)
+    fill(state)
+    kernel = kernel_with_state(state)
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic").status == "ok"
+        attached = kernel.run("%native_attach", timeout=60)
+        assert "native debugger attached" in attached.output, attached.text
+        assert "crash capture is not armed: no room for a report in" in attached.output, attached.text
+        reliability.fault("disk full at the attach", "said: crash capture not armed")
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_a_disk_filled_after_the_attach_still_gets_the_whole_crash_report(demo_crate, small_disk, reliability):
+    state = small_disk(8192)
+    kernel = kernel_with_state(state)
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+        attached = kernel.run("%native_attach", timeout=60)
+        assert "not armed" not in attached.output, attached.text
+        fill(state)  # the room held since the attach is all that is left
+        assert kernel.run("rustdemo.segfault()", timeout=30).status == "died"
+        (state / "filler").unlink()
+        kernel.manager.restart_kernel(now=True)
+        kernel.client.wait_for_ready(timeout=60)
+        loaded = kernel.run("%load_ext pyo3_debug_magic")
+        assert "The previous kernel crashed: SIGSEGV in rustdemo::segfault" in loaded.output, loaded.text
+        reports = list((state / "crashes").glob("crash-*.json"))
+        assert len(reports) == 1 and not list((state / "crashes").glob("*.part")), reports
+        reliability.fault("disk filled after the attach, then a segfault", "whole report written")
+    finally:
+        assert kernel.shutdown() == []

@@ -2,6 +2,7 @@
 file the next kernel finds (``crashes.py``); and the report of a kernel killed by gdb's death."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -96,6 +97,9 @@ class StderrTee:
             return self._tail.decode(errors="replace")
 
 
+RESERVED_BYTES = 1 << 20  # held at attach for the report, given back just before it is written
+
+
 class CrashRecorder:
     def __init__(self, context: AgentContext, stderr_tee: StderrTee | None, paused_threads,
                  terminal: CrashTerminal | None = None):
@@ -104,6 +108,43 @@ class CrashRecorder:
         self.paused_threads = paused_threads   # () -> the threads paused by the user
         self.terminal = terminal or CrashTerminal(context, None, None)
         self.captured = False
+        self.problem: str | None = None        # why a crash could not be recorded (said at attach)
+
+    def _reserve_path(self) -> Path | None:
+        directory = self.context.report_dir
+        return Path(directory) / f".reserve-{self.context.target_pid}" if directory else None
+
+    def reserve(self) -> str | None:
+        """Hold the report's room on disk from the attach on (a full disk wrote reports of 0
+        bytes); why a crash could not be recorded, or None."""
+        path = self._reserve_path()
+        if path is None:
+            self.problem = None
+            return None
+        for stale in path.parent.glob(".reserve-*"):  # left by a helper that was killed
+            pid = stale.name.rpartition("-")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, RESERVED_BYTES)
+            finally:
+                os.close(descriptor)
+            self.problem = None
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            self.problem = (f"crash capture is not armed: no room for a report in {path.parent} "
+                            f"({error.strerror}); free some space there or point PYO3_DEBUG_MAGIC_STATE elsewhere")
+        return self.problem
+
+    def release(self) -> None:
+        path = self._reserve_path()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def capture(self, thread: int, signal_name: str) -> None:
         """Record everything about a crash before the process dies; never raises. Once per
@@ -141,12 +182,20 @@ class CrashRecorder:
         if not directory:
             return None
         path = Path(directory) / f"crash-{self.context.target_pid}-{int(record.time)}.json"
+        part = path.with_name(path.name + ".part")
+        self.release()  # the room held since the attach is this report's
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            # whole or not at all: written aside, then renamed (a full disk left truncated JSON)
+            descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(to_wire(record), handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(part, path)
             return str(path)
         except OSError as error:
+            with contextlib.suppress(OSError):
+                part.unlink()
             print(f"pyo3_debug_magic agent: cannot write {path}: {error}", file=sys.stderr)
             return None
 

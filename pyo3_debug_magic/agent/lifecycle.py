@@ -80,6 +80,7 @@ class Lifecycle:
             raise AttachError(f"gdb attached to {self.context.target_pid} but the threads did not resume",
                               "run `%native_detach`; if the kernel is frozen, restart it")
         self.context.attached = True
+        self.crashes.reserve()
         gdb.symbols.after_attach(gdb, defer_all=request.defer_symbols)
         self.attach_seconds = time.monotonic() - started
         return self.status()
@@ -117,7 +118,7 @@ class Lifecycle:
             attach_seconds=self.attach_seconds, threads=threads,
             printers=session.printers if session else "not loaded",
             paused_threads=tuple(sorted(self.pauses.active)), calls_unsafe=self.pauses.calls_unsafe,
-            settings=self.context.settings)
+            settings=self.context.settings, crash_capture=self.crashes.problem if self.context.attached else None)
 
     def quit(self) -> model.QuitResult:
         """Delete every breakpoint and let every paused thread run."""
@@ -185,6 +186,7 @@ class Lifecycle:
         session = self.context.session
         if not (session and self.context.attached):
             return
+        self.crashes.release()
         session.deadline = None
         try:
             deadline = time.monotonic() + DETACH_TIMEOUT * 4

@@ -39,6 +39,7 @@ class AgentStatus:
     paused_threads: tuple[int, ...] = ()
     calls_unsafe: str | None = None
     settings: AgentSettings = AgentSettings()
+    crash_capture: str | None = None  # why a crash could not be recorded (no room), or None
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ class AttachStatus:
     attach_seconds: float | None
     thread_count: int
     printers: str = "loaded"
+    crash_capture: str | None = None
 
     @classmethod
     def from_agent(cls, status: AgentStatus) -> "AttachStatus":
         return cls(status.attached, status.target_pid, status.gdb_version, status.attach_seconds,
-                   len(status.threads), status.printers or "loaded")
+                   len(status.threads), status.printers or "loaded", status.crash_capture)
 
 
 @dataclass(frozen=True)
