@@ -32,6 +32,17 @@ def split_options(line: str, takes_value: set[str]) -> tuple[str, str]:
     return " ".join(options), rest
 
 
+def check_statements(cell: str) -> str:
+    """``%%refcheck``'s cell when it parses; its syntax error as the user's, not a traceback
+    through refcheck."""
+    try:
+        compile(cell, "<refcheck>", "exec")
+    except SyntaxError as error:
+        raise UsageProblem(f"the cell does not parse: {error.msg} (line {error.lineno})",
+                           "fix the statement and run the cell again") from None
+    return cell
+
+
 def evaluate_call(source: str, namespace: dict) -> ParsedCall:
     """Evaluate the callee and each argument expression once, in ``namespace``."""
     try:

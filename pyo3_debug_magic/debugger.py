@@ -20,6 +20,7 @@ from .model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequ
 from .session import AgentSession
 
 
+INTERPRETER_FUNCTION = re.compile(r"_?Py[A-Z_][A-Za-z0-9_]*")  # CPython's C API and internals
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
 
@@ -144,6 +145,10 @@ class NativeDebugger(DebuggerSettings):
             raise UsageProblem(f"not a crate name: {userinput.printable(request.crate)[:80]!r}",
                                "--crate takes the crate's name, e.g. --crate my_crate")
         parsed = locations.parse_location(request.location)
+        if parsed.function and INTERPRETER_FUNCTION.fullmatch(parsed.function) and not request.force:
+            raise UsageProblem(f"{parsed.function} is the interpreter's own: every Python call in the process "
+                               "passes there (with --log a plain cell took 10 s)",
+                               "break in your crate instead, or add --force to break there anyway")
         source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
         attached_now = self.ensure_attached()
         resolved = locations.resolve(parsed, self.sources(), crate=request.crate)

@@ -41,6 +41,7 @@ from .native_heap import _native_heap_reader, _saturate_freelists, _TcacheDrain,
 from .refcheck_report import BoundaryRow, CounterRow, RefcheckReport, Verdict  # noqa: F401
 
 MIN_MEASURED_CALLS = 3
+MAX_CALLS = 100_000        # a bound on -n and --warmup: 2**31 calls never end
 SETTLING_CALLS = 2         # unrecorded calls at the start of each measuring loop
 CONFIRM_ROUNDS = 12        # extra loops before a growing process-wide counter is called a leak: a
                            # cache may fill over a hundred calls (nh3.clean_text, in some process states)
@@ -90,6 +91,8 @@ class RefChecker:
                              "that grows on every one of several calls")
         if self.warmup < 0:
             raise ValueError("warmup must be 0 or more")
+        if max(self.number, self.warmup) > MAX_CALLS:
+            raise ValueError(f"number and warmup take at most {MAX_CALLS:,} calls (a leak shows in 10)")
 
     def check(self, func: Callable, *args: Any, label: str | None = None,
               arg_names: list[str] | None = None, kwarg_names: dict[str, str] | None = None,

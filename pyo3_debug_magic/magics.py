@@ -271,7 +271,7 @@ class NativeDebugMagics(Magics):
     @argument("--bt", action="store_true", help="with --log: record the backtrace of each hit")
     @argument("--crate", metavar="NAME", help="the crate the file belongs to, when several match")
     @argument("--force", action="store_true",
-              help="set it even if the source is newer than the loaded module")
+              help="set it even if the source is newer than the loaded module, or in the interpreter's own functions")
     @argument("--source", metavar="DIR", help="your checkout of a crate whose module was built elsewhere "
                                                "(a wheel from CI): its recorded paths map to DIR, remembered")
     @line_magic
@@ -400,7 +400,7 @@ class NativeDebugMagics(Magics):
         if cell is not None:
             if not cell.strip():
                 raise UsageError("%%refcheck needs statements in the cell to repeat")
-            report = checker.check_code(cell, namespace)
+            report = checker.check_code(callparse.check_statements(cell), namespace)
         else:
             if not expression:
                 raise UsageError("%refcheck needs a call, e.g. `%refcheck mymod.process(data)`")

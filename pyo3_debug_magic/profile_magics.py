@@ -2,6 +2,8 @@
 below the cell's own output. No gdb or subprocess here."""
 from __future__ import annotations
 
+import os
+
 import ast
 
 from IPython.core.error import UsageError
@@ -75,6 +77,12 @@ class NativeProfileMagics(Magics):
         if options.gil and options.engine == "elfutils":
             raise UsageError("--gil needs the py-spy engine (it reads which thread holds the GIL): "
                              "`--engine py-spy --gil`")
+        if options.output:
+            folder = os.path.dirname(os.path.abspath(os.path.expanduser(options.output)))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                # checked before the cell runs: a cell's work is not lost to a typo in a path
+                raise UsageError(f"-o {options.output}: the folder {folder} does not exist or cannot be written; "
+                                 "create it or give another path")
         code = self._compile(source)
         from .profile_run import ProfileOptions, run_profiled
 
