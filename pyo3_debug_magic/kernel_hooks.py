@@ -12,6 +12,25 @@ from .render import html as render_html
 from .render import text as render_text
 
 _console: PauseConsole | None = None
+SHOWN_HITS = 20  # log hits shown below a cell at each end; every one goes to a file past twice that
+
+
+def _shown_hits(hits: list, notes: list[str]) -> list:
+    """At most the first and last SHOWN_HITS of ``hits`` (20,000 hits of `--log --bt` were
+    63 MB below one cell); all of them go to a file the note names."""
+    if len(hits) <= 2 * SHOWN_HITS:
+        return hits
+    from . import paths
+
+    path = paths.state_dir() / f"log-hits-{os.getpid()}-{hits[-1].number}-{hits[-1].hit}.txt"
+    try:
+        with paths.open_private(path, "w") as file:
+            file.write(render_text.log_hits(hits) + "\n")
+        where = f"every one is in {path}"
+    except DebugMagicError as error:
+        where = f"the others could not be written: {error}"
+    notes.append(f"{len(hits)} log hits: the first {SHOWN_HITS} and the last {SHOWN_HITS} are shown; {where}")
+    return hits[:SHOWN_HITS] + hits[-SHOWN_HITS:]
 
 
 def stdin_allowed(shell) -> bool:
@@ -64,7 +83,7 @@ def _post_run_cell(result=None) -> None:
     if debugger.attached:
         try:
             debugger.cell_done()
-            hits = debugger.take_log_hits()
+            hits = _shown_hits(debugger.take_log_hits(), notes)
         except DebugMagicError as error:
             notes.append(f"native debugger: {error}")
     if notes or hits:  # one titled block, not messages scattered below the result

@@ -48,3 +48,24 @@ def test_a_breakpoint_in_the_interpreters_own_functions_needs_force(kernel, gdb_
     assert kernel.run("sum(range(1000))").results == ["499500"]
     assert time.monotonic() - started < 5
     assert kernel.run("%native_break").output.strip() == "no native breakpoints"
+
+
+def test_a_cell_shows_the_first_and_last_log_hits_and_files_the_rest(demo_crate, gdb_path, tmp_path):
+    """--log (--bt) has no cap of its own: 20,000 hits were 63 MB below one cell (item 8)."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    kernel = start_kernel(env={"PYO3_DEBUG_MAGIC_STATE": str(state)})
+    try:
+        created = kernel.run("%native_break rustdemo::square --log value --bt", timeout=60)
+        assert created.status == "ok", created.text
+        result = kernel.run("sum(rustdemo.square(i) for i in range(100))", timeout=120)
+        assert result.results == ["328350"], result.text
+        block = next(d["text/plain"] for d in result.displays if "native debugger, after this cell" in d["text/plain"])
+        assert "100 log hits: the first 20 and the last 20 are shown; every one is in " in block, block
+        shown = [line for line in block.splitlines() if line.startswith("[log breakpoint")]
+        assert len(shown) == 40 and "hit 1]" in shown[0] and "hit 100]" in shown[-1], shown[:2] + shown[-2:]
+        filed = next(state.glob("log-hits-*.txt")).read_text()
+        assert filed.count("[log breakpoint") == 100 and "value = 57" in filed
+        assert "rustdemo::square" in filed.split("hit 57]")[1].split("[log breakpoint")[0]  # its backtrace
+    finally:
+        assert kernel.shutdown() == []
