@@ -23,6 +23,7 @@ from .protocol import LineReader, Request, encode
 # waits past the kernel's wait, which each request carries; an expired wait here means the
 # agent itself is stuck (stopped, wedged).
 DEFAULT_REQUEST_TIMEOUT = 25.0
+STOPPED_GRACE = 1.0  # s a helper may sit stopped (state T) before a request gives up on it
 AGENT_LOGS_KEPT = 10
 _session_serials = itertools.count(1)
 
@@ -160,6 +161,14 @@ class AgentSession:
                 f"the debugger helper speaks protocol {answer.get('version')}, this kernel "
                 f"{protocol.PROTOCOL_VERSION}", "it was upgraded under a running kernel: restart the kernel")
 
+    def _helper_stopped(self) -> bool:
+        """The helper is stopped by a signal (state T), so nothing it owes will come."""
+        try:
+            stat = open(f"/proc/{self.process.pid}/stat").read()
+        except (OSError, AttributeError):
+            return False
+        return stat[stat.rindex(")") + 2] == "T"
+
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` for every event the agent pushes (from a reader thread)."""
         self._listeners.append(listener)
@@ -186,19 +195,32 @@ class AgentSession:
             raise AgentError(f"the debugger helper went away before {op!r}",
                              f"see its log {self.log_path}; `%native_attach` starts a new one") from None
         started = time.monotonic()
+        stopped_since = None
         with self._answered:
             while True:
                 left = started + timeout - time.monotonic()
                 answered = self._answered.wait_for(lambda: self._pending[request_id] or not self.alive,
-                                                   max(0.0, min(left, 0.25) if while_waiting else left))
-                if answered or while_waiting is None or time.monotonic() >= started + timeout:
+                                                   max(0.0, min(left, 0.25)))
+                if answered or time.monotonic() >= started + timeout:
                     break
-                self._answered.release()  # the reader thread delivers meanwhile
-                try:
-                    while_waiting(time.monotonic() - started)
-                finally:
-                    self._answered.acquire()
+                # a helper stopped by a signal answers nothing: said at once, not after the timeout
+                # (a plain cell waited 25 s on its per-cell request)
+                stopped_since = (stopped_since or time.monotonic()) if self._helper_stopped() else None
+                if stopped_since is not None and time.monotonic() - stopped_since >= STOPPED_GRACE:
+                    break
+                if while_waiting is not None:
+                    self._answered.release()  # the reader thread delivers meanwhile
+                    try:
+                        while_waiting(time.monotonic() - started)
+                    finally:
+                        self._answered.acquire()
             reply = self._pending.pop(request_id)
+        if not answered and stopped_since is not None:
+            self._abandon()
+            raise AgentTimeoutError(
+                f"the debugger helper did not answer {op!r}: it is stopped (a SIGSTOP, or a debugger of "
+                "its own), so it was ended; gdb gave every paused thread its GIL back and detached",
+                f"`%native_attach` starts a new one; see its log {self.log_path}")
         if not answered:
             # A stuck agent must not act later on requests the user has given up on: it is
             # stopped, and gdb, reading EOF, gives every paused thread its GIL back and detaches.

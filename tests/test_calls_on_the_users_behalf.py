@@ -67,3 +67,29 @@ def test_assignments_are_refused_in_conditions_and_named_at_the_prompt(square_ke
     result = square_kernel.run("rustdemo.square(5)", answers=["p value = 3", "c"], timeout=90)
     assigned = next(view for view in shown(result) if view.startswith("p value = 3") or view.startswith("value = 3"))
     assert "assigned where gdb sees the variable" in assigned and "may not change" in assigned, assigned
+
+
+def test_a_stopped_helper_does_not_hold_up_a_plain_cell(demo_crate, gdb_path, reliability):
+    """Item 5: the per-cell requests waited the whole request timeout (25 s) on a helper
+    stopped by SIGSTOP before the cell could even start."""
+    import os
+    import signal
+    import time
+
+    from harness import agent_processes
+
+    kernel = start_kernel()
+    try:
+        assert "attached" in kernel.run("%native_attach", timeout=60).output
+        agent = agent_processes(kernel.pid)[0]
+        os.kill(agent, signal.SIGSTOP)
+        started = time.monotonic()
+        plain = kernel.run("6 * 7", timeout=60)
+        seconds = time.monotonic() - started
+        assert plain.results == ["42"] and seconds < 6, (seconds, plain.text)
+        assert "it is stopped (a SIGSTOP, or a debugger of its own), so it was ended" in plain.text, plain.text
+        assert "attached" in kernel.run("%native_attach", timeout=60).output  # a new helper
+        still_intact(kernel)
+        reliability.fault("helper SIGSTOP, then a plain cell", f"cell done in {seconds:.1f} s, said why")
+    finally:
+        assert kernel.shutdown() == []
