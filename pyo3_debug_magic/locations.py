@@ -312,23 +312,30 @@ def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | N
     """Why the loaded ``objfile`` does not match ``fullname`` on disk, or None if it does.
 
     The kernel keeps the .so it imported; `maturin develop` replaces the file on disk, so the
-    mapped inode differs. A source edited after the build is stale too.
+    mapped inode differs. pip first moves the old package folder aside (``~ymod/``) or deletes
+    it, and the mapping's path follows: a mapping of the same file name elsewhere, or deleted,
+    is the one compared (its inode is the old file's). A source edited after the build is
+    stale too.
     """
     if maps is None:
         try:
             maps = Path("/proc/self/maps").read_text()
         except OSError:
             return None
-    mapped_inode = None
-    for line in maps.splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[5] == objfile:
-            mapped_inode = int(fields[4])
-            break
-        if len(fields) >= 7 and fields[5] == objfile and fields[6] == "(deleted)":
-            mapped_inode = -1
-            break
     name = Path(objfile).name
+    mapped_inode = moved_aside = None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6:
+            continue
+        path = fields[5].removesuffix(" (deleted)")
+        if path == objfile:
+            mapped_inode = int(fields[4]) if path == fields[5] else -1
+            break
+        if moved_aside is None and os.path.basename(path) == name:
+            moved_aside = int(fields[4])
+    if mapped_inode is None:
+        mapped_inode = moved_aside
     try:
         on_disk = os.stat(objfile)
     except OSError:

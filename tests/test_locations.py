@@ -206,3 +206,20 @@ def test_a_line_before_a_function_body_moves_to_its_first_statement(tmp_path):
     assert moved[12] is None and moved[13] is None   # code stays where it is
     assert moved[10] is None                       # a comment inside a body: gdb's next line with code
     assert moved[15] is None and user_written_line(str(tmp_path / "missing.rs"), 3) is None  # no body / no file
+
+
+def test_stale_build_when_pip_moved_the_old_package_aside_or_deleted_it(tmp_path):
+    """`maturin develop` under a running kernel: pip renames the old folder (`~odule/`) or
+    deletes it, so the mapping's path is no longer the module's; its inode still tells."""
+    (tmp_path / "module").mkdir()
+    module, source = tmp_path / "module" / "m.so", tmp_path / "lib.rs"
+    module.write_bytes(b"\0")
+    source.write_text("x")
+    os.utime(source, (time.time(), os.stat(module).st_mtime - 10))
+    old_inode = os.stat(module).st_ino + 7
+    aside = f"7f00-7f01 r-xp 00000000 fd:01 {old_inode} {tmp_path}/~odule/m.so\n"
+    assert "rebuilt after this kernel imported it" in stale_build(str(source), str(module), aside)
+    deleted = f"7f00-7f01 r-xp 00000000 fd:01 {old_inode} {tmp_path}/~odule/m.so (deleted)\n"
+    assert "rebuilt after this kernel imported it" in stale_build(str(source), str(module), deleted)
+    same = f"7f00-7f01 r-xp 00000000 fd:01 {os.stat(module).st_ino} {module}\n"
+    assert stale_build(str(source), str(module), same) is None

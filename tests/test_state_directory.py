@@ -127,3 +127,28 @@ def test_a_disk_filled_after_the_attach_still_gets_the_whole_crash_report(demo_c
         reliability.fault("disk filled after the attach, then a segfault", "whole report written")
     finally:
         assert kernel.shutdown() == []
+
+
+def test_a_module_rebuilt_under_the_kernel_is_detected_when_pip_moved_the_old_one_aside(demo_crate, gdb_path,
+                                                                                         tmp_path, reliability):
+    """Item 7: `maturin develop` under a running kernel (pip moves the old folder to `~ustdemo`
+    and installs the new build): a line of the new source was accepted and never hit."""
+    import shutil
+
+    from harness import marker_line
+
+    site = tmp_path / "site"
+    shutil.copytree(demo_crate.extension.parent, site / "rustdemo")
+    kernel = KernelHarness(env={"PYTHONPATH": str(site)})
+    try:
+        loaded = kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo\nrustdemo.__file__")
+        assert str(site) in loaded.results[0], loaded.text
+        (site / "rustdemo").rename(site / "~ustdemo")          # what pip does before installing
+        shutil.copytree(site / "~ustdemo", site / "rustdemo")  # the new build: new files, new inodes
+        refused = kernel.run(f"%native_break src/lib.rs:{marker_line('compute-loop')}", timeout=60)
+        assert "was rebuilt after this kernel imported it; the kernel still runs the old build" in refused.stderr, \
+            refused.text
+        assert "restart the kernel" in refused.stderr
+        reliability.fault("module rebuilt under the kernel (old folder moved aside)", "refused, restart said")
+    finally:
+        assert kernel.shutdown() == []
