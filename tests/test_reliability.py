@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -246,33 +247,53 @@ def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS line")
+
+
 @pytest.mark.timeout(1800 if FULL else 300)
 def test_attach_detach_soak(demo_crate, reliability):
+    """Attach/detach cycles (200 with PYO3_DEBUG_MAGIC_FULL=1); every tenth also sets a
+    breakpoint, hits it, inspects a value and continues. Descriptors, threads and resident
+    memory of the kernel stay flat."""
     cycles = 200 if FULL else 20
     kernel = start_kernel()
     try:
         line = marker_line("square")
         # one whole cycle first, so lazily created threads (the pause console) and files are
         # there before counting
-        kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square(1)", answers=["c"], timeout=60)
+        kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square(1)", answers=["p value", "c"], timeout=60)
         kernel.run("%native_delete all\n%native_detach --stop", timeout=60)
         descriptors, threads = open_descriptors(kernel.pid), thread_count(kernel.pid)
+        memory = resident_kib(kernel.pid)
         for cycle in range(cycles):
-            result = kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square({cycle})",
-                                answers=["c"], timeout=60)
-            assert result.status == "ok" and result.results == [str(cycle * cycle)], f"cycle {cycle}: {result.text}"
+            if cycle % 10 == 0:
+                result = kernel.run(f"%native_break src/lib.rs:{line}\nrustdemo.square({cycle})",
+                                    answers=["p value", "c"], timeout=60)
+                assert result.status == "ok" and result.results == [str(cycle * cycle)], f"cycle {cycle}: {result.text}"
+                assert f"value = {cycle}" in shown(result), f"cycle {cycle}: {shown(result)}"
+                ended = kernel.run("%native_delete all\n%native_detach", timeout=60)
+            else:
+                assert kernel.run("%native_attach", timeout=60).status == "ok"
+                ended = kernel.run("%native_detach" + (" --stop" if cycle % 2 else ""), timeout=60)
             stop = cycle % 2 == 1  # every other detach ends the helper too
-            ended = kernel.run(f"%native_delete all\n%native_detach{' --stop' if stop else ''}", timeout=60)
             assert ended.status == "ok", f"cycle {cycle}: {ended.text}"
             helpers = (agent_processes(kernel.pid), gdb_processes(kernel.pid))
             assert (not any(helpers)) if stop else tuple(map(len, helpers)) == (1, 1), f"cycle {cycle}: {helpers}"
+        kernel.run("%native_detach --stop", timeout=60)
         still_intact(kernel)
         # the last helper's pipes and threads close a moment after it exits
         wait_until(lambda: thread_count(kernel.pid) <= threads and open_descriptors(kernel.pid) <= descriptors, 10)
         leaked_fds = open_descriptors(kernel.pid) - descriptors
         leaked_threads = thread_count(kernel.pid) - threads
+        grown_kib = resident_kib(kernel.pid) - memory
         reliability.cycles(cycles, leaked_descriptors=leaked_fds, leaked_threads=leaked_threads)
+        reliability.count(f"kernel resident memory change over {cycles} attach/detach cycles (KiB)", grown_kib)
         assert leaked_fds <= 0 and leaked_threads <= 0, (leaked_fds, leaked_threads)
+        assert grown_kib < 8 * 1024, grown_kib  # flat: the kernel hosts neither gdb nor the helper
     finally:
         assert kernel.shutdown() == []
 
