@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DebugMagicError
 from .model import CrashRecord
 from .paths import private_subdir, state_dir
 from .protocol import from_wire
@@ -101,3 +103,24 @@ def clear(identity: str | None, directory: Path | None = None) -> int:
         report.path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+LOST = re.compile(r"pyo3_debug_magic agent: cannot write (\S*/crash-(\d+)-\d+\.json): (.*)")
+
+
+def lost_reports() -> list[str]:
+    """Crash reports a helper could not write, from the helpers' logs (newest first): a
+    missing report is then never explained as crash capture not being armed."""
+    found = []
+    try:
+        logs = sorted(state_dir().glob("agent-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except (OSError, DebugMagicError):
+        return found
+    for log in logs:
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            continue
+        found += [f"the crash of pid {m.group(2)} was caught, but its report could not be written "
+                  f"({m.group(3)}; see {log})" for m in LOST.finditer(text)]
+    return found

@@ -207,7 +207,8 @@ class NativeDebugMagics(Magics):
             return
         report = crashes.previous_crash(identity)
         if report is None:
-            print(f"no crash report for this kernel: {crashes.ARM_HINT}")
+            lost = crashes.lost_reports()
+            print(f"no crash report for this kernel: {lost[0] if lost else crashes.ARM_HINT}")
             return
         view = crash_report(report.record, str(report.path))
         show_bundle(crash_view(self.shell, view))

@@ -152,3 +152,28 @@ def test_a_module_rebuilt_under_the_kernel_is_detected_when_pip_moved_the_old_on
         reliability.fault("module rebuilt under the kernel (old folder moved aside)", "refused, restart said")
     finally:
         assert kernel.shutdown() == []
+
+
+def test_a_report_that_could_not_be_written_is_never_explained_as_capture_not_armed(demo_crate, small_disk,
+                                                                                     reliability):
+    """Item 6: with the room held since the attach taken by something else, the report is lost;
+    `%native_crash` says so (from the helper's log), not that crash capture was off."""
+    state = small_disk(8192)
+    kernel = kernel_with_state(state)
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+        assert "attached" in kernel.run("%native_attach", timeout=60).output
+        for held in (state / "crashes").glob(".reserve-*"):
+            held.unlink()
+        fill(state)
+        assert kernel.run("rustdemo.segfault()", timeout=30).status == "died"
+        (state / "filler").unlink()
+        kernel.manager.restart_kernel(now=True)
+        kernel.client.wait_for_ready(timeout=60)
+        kernel.run("%load_ext pyo3_debug_magic")
+        said = kernel.run("%native_crash").output
+        assert "was caught, but its report could not be written (" in said and "No space left" in said, said
+        assert "crash capture is armed while" not in said
+        reliability.fault("crash report lost to a full disk", "said so, never 'not armed'")
+    finally:
+        assert kernel.shutdown() == []
