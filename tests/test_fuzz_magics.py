@@ -3,12 +3,14 @@
 Each magic gets generated argument strings (locations, conditions, expressions, options, numbers,
 paths, unbalanced quotes, control characters, lone surrogates, very long strings) in a real
 IPython shell with gdb attached to the test process. Every one must give a result or a one-line
-UsageError; ``%refcheck`` may also raise the user's own error from the user's expression.
+UsageError; ``%refcheck`` may also raise the user's own error from the user's expression. No
+case may take 30 s or more.
 ``PYO3_DEBUG_MAGIC_FUZZ_EXAMPLES`` sets the count per magic (default 2,000; the full run is 10,000: see the README).
 """
 from __future__ import annotations
 
 import os
+import time
 import traceback
 
 import pytest
@@ -19,6 +21,7 @@ from IPython.core.error import UsageError
 pytestmark = [pytest.mark.gdb, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 EXAMPLES = int(os.environ.get("PYO3_DEBUG_MAGIC_FUZZ_EXAMPLES", "2000"))
+MAX_WAIT = 30.0  # s: a case that takes longer is a wait the user cannot end
 PACKAGE = os.path.dirname(__import__("pyo3_debug_magic").__file__)
 
 NASTY = ['"', "'", "\\", "\n", "\r", "\0", "\x1b", "\ud800", "\udfff", "\u00b2", "\u0663", "$", "`",
@@ -73,7 +76,7 @@ def fuzz_shell(demo_crate, gdb_path, tmp_path_factory):
 def test_every_argument_string_gives_a_result_or_a_usage_error(fuzz_shell, magic, reliability, capsys):
     from pyo3_debug_magic.debugger import get_debugger
 
-    seen = {"cases": 0}
+    seen = {"cases": 0, "slowest": 0.0}
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -82,6 +85,7 @@ def test_every_argument_string_gives_a_result_or_a_usage_error(fuzz_shell, magic
         if magic in ("native_attach", "native_detach") and not line.strip():
             return  # valid: attaching and detaching are tested for real elsewhere
         seen["cases"] += 1
+        started = time.monotonic()
         try:
             fuzz_shell.run_line_magic(magic, line)
         except UsageError as error:
@@ -95,10 +99,14 @@ def test_every_argument_string_gives_a_result_or_a_usage_error(fuzz_shell, magic
                         + "".join(traceback.format_exception(error)))
         finally:
             capsys.readouterr()  # keep the captured output small
+            took = time.monotonic() - started
+            seen["slowest"] = max(seen["slowest"], took)
+        assert took < MAX_WAIT, f"%{magic} {line!r} took {took:.0f} s"
         if not get_debugger().attached:
             fuzz_shell.run_line_magic("native_attach", "")  # a valid %native_detach ran
 
     check()
     reliability.fuzzed(magic, seen["cases"])
+    reliability.count(f"slowest %{magic} fuzz case (ms)", round(seen["slowest"] * 1000))
     # the debugger still works after all of it
     assert get_debugger().attached and get_debugger().breakpoints() is not None
