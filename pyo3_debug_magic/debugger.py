@@ -107,7 +107,6 @@ class NativeDebugger(DebuggerSettings):
 
             if self.attach_progress_after <= 0:
                 slow(0.0)  # progress asked for on every attach: shown before the first wait
-
             status = AttachStatus.from_agent(self._session.request(
                 p.Attach(kernel_id, self.crash_directory or str(crashes.report_dir()), self.crash_handling,
                          self.defer_symbols),
@@ -115,7 +114,8 @@ class NativeDebugger(DebuggerSettings):
             if reported and self.attach_progress is not None:
                 self.attach_progress(status.attach_seconds or reported[-1], "", True)
             self._gdb_attached = True
-            return status
+            own = self.target_pid in (None, os.getpid())
+            return replace(status, notes=preimport.rebuilt_since_import()) if own else status
         except Exception:
             self.close()
             raise

@@ -308,6 +308,41 @@ def _loaded_without_debug_info(source_file: str, sources: list[SourceFile]) -> s
     return None
 
 
+def _mapped_inode(objfile: str, maps: str) -> int | None:
+    """The inode of the file mapped for ``objfile`` (-1: deleted), or None if none is mapped."""
+    name, moved_aside = Path(objfile).name, None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6:
+            continue
+        path = fields[5].removesuffix(" (deleted)")
+        if path == objfile:
+            return int(fields[4]) if path == fields[5] else -1
+        if moved_aside is None and os.path.basename(path) == name:
+            moved_aside = int(fields[4])
+    return moved_aside
+
+
+def rebuilt_extensions(modules, maps: str | None = None) -> list[str]:
+    """The extension files among ``modules`` (file paths) replaced on disk since this process
+    loaded them: gdb reads the file on disk, so it would show the new build's lines and
+    variables for the old build's code."""
+    try:
+        maps = maps if maps is not None else Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    rebuilt = []
+    for path in modules:
+        mapped = _mapped_inode(path, maps)
+        try:
+            on_disk = os.stat(path).st_ino
+        except OSError:
+            on_disk = None
+        if mapped not in (None, 0) and mapped != on_disk:
+            rebuilt.append(path)
+    return rebuilt
+
+
 def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | None:
     """Why the loaded ``objfile`` does not match ``fullname`` on disk, or None if it does.
 
@@ -323,19 +358,7 @@ def stale_build(fullname: str, objfile: str, maps: str | None = None) -> str | N
         except OSError:
             return None
     name = Path(objfile).name
-    mapped_inode = moved_aside = None
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) < 6:
-            continue
-        path = fields[5].removesuffix(" (deleted)")
-        if path == objfile:
-            mapped_inode = int(fields[4]) if path == fields[5] else -1
-            break
-        if moved_aside is None and os.path.basename(path) == name:
-            moved_aside = int(fields[4])
-    if mapped_inode is None:
-        mapped_inode = moved_aside
+    mapped_inode = _mapped_inode(objfile, maps)
     try:
         on_disk = os.stat(objfile)
     except OSError:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .dwarf import OutOfTime, has_debug_info, lines_with_code
 from .errors import UsageProblem
-from .locations import SKIPPED_DIRS, Location, crate_of, in_crate
+from .locations import SKIPPED_DIRS, Location, crate_of, in_crate, rebuilt_extensions
 
 BUDGET_SECONDS = 2.0
 MAX_DEPTH = 3          # site-packages/pkg/sub/module.so
@@ -31,6 +31,23 @@ class FileInModule:
     module: str                 # the module file
     fullname: str               # the source file as its debug info names it
     last_line: int              # its last line with code
+
+
+def rebuilt_since_import() -> tuple[str, ...]:
+    """A note for each extension module of this process rebuilt on disk since its import."""
+    return tuple(f"{os.path.basename(path)} was rebuilt after this kernel imported it: gdb reads the new "
+                 "file while the kernel runs the old code, so its lines and values would be wrong; restart "
+                 "the kernel" for path in rebuilt_extensions(loaded_extensions()))
+
+
+def loaded_extensions() -> list[str]:
+    """The files of the extension modules this process has imported."""
+    found = []
+    for module in list(sys.modules.values()):
+        loader = getattr(getattr(module, "__spec__", None), "loader", None)
+        if isinstance(loader, importlib.machinery.ExtensionFileLoader) and getattr(module, "__file__", None):
+            found.append(module.__file__)
+    return found
 
 
 def importable_extensions(path_entries=None) -> list[str]:

@@ -149,6 +149,11 @@ def test_a_module_rebuilt_under_the_kernel_is_detected_when_pip_moved_the_old_on
         assert "was rebuilt after this kernel imported it; the kernel still runs the old build" in refused.stderr, \
             refused.text
         assert "restart the kernel" in refused.stderr
+        # attaching again: gdb would read the new file for the old code, and says so
+        kernel.run("%native_detach --stop", timeout=60)
+        attached = kernel.run("%native_attach", timeout=60).output
+        assert ("was rebuilt after this kernel imported it: gdb reads the new file while the kernel runs the "
+                "old code") in attached, attached
         reliability.fault("module rebuilt under the kernel (old folder moved aside)", "refused, restart said")
     finally:
         assert kernel.shutdown() == []

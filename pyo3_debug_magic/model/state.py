@@ -51,6 +51,7 @@ class AttachStatus:
     thread_count: int
     printers: str = "loaded"
     crash_capture: str | None = None
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_agent(cls, status: AgentStatus) -> "AttachStatus":

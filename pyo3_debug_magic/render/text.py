@@ -12,7 +12,8 @@ def attach_status(status: AttachStatus) -> str:
     took = f" in {status.attach_seconds:.2f} s" if status.attach_seconds is not None else ""
     shown = (f"native debugger attached to kernel pid {status.target_pid}{took} "
              f"({status.thread_count} threads, non-stop; {status.gdb_version})")
-    notes = [note for note in (None if status.printers == "loaded" else status.printers, status.crash_capture) if note]
+    notes = [note for note in (None if status.printers == "loaded" else status.printers, status.crash_capture,
+                               *status.notes) if note]
     return "\n".join([shown, *notes])
 
 
