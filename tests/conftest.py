@@ -191,7 +191,20 @@ def reliability() -> ReliabilityFigures:
     return _FIGURES
 
 
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Setup, call and teardown time of every test, summed by test file (printed at the end)."""
+    path = report.nodeid.split("::")[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _FILE_SECONDS:
+        terminalreporter.section("seconds per test file")
+        for path, seconds in sorted(_FILE_SECONDS.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{seconds:8.1f}  {path}")
     if SCREENSHOTS:
         terminalreporter.section("browser screenshots")
         for path in SCREENSHOTS:
