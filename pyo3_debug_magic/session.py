@@ -17,6 +17,7 @@ from typing import Callable
 from . import paths, protocol, tools
 from .errors import AgentError, AgentTimeoutError, ProtocolMismatchError, error_from_wire
 from .model import AgentExited, Event
+from .procfs import process_state
 from .protocol import LineReader, Request, encode
 
 # The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s), and never
@@ -163,11 +164,7 @@ class AgentSession:
 
     def _helper_stopped(self) -> bool:
         """The helper is stopped by a signal (state T), so nothing it owes will come."""
-        try:
-            stat = open(f"/proc/{self.process.pid}/stat").read()
-        except (OSError, AttributeError):
-            return False
-        return stat[stat.rindex(")") + 2] == "T"
+        return self.process is not None and process_state(self.process.pid) == "T"
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` for every event the agent pushes (from a reader thread)."""

@@ -291,16 +291,14 @@ class Breakpoints:
 
     def disable_pausing(self) -> list[int]:
         """Turn off every enabled pausing breakpoint; the numbers turned off."""
-        enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"
-                   and self.specs.get(int(b["number"]), {}).get("kind") == "pause"]
-        if enabled:
-            self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
-        return enabled
+        return self.disable_all(only_kind="pause")
 
-    def disable_all(self) -> list[int]:
-        """Turn off every enabled breakpoint, pausing or logging (a call made on the user's
-        behalf must not stop at one: gdb would abandon the call inside it); the numbers."""
-        enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"]
+    def disable_all(self, only_kind: str | None = None) -> list[int]:
+        """Turn off every enabled breakpoint (of ``only_kind``), pausing or logging (a call made
+        on the user's behalf must not stop at one: gdb would abandon the call inside it); the
+        numbers turned off."""
+        enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"
+                   and (only_kind is None or self.specs.get(int(b["number"]), {}).get("kind") == only_kind)]
         if enabled:
             self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
         return enabled

@@ -21,7 +21,7 @@ from typing import Callable
 
 from pygdbmi.gdbcontroller import GdbController
 
-from .procfs import process_state
+from ..procfs import process_state
 
 GDB_STARTUP_SETTINGS = (
     "set non-stop on",

@@ -8,7 +8,7 @@ import time
 from .. import model
 from .. import protocol as p
 from ..errors import AttachError, NotAttachedError, UsageProblem
-from .procfs import target_alive
+from ..procfs import target_alive
 from ..tools import calls_unsafe_reason, cpu_has_amx, explain_attach_failure
 from .breakpoints import Breakpoints
 from .context import AgentContext

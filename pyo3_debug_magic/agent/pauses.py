@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .. import model
 from ..errors import UsageProblem
 from ..userinput import CALL
-from .procfs import ignores_signal
+from ..procfs import ignores_signal
 from . import handoff
 from .breakpoints import Breakpoints
 from .context import AgentContext

@@ -1,4 +1,5 @@
-"""Facts about the kernel process read from ``/proc``, without gdb and without stopping it."""
+"""Facts about a process read from ``/proc``, without gdb and without stopping it (the kernel
+side and the helper both read them)."""
 from __future__ import annotations
 
 import signal
