@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyo3_debug_magic import pyspy  # noqa: E402
+from pyo3_debug_magic.stacks import pyspy  # noqa: E402
 from pyo3_debug_magic.debugger import NativeDebugger  # noqa: E402
 from pyo3_debug_magic.render.text import thread_stacks  # noqa: E402
 from pyo3_debug_magic.tools import find_gdb, find_py_spy  # noqa: E402

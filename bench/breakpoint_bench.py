@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyo3_debug_magic.agent.gdbmi import GdbMI, mi_quote  # noqa: E402
+from pyo3_debug_magic.gdb.mi import GdbMI, mi_quote  # noqa: E402
 from pyo3_debug_magic.debugger import BreakpointRequest, NativeDebugger  # noqa: E402
 from pyo3_debug_magic.tools import find_gdb  # noqa: E402
 

@@ -16,7 +16,7 @@ import time
 import rustdemo
 
 from pyo3_debug_magic.debugger import NativeDebugger
-from pyo3_debug_magic.profile_run import ProfileOptions, run_profiled
+from pyo3_debug_magic.profiling.run import ProfileOptions, run_profiled
 from pyo3_debug_magic.render.flamegraph import profile_html
 from pyo3_debug_magic.render.profile_text import profile_text
 

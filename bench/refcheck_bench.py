@@ -12,7 +12,7 @@ import time
 
 import rustdemo
 
-from pyo3_debug_magic.leaks import MIN_MEASURED_CALLS, SETTLING_CALLS, RefChecker, Verdict
+from pyo3_debug_magic.refcheck.engine import MIN_MEASURED_CALLS, SETTLING_CALLS, RefChecker, Verdict
 
 
 def seeded_cases():

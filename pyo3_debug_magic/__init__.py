@@ -14,22 +14,22 @@ def __getattr__(name: str):
     """The refcheck engine (standard library only, importable without IPython), imported on
     first use: the agent and pytest's plugin import this package without needing it."""
     if name in ("RefChecker", "RefcheckReport", "refcheck"):
-        from . import leaks
+        from pyo3_debug_magic.refcheck import engine
 
-        return getattr(leaks, name)
+        return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython) -> None:
     from traitlets import TraitError
 
-    from . import kernel_hooks
-    from .magics import NativeDebugMagics
-    from .profile_magics import NativeProfileMagics
+    from pyo3_debug_magic.notebook import kernel_hooks
+    from pyo3_debug_magic.notebook.magics import NativeDebugMagics
+    from pyo3_debug_magic.notebook.profile_magics import NativeProfileMagics
 
-    from .debugger import get_debugger
+    from pyo3_debug_magic.debugger import get_debugger
 
-    from .magic_help import tidy
+    from pyo3_debug_magic.notebook.magic_help import tidy
 
     tidy(NativeDebugMagics, NativeProfileMagics)
     ipython.register_magics(NativeDebugMagics, NativeProfileMagics)
@@ -41,19 +41,19 @@ def load_ipython_extension(ipython) -> None:
     if debugger not in ipython.configurables:
         ipython.configurables.append(debugger)  # %config NativeDebugger.hang_after = 5
     kernel_hooks.install(ipython)
-    from .refcheck_report import RefcheckReport
-    from .widgets import refcheck_bundle
+    from pyo3_debug_magic.refcheck.report import RefcheckReport
+    from pyo3_debug_magic.notebook.widgets import refcheck_bundle
 
     ipython.display_formatter.mimebundle_formatter.for_type(RefcheckReport, refcheck_bundle)
-    from . import crashes
-    from .output import show_attach_progress
+    from pyo3_debug_magic.crash import report_files
+    from pyo3_debug_magic.notebook.output import show_attach_progress
 
     debugger.attach_progress = show_attach_progress
 
-    from .errors import DebugMagicError
+    from pyo3_debug_magic.errors import DebugMagicError
 
     try:
-        notice = crashes.announce_once(crashes.kernel_identity())
+        notice = report_files.announce_once(report_files.kernel_identity())
     except DebugMagicError as error:  # the state directory: said, and the magics still load
         notice = f"pyo3_debug_magic: no crash reports this session: {error}"
     if notice:
@@ -62,13 +62,13 @@ def load_ipython_extension(ipython) -> None:
 
 def unload_ipython_extension(ipython) -> None:
     """Detach gdb, stop the helper, and unregister our magics."""
-    from . import kernel_hooks
-    from .debugger import get_debugger
-    from .magics import NativeDebugMagics
-    from .profile_magics import NativeProfileMagics
+    from pyo3_debug_magic.notebook import kernel_hooks
+    from pyo3_debug_magic.debugger import get_debugger
+    from pyo3_debug_magic.notebook.magics import NativeDebugMagics
+    from pyo3_debug_magic.notebook.profile_magics import NativeProfileMagics
 
     kernel_hooks.uninstall(ipython)
-    from .refcheck_report import RefcheckReport
+    from pyo3_debug_magic.refcheck.report import RefcheckReport
 
     ipython.display_formatter.mimebundle_formatter.pop(RefcheckReport, None)
     debugger = get_debugger()

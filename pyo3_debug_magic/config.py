@@ -11,7 +11,7 @@ import os
 from traitlets import Float, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from .model import AgentSettings
+from pyo3_debug_magic.model import AgentSettings
 
 
 def _env_float(name: str, default: float) -> float:

@@ -11,13 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import locations, preimport, source_paths, userinput
-from . import protocol as p
-from .config import DebuggerSettings
-from .errors import NotAttachedError, UsageProblem
-from .model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, CrashHandling, Event, GdbDied, LogHit,
-                    LogRecord, RawSnapshot, Snapshot)
-from .session import AgentSession
+from pyo3_debug_magic import userinput
+from pyo3_debug_magic.breakpoints import locations
+from pyo3_debug_magic.breakpoints import preimport
+from pyo3_debug_magic.breakpoints import source_paths
+from pyo3_debug_magic import protocol as p
+from pyo3_debug_magic.config import DebuggerSettings
+from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
+from pyo3_debug_magic.model import AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, CrashHandling, Event, GdbDied, LogHit, LogRecord, RawSnapshot, Snapshot
+from pyo3_debug_magic.session import AgentSession
 
 
 INTERPRETER_FUNCTION = re.compile(r"_?Py[A-Z_][A-Za-z0-9_]*")  # CPython's C API and internals
@@ -84,7 +86,7 @@ class NativeDebugger(DebuggerSettings):
 
     def attach(self) -> AttachStatus:
         """Start the agent if needed and attach in non-stop mode (threads keep running)."""
-        from . import crashes
+        from pyo3_debug_magic.crash import report_files
 
         try:
             if self._session is None or not self._session.alive:
@@ -96,7 +98,7 @@ class NativeDebugger(DebuggerSettings):
                 self._session.request(p.Configure(self.agent_settings()))
             self._gdb_gone = False
             kernel_id = self.crash_identity or (
-                crashes.kernel_identity() if self.target_pid in (None, os.getpid()) else None)
+                report_files.kernel_identity() if self.target_pid in (None, os.getpid()) else None)
             # the agent bounds attaching at 2 x 20 s: the kernel waits longer
             reported = []
 
@@ -108,7 +110,7 @@ class NativeDebugger(DebuggerSettings):
             if self.attach_progress_after <= 0:
                 slow(0.0)  # progress asked for on every attach: shown before the first wait
             status = AttachStatus.from_agent(self._session.request(
-                p.Attach(kernel_id, self.crash_directory or str(crashes.report_dir()), self.crash_handling,
+                p.Attach(kernel_id, self.crash_directory or str(report_files.report_dir()), self.crash_handling,
                          self.defer_symbols),
                 timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
             if reported and self.attach_progress is not None:
@@ -329,7 +331,7 @@ class NativeDebugger(DebuggerSettings):
 
     def snapshot(self, threads: list[int] | None = None, with_locals: bool = False) -> Snapshot:
         """Every thread's merged Rust + Python stack through gdb (the one stack pipeline)."""
-        from . import backtrace
+        from pyo3_debug_magic.stacks import backtrace
 
         return backtrace.capture("gdb", self, threads, with_locals, pid=self.target_pid)
 

@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import UsageProblem
+from pyo3_debug_magic.errors import UsageProblem
 
 
 def _check_ours(path: Path) -> None:

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
-from . import model
+from pyo3_debug_magic import model
 
 PROTOCOL_VERSION = 3
 

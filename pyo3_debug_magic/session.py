@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Callable
 
-from . import paths, protocol, tools
-from .errors import AgentError, AgentTimeoutError, ProtocolMismatchError, error_from_wire
-from .model import AgentExited, Event
-from .procfs import process_state
-from .protocol import LineReader, Request, encode
+from pyo3_debug_magic import paths, protocol, tools
+from pyo3_debug_magic.errors import AgentError, AgentTimeoutError, ProtocolMismatchError, error_from_wire
+from pyo3_debug_magic.model import AgentExited, Event
+from pyo3_debug_magic.procfs import process_state
+from pyo3_debug_magic.protocol import LineReader, Request, encode
 
 # The agent bounds each gdb command (10 s) and gdb each call into the kernel (5 s), and never
 # waits past the kernel's wait, which each request carries; an expired wait here means the
@@ -35,7 +35,7 @@ def agent_command(fd: int, target_pid: int, gdb_path: str) -> list[str]:
     the directories this package and its dependencies were imported from put back explicitly."""
     from importlib import metadata
 
-    from .tools import isolated_python
+    from pyo3_debug_magic.tools import isolated_python
 
     roots: tuple[str, ...] = ()
     try:  # where pip installed pygdbmi (never imported here: the kernel's path starts at its cwd)

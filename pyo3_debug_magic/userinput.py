@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UsageProblem
+from pyo3_debug_magic.errors import UsageProblem
 
 MAX_TEXT = 10_000
 GDB_INTERNAL = re.compile(r"\$_\w*")

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from harness import KernelHarness, marker_line, snapshot_of_process
-from pyo3_debug_magic.stacks import clean_rust_name
+from pyo3_debug_magic.stacks.merging import clean_rust_name
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 

@@ -11,8 +11,8 @@ import time
 import pytest
 from traitlets import TraitError
 
-from pyo3_debug_magic.agent.gdb_session import GdbSession, StartedGdb
-from pyo3_debug_magic.agent.gdbmi import GdbTimeoutError
+from pyo3_debug_magic.gdb.session import GdbSession, StartedGdb
+from pyo3_debug_magic.gdb.mi import GdbTimeoutError
 from pyo3_debug_magic.config import DebuggerSettings
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness import KernelHarness, marker_line, wait_for
-from pyo3_debug_magic import crashes
+from pyo3_debug_magic.crash import report_files
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(150)]
 
@@ -130,10 +130,10 @@ def test_reports_of_other_kernels_and_users_are_not_the_previous_kernels(tmp_pat
     (directory / "crash-2-2.json").write_text(json.dumps({**base, "uid": os.getuid() + 1, "kernel_id": "kernel-mine"}))
     (directory / "crash-3-3.json").write_text(json.dumps({**base, "uid": os.getuid(), "kernel_id": "kernel-mine",
                                                           "pid": os.getpid()}))
-    assert crashes.previous_crash("kernel-mine", directory) is None
-    assert crashes.previous_crash(None, directory) is None
+    assert report_files.previous_crash("kernel-mine", directory) is None
+    assert report_files.previous_crash(None, directory) is None
     (directory / "crash-4-4.json").write_text(json.dumps({**base, "uid": os.getuid(), "kernel_id": "kernel-mine"}))
-    found = crashes.previous_crash("kernel-mine", directory)
+    found = report_files.previous_crash("kernel-mine", directory)
     assert found is not None and found.path.name == "crash-4-4.json"
-    assert crashes.announce_once("kernel-mine", directory).startswith("The previous kernel crashed: SIGSEGV in x")
-    assert crashes.announce_once("kernel-mine", directory) is None
+    assert report_files.announce_once("kernel-mine", directory).startswith("The previous kernel crashed: SIGSEGV in x")
+    assert report_files.announce_once("kernel-mine", directory) is None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyo3_debug_magic.agent.gdbmi import GdbCommandError, GdbMI, mi_quote
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbMI, mi_quote
 
 
 @pytest.mark.parametrize("raw, quoted", [

@@ -66,8 +66,8 @@ def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path
                    capture_output=True, timeout=90)
     assert core.is_file(), "gdb did not write the core file"
     shell.run_line_magic("load_ext", "pyo3_debug_magic")
-    from pyo3_debug_magic.backtrace import crash_report
-    from pyo3_debug_magic.core import open_core
+    from pyo3_debug_magic.stacks.backtrace import crash_report
+    from pyo3_debug_magic.crash.core import open_core
     from pyo3_debug_magic.render import text as render_text
 
     report = open_core(str(core))
@@ -75,7 +75,7 @@ def test_native_core_shows_the_faulting_rust_line(demo_crate, gdb_path, tmp_path
     assert text.startswith(f"SIGSEGV in rustdemo::segfault at src/lib.rs:{marker_line('segfault')}"), text
     assert "core file" in text and "py <module>  at <string>:2" in text
     assert report.fault_address == "0x0"
-    from pyo3_debug_magic.backtrace import capture
+    from pyo3_debug_magic.stacks.backtrace import capture
 
     snapshot = capture("gdb core", core=str(core))  # the same pipeline as %native_bt
     assert snapshot.engine == "gdb core" and snapshot.problem is None
@@ -92,7 +92,7 @@ def test_native_core_prints_rust_values_as_a_live_pause_does(demo_crate, gdb_pat
                     "--args", sys.executable, "-c", "import rustdemo\nrustdemo.compute([1, 2, 3])"],
                    capture_output=True, timeout=90)
     assert core.is_file(), "gdb did not write the core file"
-    from pyo3_debug_magic.core import open_core
+    from pyo3_debug_magic.crash.core import open_core
 
     report = open_core(str(core))
     values = {v.name: v.value for v in report.locals}

@@ -7,8 +7,7 @@ import time
 import pytest
 
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.locations import (SourceFile, crate_of, in_crate, parse_location, resolve, stale_build,
-                                        user_written_line)
+from pyo3_debug_magic.breakpoints.locations import SourceFile, crate_of, in_crate, parse_location, resolve, stale_build, user_written_line
 
 REGISTRY = "/root/.cargo/registry/src/index.crates.io-1/pyo3-0.23.5/src/lib.rs"
 STD = "/rustc/59807616e1fa/library/std/src/lib.rs"
@@ -156,7 +155,7 @@ TRAIT_METHOD = "<my_pkg::Meter as my_pkg::Scale>::scale"
     ("Meter::scale", "my_pkg::{impl#0}::scale", "", False),   # no symbol-table name: no trait match
 ])
 def test_what_a_typed_function_name_matches(typed, name, spelled, matches):
-    from pyo3_debug_magic.locations import function_matches
+    from pyo3_debug_magic.breakpoints.locations import function_matches
 
     assert function_matches(typed, name, spelled) is matches
 
@@ -174,7 +173,7 @@ def test_other_text_is_not_a_location(text):
 
 
 def test_a_recorded_folder_maps_to_the_checkout_that_has_the_file(tmp_path):
-    from pyo3_debug_magic.source_paths import mapping_for
+    from pyo3_debug_magic.breakpoints.source_paths import mapping_for
 
     (tmp_path / "mycrate" / "src").mkdir(parents=True)
     (tmp_path / "mycrate" / "src" / "lib.rs").write_text("fn main() {}\n")
@@ -186,7 +185,7 @@ def test_a_recorded_folder_maps_to_the_checkout_that_has_the_file(tmp_path):
 
 
 def test_gdb_regex_keeps_rust_punctuation_literal():
-    from pyo3_debug_magic.agent.symbols import gdb_regex
+    from pyo3_debug_magic.gdb.symbols import gdb_regex
 
     assert gdb_regex("{closure#0}") == "[{]closure#0[}]"
     assert gdb_regex("a.b*") == "a[.]b[*]"

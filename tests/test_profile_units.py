@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pyo3_debug_magic import profile_files, profiles
-from pyo3_debug_magic.pyspy import demangle_all
+from pyo3_debug_magic.profiling import files
+from pyo3_debug_magic.profiling import profiles
+from pyo3_debug_magic.stacks.pyspy import demangle_all
 from pyo3_debug_magic.render.flamegraph import profile_html
 from pyo3_debug_magic.render.profile_text import fold_generics, profile_text
 
@@ -57,7 +58,7 @@ def test_notes_for_few_samples_errors_and_cut_stacks():
 
 
 def test_rust_names_lose_hashes_llvm_suffixes_and_legacy_escapes():
-    from pyo3_debug_magic.stacks import clean_rust_name
+    from pyo3_debug_magic.stacks.merging import clean_rust_name
 
     assert clean_rust_name("rustdemo::mix_round::h6dd6770a60191cb1.llvm.12345") == "rustdemo::mix_round"
     assert clean_rust_name("core::num::_$LT$impl$u20$u64$GT$::unchecked_add::h6bdd695530cedba2") == \
@@ -80,16 +81,16 @@ def test_renderings_and_files():
     assert "MainThread (101)" in text and "rs rustdemo::busy_work" not in text  # /nowhere is not the user's
     html = profile_html(profile)
     assert html.count("<script>") == 1 and "rustdemo::busy_work" in html and "</script>" not in html.split("<script>")[1][:-15]
-    speedscope = profile_files.speedscope(profile)
+    speedscope = files.speedscope(profile)
     json.dumps(speedscope)
     assert {p["name"].split()[-1] for p in speedscope["profiles"]} == {"MainThread", "102"}
-    assert profile_files.svg(profile).startswith("<svg") and "rustdemo::busy_work" in profile_files.svg(profile)
+    assert files.svg(profile).startswith("<svg") and "rustdemo::busy_work" in files.svg(profile)
 
 
 # ----- the native sampler's pure parts and the Python frame reader -----------------------------
 
 def test_native_and_python_frames_merge_at_each_eval_frame():
-    from pyo3_debug_magic.native_stacks import Symbol, merge
+    from pyo3_debug_magic.profiling.sampled_stacks import Symbol, merge
 
     lib, ext = "/x/libpython3.11.so.1.0", "/x/mymod.so"
     symbols = {0: ("/lib/libc.so.6", [Symbol("__libc_start_main_impl", "libc-start.c", 1)]),
@@ -110,7 +111,7 @@ def test_native_and_python_frames_merge_at_each_eval_frame():
 
 READER = """
 import ctypes, json, os, sys, threading
-from pyo3_debug_magic import pyframes
+from pyo3_debug_magic.stacks import pyframes
 layout = pyframes.discover()
 runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
 started, done = threading.Event(), threading.Event()

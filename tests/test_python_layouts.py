@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT, snapshot_of_process
-from pyo3_debug_magic.agent.pystack import line_for_offset, line_for_offset_310
+from pyo3_debug_magic.gdb.pystack import line_for_offset, line_for_offset_310
 
 VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 

@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from pyo3_debug_magic.agent import handoff
-from pyo3_debug_magic.agent.memory import (INT3, executable_mappings, mapping_of, remove_breakpoint_instructions,
-                                           remove_every_breakpoint_instruction)
+from pyo3_debug_magic.agent.memory import INT3, executable_mappings, mapping_of, remove_breakpoint_instructions, remove_every_breakpoint_instruction
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.model import GdbFrame
 from pyo3_debug_magic.tools import calls_unsafe_reason, gdb_major_version
@@ -109,7 +108,8 @@ def test_breakpoint_bytes_are_restored_in_a_real_process():
 
 
 def test_a_state_directory_the_user_points_at_is_never_re_moded(tmp_path, monkeypatch):
-    from pyo3_debug_magic import crashes, paths
+    from pyo3_debug_magic import paths
+    from pyo3_debug_magic.crash import report_files
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -121,7 +121,7 @@ def test_a_state_directory_the_user_points_at_is_never_re_moded(tmp_path, monkey
     assert shared.stat().st_mode & 0o7777 == 0o1777
     shared.chmod(0o755)
     assert paths.state_dir() == shared
-    assert crashes.report_dir().stat().st_mode & 0o777 == 0o700  # ours, inside it
+    assert report_files.report_dir().stat().st_mode & 0o777 == 0o700  # ours, inside it
     link = tmp_path / "link"
     link.symlink_to(shared)
     monkeypatch.setenv("PYO3_DEBUG_MAGIC_STATE", str(link))
@@ -132,13 +132,13 @@ def test_a_state_directory_the_user_points_at_is_never_re_moded(tmp_path, monkey
 def test_outside_a_kernel_only_this_process_reports_are_listed(tmp_path):
     import json
 
-    from pyo3_debug_magic import crashes
+    from pyo3_debug_magic.crash import report_files
 
     for pid, kernel_id in ((os.getpid(), None), (1, None), (os.getpid() + 1, "kernel-a")):
         (tmp_path / f"crash-{pid}-{kernel_id}.json").write_text(json.dumps(
             {"uid": os.getuid(), "pid": pid, "kernel_id": kernel_id, "time": 1, "summary": "x"}))
-    assert [r.data["pid"] for r in crashes.reports(None, tmp_path)] == [os.getpid()]
-    assert crashes.clear(None, tmp_path) == 1
+    assert [r.data["pid"] for r in report_files.reports(None, tmp_path)] == [os.getpid()]
+    assert report_files.clear(None, tmp_path) == 1
     assert len(list(tmp_path.glob("crash-*.json"))) == 2  # the other processes' reports stay
 
 

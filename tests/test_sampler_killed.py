@@ -33,7 +33,7 @@ def kernel_thread_states(pid: int) -> list[str]:
 def kill_the_sampler_when_it_samples(kernel_pid: int, signal_number: int, killed: list) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        samplers = [pid for pid in descendants_of(kernel_pid) if "pyo3_debug_magic.native_sampler" in process_name(pid)]
+        samplers = [pid for pid in descendants_of(kernel_pid) if "pyo3_debug_magic.profiling.sampler" in process_name(pid)]
         if samplers:
             time.sleep(0.4 + 0.1 * len(killed))  # mid-round, at a different moment each time
             os.kill(samplers[0], signal_number)
@@ -66,7 +66,7 @@ def test_a_killed_sampler_leaves_the_kernel_running(demo_crate, signal_number, r
 
 HOLDER = """
 import ctypes, os, sys, time
-from pyo3_debug_magic.native_sampler import PTRACE_INTERRUPT, PTRACE_SEIZE, Seized
+from pyo3_debug_magic.profiling.sampler import PTRACE_INTERRUPT, PTRACE_SEIZE, Seized
 target, how = int(sys.argv[1]), sys.argv[2]
 libc = ctypes.CDLL(None, use_errno=True)
 if how == "seized, waited":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pyo3_debug_magic.render.text import thread_stacks
-from pyo3_debug_magic.stacks import StackEntry, ThreadStack, for_display, is_kernel_machinery, may_lack_rust_frames
+from pyo3_debug_magic.stacks.merging import StackEntry, ThreadStack, for_display, is_kernel_machinery, may_lack_rust_frames
 
 SITE = "/venv/lib/python3.11/site-packages"
 THREADING = "/usr/lib/python3.11/threading.py"
@@ -70,7 +70,7 @@ def test_library_frames_are_folded_but_the_top_frame_and_the_users_frames_stay()
 
 
 def test_py_spy_names_the_users_sources_as_gdb_does(tmp_path):
-    from pyo3_debug_magic.pyspy import parse_dump
+    from pyo3_debug_magic.stacks.pyspy import parse_dump
 
     crate = tmp_path / "mycrate"
     (crate / "src").mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_a_running_native_thread_without_user_frames_may_have_lost_some():
 
 def test_a_stop_in_your_crate_without_locals_says_why_and_one_with_locals_does_not():
     from harness import LIB_RS
-    from pyo3_debug_magic.backtrace import NO_VARIABLE_INFO, stop
+    from pyo3_debug_magic.stacks.backtrace import NO_VARIABLE_INFO, stop
     from pyo3_debug_magic.model import GdbFrame, Paused, Variable
 
     frame = GdbFrame(0, "rustdemo::square", "src/lib.rs", str(LIB_RS), 32)

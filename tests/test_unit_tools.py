@@ -42,7 +42,7 @@ def test_missing_gdb_names_the_install_command(monkeypatch):
                                   "lib.rs", "rust::path::with space", "`id`"])
 def test_hostile_or_malformed_locations_are_refused(text):
     from pyo3_debug_magic.errors import UsageProblem
-    from pyo3_debug_magic.locations import parse_location
+    from pyo3_debug_magic.breakpoints.locations import parse_location
 
     with pytest.raises(UsageProblem):
         parse_location(text)
@@ -53,7 +53,7 @@ def test_hostile_or_malformed_locations_are_refused(text):
     ("rustdemo::compute", None, None, "rustdemo::compute"), ("compute", None, None, "compute"),
 ])
 def test_locations_parse(text, path, line, function):
-    from pyo3_debug_magic.locations import parse_location
+    from pyo3_debug_magic.breakpoints.locations import parse_location
 
     parsed = parse_location(text)
     assert (parsed.path, parsed.line, parsed.function) == (path, line, function)

@@ -21,7 +21,7 @@ def test_breakpoint_panel_drives_gdb_through_its_widgets(loaded_kernel, gdb_path
     assert f"src/lib.rs:{line}" in bundle["text/html"] and "<table" in bundle["text/html"]  # no widget manager
     assert bundle["text/plain"].startswith("Num  Type")                                    # terminals, logs
 
-    setup = kernel.run("from pyo3_debug_magic.widgets import BreakpointPanel\n"
+    setup = kernel.run("from pyo3_debug_magic.notebook.widgets import BreakpointPanel\n"
                        "from pyo3_debug_magic.debugger import get_debugger\n"
                        "panel = BreakpointPanel(get_debugger())\n"
                        "print(sorted(panel.rows), panel.rows[1]['enabled'].value)")
@@ -58,8 +58,8 @@ def test_thread_explorer_shows_a_threads_frames_and_locals(loaded_kernel, gdb_pa
     bundle = listed.displays[-1]
     assert WIDGET in bundle and "rustdemo::busy_until" in bundle["text/plain"], bundle.keys()
     explored = kernel.run(
-        "import os\nfrom pyo3_debug_magic import backtrace\nfrom pyo3_debug_magic.debugger import get_debugger\n"
-        "from pyo3_debug_magic.widgets import ThreadExplorer\n"
+        "import os\nfrom pyo3_debug_magic.stacks import backtrace\nfrom pyo3_debug_magic.debugger import get_debugger\n"
+        "from pyo3_debug_magic.notebook.widgets import ThreadExplorer\n"
         "view = backtrace.for_view(backtrace.capture('gdb', get_debugger(), with_locals=True), False,\n"
         "                          threading.get_native_id(), os.getpid())\n"
         "explorer = ThreadExplorer(view.threads, 'threads', view.hidden)\n"
@@ -78,7 +78,7 @@ def test_refcheck_report_is_an_explorer_with_its_html_and_text(loaded_kernel):
     bundle = shown.displays[-1]
     assert WIDGET in bundle, bundle.keys()
     assert bundle["text/plain"].startswith("refcheck rustdemo.leak_reference(data)") and "<table" in bundle["text/html"]
-    picked = kernel.run("from pyo3_debug_magic.widgets import RefcheckExplorer\nx = RefcheckExplorer(r)\n"
+    picked = kernel.run("from pyo3_debug_magic.notebook.widgets import RefcheckExplorer\nx = RefcheckExplorer(r)\n"
                         "print(x.row_list.options[x.row_list.value][0])")
     assert picked.stdout.startswith("LEAK") and "data: +1 references/call" in picked.stdout, picked.text
     native = kernel.run("r2 = %refcheck --quiet rustdemo.leak_native(4096)\nx = RefcheckExplorer(r2)\n"

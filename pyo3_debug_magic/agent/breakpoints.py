@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from .. import model, source_paths
-from ..errors import UsageProblem
-from ..locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative, function_matches, in_crate, is_user_source,
-                         without_generics)
-from ..protocol import BreakInsert, from_wire
-from .context import AgentContext
-from .gdbmi import GdbCommandError, mi_quote
-from .symbols import gdb_regex
+from pyo3_debug_magic import model
+from pyo3_debug_magic.breakpoints import source_paths
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.breakpoints.locations import SYMBOL_HASH, built_elsewhere, crate_of, crate_relative, function_matches, in_crate, is_user_source, without_generics
+from pyo3_debug_magic.protocol import BreakInsert, from_wire
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.gdb.mi import GdbCommandError, mi_quote
+from pyo3_debug_magic.gdb.symbols import gdb_regex
 
 LOG_KEPT = 10_000
 

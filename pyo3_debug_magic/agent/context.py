@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import model
-from ..pyspy import python_stacks_nonblocking
-from .gdb_session import GdbSession, require
+from pyo3_debug_magic import model
+from pyo3_debug_magic.stacks.pyspy import python_stacks_nonblocking
+from pyo3_debug_magic.gdb.session import GdbSession, require
 
 
 @dataclass

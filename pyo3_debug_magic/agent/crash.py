@@ -11,60 +11,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import model
-from ..locations import first_user_level, is_user_source
-from ..protocol import to_wire
-from ..stacks import is_cell_file, python_thread_for
-from .context import AgentContext
-from .crash_terminal import CrashTerminal, read_running
-from .gdbmi import GdbCommandError, GdbTimeoutError, mi_quote
-
-
-def _as_int(text: str | None) -> int | None:
-    return int(text) if text and text.lstrip("-").isdigit() else None
-
-
-def looks_like_stack_overflow(signal_name: str, fault: str | None, stack_pointer: str | None,
-                              frames) -> bool:
-    """A SIGSEGV just below the stack pointer (the guard page), or a stack of one recursing function."""
-    if signal_name != "SIGSEGV":
-        return False
-    fault_address, sp = _as_int(fault), _as_int(stack_pointer)
-    near_stack = fault_address is not None and sp is not None and 0 <= sp - fault_address < (1 << 20)
-    top = [f.func for f in frames[:32]]
-    return near_stack or (len(top) >= 32 and len(set(top[4:])) <= 2)
-
-
-def crash_summary(record: model.CrashRecord) -> str:
-    """`SIGSEGV in rustdemo::segfault at src/lib.rs:57, called from cell line 3`."""
-    what = "stack overflow (SIGSEGV)" if record.stack_overflow else record.signal or "crash"
-    thread = next((t for t in record.threads if t.thread == record.thread), None)
-    where = ""
-    if thread:
-        frame = next((f for f in thread.frames if is_user_source(f.fullname)), None)
-        if frame:
-            where = f" in {frame.func} at {frame.file}:{frame.line}"
-        python = python_thread_for(thread, record.python)
-        frames = python.frames if python else ()
-        cell = next((f for f in frames if is_cell_file(f.file or "")), None)
-        if cell:
-            where += f", called from cell line {cell.line}"
-        elif frames and record.running:  # a test: the line of the test that called into Rust
-            where += f", called from {_test_path(frames[0].file or '?', record.running)}:{frames[0].line}"
-        elif record.thread != 1:
-            where += f" (thread {record.thread})"
-    return what + where
-
-
-def _test_path(file: str, node_id: str) -> str:
-    """``file`` as the node id spells it (relative to pytest's rootdir) when it is the test's file."""
-    node_path = node_id.partition("::")[0]
-    return node_path if node_path and file.endswith("/" + node_path) else file
-
-
-def hex_or_none(text: str | None) -> str | None:
-    value = _as_int(text)
-    return hex(value) if value is not None else None
+from pyo3_debug_magic import model
+from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.protocol import to_wire
+from pyo3_debug_magic.crash.summary import crash_summary, hex_or_none, looks_like_stack_overflow
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.agent.crash_terminal import CrashTerminal, read_running
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError, mi_quote
 
 
 class StderrTee:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import model, stacks, userinput
-from ..errors import UsageProblem
-from ..console_input import CommandReader, TerminalWriter
-from ..crash_section import crash_text, junit_xml
-from .context import AgentContext
-from ..locations import first_user_level
-from .gdbmi import GdbCommandError, GdbTimeoutError
+from pyo3_debug_magic import model, userinput
+from pyo3_debug_magic.stacks import merging
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.prompt.commands import crash_prompt
+from pyo3_debug_magic.prompt.reader import CommandReader, TerminalWriter
+from pyo3_debug_magic.crash.in_test_run import crash_text, junit_xml
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError
 
 RUNNING_LIMIT = 4096  # bytes of the running file read: a node id, never a whole file
 
@@ -90,16 +92,14 @@ class CrashTerminal:
                             "`c` lets it run on")
 
     def _console(self, row, python_stacks, variables, selected, reason, signal, test_file, ending, stuck) -> None:
-        from ..console import CrashConsole  # the prompt's commands are the pause console's
-
-        native = stacks.native_frames(row.frames)
-        python_thread = stacks.python_thread_for(row, python_stacks)
-        python = stacks.python_frames_from_memory(python_thread.frames) if python_thread else ()
-        python = stacks.through_test_file(python, test_file)
-        stop = model.Stop(row.thread, reason, None, False, native, stacks.merge(native, python), variables,
+        native = merging.native_frames(row.frames)
+        python_thread = merging.python_thread_for(row, python_stacks)
+        python = merging.python_frames_from_memory(python_thread.frames) if python_thread else ()
+        python = merging.through_test_file(python, test_file)
+        stop = model.Stop(row.thread, reason, None, False, native, merging.merge(native, python), variables,
                           selected=selected, signal=signal)
-        CrashConsole(_StoppedProcess(self.context), show=self.write,
-                     reader=CommandReader(self.input, self.writer.stream), ending=ending, stuck=stuck).run(stop)
+        crash_prompt(stop, _StoppedProcess(self.context), self.write, CommandReader(self.input, self.writer.stream),
+                     ending=ending, stuck=stuck)
 
 
 class _StoppedProcess:

@@ -10,7 +10,7 @@ inside libc, the allocator or the interpreter, where a call can corrupt or deadl
 """
 from __future__ import annotations
 
-from ..locations import is_user_source
+from pyo3_debug_magic.breakpoints.locations import is_user_source
 
 CHECK_GIL = "((int (*)(void))PyGILState_Check)()"
 SAVE_THREAD = "(long)((void *(*)(void))PyEval_SaveThread)()"

@@ -5,20 +5,20 @@ from __future__ import annotations
 import sys
 import time
 
-from .. import model
-from .. import protocol as p
-from ..errors import AttachError, NotAttachedError, UsageProblem
-from ..procfs import target_alive
-from ..tools import calls_unsafe_reason, cpu_has_amx, explain_attach_failure
-from .breakpoints import Breakpoints
-from .context import AgentContext
-from .crash import CrashRecorder
-from .gdb_session import GdbSession, start_gdb
-from .gdbmi import GdbCommandError
-from .memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
-from .pauses import Pauses
-from .symbols import LazySymbols
-from .watchdog import HangWatchdog
+from pyo3_debug_magic import model
+from pyo3_debug_magic import protocol as p
+from pyo3_debug_magic.errors import AttachError, NotAttachedError, UsageProblem
+from pyo3_debug_magic.procfs import target_alive
+from pyo3_debug_magic.tools import calls_unsafe_reason, cpu_has_amx, explain_attach_failure
+from pyo3_debug_magic.agent.breakpoints import Breakpoints
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.agent.crash import CrashRecorder
+from pyo3_debug_magic.gdb.session import GdbSession, start_gdb
+from pyo3_debug_magic.gdb.mi import GdbCommandError
+from pyo3_debug_magic.agent.memory import remove_breakpoint_instructions, remove_every_breakpoint_instruction
+from pyo3_debug_magic.agent.pauses import Pauses
+from pyo3_debug_magic.gdb.symbols import LazySymbols
+from pyo3_debug_magic.agent.watchdog import HangWatchdog
 
 ATTACH_TIMEOUT = 20.0
 DETACH_TIMEOUT = 5.0

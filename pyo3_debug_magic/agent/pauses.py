@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import model
-from ..errors import UsageProblem
-from ..userinput import CALL
-from ..procfs import ignores_signal
-from . import handoff
-from .breakpoints import Breakpoints
-from .context import AgentContext
-from .gdb_session import thread_identity
-from .gdbmi import GdbCommandError, GdbTimeoutError
+from pyo3_debug_magic import model
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.userinput import CALL
+from pyo3_debug_magic.procfs import ignores_signal
+from pyo3_debug_magic.agent import handoff
+from pyo3_debug_magic.agent.breakpoints import Breakpoints
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.gdb.session import thread_identity
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError
 
 INTERRUPT_GRACE = 0.3  # s for the thread that took a SIGINT to run its C handler
 MAX_STEPS_OUT = 8      # `finish`es a step that ended in C code may take to get back to Rust

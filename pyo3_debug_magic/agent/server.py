@@ -16,19 +16,19 @@ import socket
 import time
 import traceback
 
-from .. import model
-from .. import protocol as p
-from ..errors import AgentError, DebugMagicError, NotAttachedError, ProtocolMismatchError
-from .breakpoints import Breakpoints
-from .context import AgentContext
-from .crash import CrashRecorder, StderrTee  # noqa: F401 - StderrTee: used by __main__
-from .crash_terminal import CrashTerminal
-from .events import BreakpointChanged, LibrariesChanged, Stopped, StopContext, decide, parse_record
-from .gdbmi import GdbCommandError, GdbExitedError, GdbTimeoutError
-from .lifecycle import Lifecycle
-from .pauses import Pauses
-from .stalls import StallWatch
-from .watchdog import HangWatchdog
+from pyo3_debug_magic import model
+from pyo3_debug_magic import protocol as p
+from pyo3_debug_magic.errors import AgentError, DebugMagicError, NotAttachedError, ProtocolMismatchError
+from pyo3_debug_magic.agent.breakpoints import Breakpoints
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.agent.crash import CrashRecorder, StderrTee  # noqa: F401 - StderrTee: used by __main__
+from pyo3_debug_magic.agent.crash_terminal import CrashTerminal
+from pyo3_debug_magic.agent.events import BreakpointChanged, LibrariesChanged, Stopped, StopContext, decide, parse_record
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbExitedError, GdbTimeoutError
+from pyo3_debug_magic.agent.lifecycle import Lifecycle
+from pyo3_debug_magic.agent.pauses import Pauses
+from pyo3_debug_magic.agent.stalls import StallWatch
+from pyo3_debug_magic.agent.watchdog import HangWatchdog
 
 REQUEST_MARGIN = 2.0  # s of the kernel's wait kept back for the reply to travel
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import model
-from ..locations import first_user_level
-from ..stacks import python_thread_for
-from . import handoff
-from ..errors import UsageProblem
-from .context import AgentContext
-from .gdbmi import GdbCommandError, GdbTimeoutError
-from .pauses import Pause, Pauses
+from pyo3_debug_magic import model
+from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.stacks.merging import python_thread_for
+from pyo3_debug_magic.agent import handoff
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError
+from pyo3_debug_magic.agent.pauses import Pause, Pauses
 
 MAIN_THREAD = 1
 HANG_SHOWN_FOR = 60.0  # s a hung thread stays held (handed off) while the cell shows the report and asks

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .stacks import GdbFrame, PythonStacks, ThreadRow, Variable
+from pyo3_debug_magic.model.stacks import GdbFrame, PythonStacks, ThreadRow, Variable
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stacks import NativeFrame, PythonStacks, ThreadRow, ThreadStack, Variable
+from pyo3_debug_magic.model.stacks import NativeFrame, PythonStacks, ThreadRow, ThreadStack, Variable
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stacks import MergedStack, NativeFrame, Variable
+from pyo3_debug_magic.model.stacks import MergedStack, NativeFrame, Variable
 
 
 @dataclass(frozen=True)

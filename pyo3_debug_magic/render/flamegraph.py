@@ -8,8 +8,8 @@ import re
 import secrets
 from html import escape
 
-from ..model import Profile
-from .profile_text import call_tree, header, top_rows
+from pyo3_debug_magic.model import Profile
+from pyo3_debug_magic.render.profile_text import call_tree, header, top_rows
 
 COLOURS = {"python": "#4b8bbe", "user": "#dea584", "native": "#c9c9c9", "thread": "#9a9ae0", "root": "#e8e8e8"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from ..model import Stop
-from . import text
+from pyo3_debug_magic.model import Stop
+from pyo3_debug_magic.render import text
 
 _STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
           "OVER-RELEASE": "color:#cf222e;font-weight:bold", "NOT MEASURABLE": "color:#6e7781",

@@ -2,7 +2,7 @@
 names, where a frame is, the call tree."""
 from __future__ import annotations
 
-from ..model import Profile, ProfileFrame, SampledStack
+from pyo3_debug_magic.model import Profile, ProfileFrame, SampledStack
 
 TREE_MIN_SHARE = 0.02
 TREE_MAX_DEPTH = 14

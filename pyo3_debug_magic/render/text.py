@@ -4,8 +4,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ..model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, StackEntry, Stop,
-                     ThreadStack, Variable, signed_bytes)
+from pyo3_debug_magic.model import AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, StackEntry, Stop, ThreadStack, Variable, signed_bytes
 
 
 def attach_status(status: AttachStatus) -> str:

@@ -1,0 +1,140 @@
+"""A file:line breakpoint checked before its module is imported.
+
+The extension modules Python could import (under ``sys.path``, not loaded yet) may already
+carry debug info for the file: their DWARF line tables, read with pyelftools, say at once
+that a line is past the file's code or that the file is in two crates (``--crate`` picks one),
+instead of a breakpoint that stays pending forever. Bounded in time: what is not read in time
+is not checked (the breakpoint stays pending, as before)."""
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, has_debug_info, lines_with_code
+from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate, rebuilt_extensions
+
+BUDGET_SECONDS = 2.0
+MAX_DEPTH = 3          # site-packages/pkg/sub/module.so
+MAX_FILES = 20_000     # files looked at per sys.path entry
+
+
+@dataclass(frozen=True)
+class FileInModule:
+    """A source file with code in an importable extension module."""
+
+    module: str                 # the module file
+    fullname: str               # the source file as its debug info names it
+    last_line: int              # its last line with code
+
+
+def rebuilt_since_import() -> tuple[str, ...]:
+    """A note for each extension module of this process rebuilt on disk since its import."""
+    return tuple(f"{os.path.basename(path)} was rebuilt after this kernel imported it: gdb reads the new "
+                 "file while the kernel runs the old code, so its lines and values would be wrong; restart "
+                 "the kernel" for path in rebuilt_extensions(loaded_extensions()))
+
+
+def loaded_extensions() -> list[str]:
+    """The files of the extension modules this process has imported."""
+    found = []
+    for module in list(sys.modules.values()):
+        loader = getattr(getattr(module, "__spec__", None), "loader", None)
+        if isinstance(loader, importlib.machinery.ExtensionFileLoader) and getattr(module, "__file__", None):
+            found.append(module.__file__)
+    return found
+
+
+def importable_extensions(path_entries=None) -> list[str]:
+    """Extension module files under ``sys.path`` (not the standard library's) not loaded yet."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    stdlib = tuple(os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib"))
+    loaded = {os.path.realpath(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values())) if f}
+    found, seen_dirs = [], set()
+    for entry in (sys.path if path_entries is None else path_entries):
+        root = os.path.realpath(entry or os.getcwd())
+        if root in seen_dirs or not os.path.isdir(root) or root.startswith(stdlib) and "site-packages" not in root:
+            continue
+        seen_dirs.add(root)
+        looked = 0
+        for directory, subdirs, files in os.walk(root):
+            depth = directory[len(root):].count(os.sep)
+            subdirs[:] = [] if depth >= MAX_DEPTH else [d for d in subdirs if d not in SKIPPED_DIRS
+                                                       and not d.startswith(".")]
+            looked += len(files)
+            found += [os.path.join(directory, f) for f in files if f.endswith(suffixes)
+                      and os.path.realpath(os.path.join(directory, f)) not in loaded]
+            if looked > MAX_FILES:
+                break
+    return sorted(set(found))
+
+
+def files_in_importable_modules(location: Location, budget: float = BUDGET_SECONDS,
+                                modules: list[str] | None = None) -> list[FileInModule]:
+    """Where ``location``'s file has code among the importable extension modules (within ``budget``)."""
+    deadline = time.monotonic() + budget
+    found = []
+    for module in (importable_extensions() if modules is None else modules):
+        if time.monotonic() > deadline:
+            break
+        if not has_debug_info(module):
+            continue
+        try:
+            files = _lines_with_code(module, location.path or "", deadline)
+        except OutOfTime:
+            break
+        found += [FileInModule(module, fullname, max(lines)) for fullname, lines in files.items() if lines]
+    return found
+
+
+_read: dict[tuple, dict[str, set[int]]] = {}  # (module, mtime, size, source) -> what it said
+
+
+def _lines_with_code(module: str, source: str, deadline: float) -> dict[str, set[int]]:
+    try:
+        info = os.stat(module)
+    except OSError:
+        return {}
+    key = (module, info.st_mtime_ns, info.st_size, source)
+    if key not in _read:
+        _read[key] = lines_with_code(module, source, deadline)
+    return _read[key]
+
+
+def check_before_import(location: Location, crate: str | None, modules: list[str] | None = None) -> str:
+    """Raise a UsageProblem when the debug info of importable modules shows ``location`` cannot
+    bind (past the code, or in two crates without ``--crate``); else a note on where it will."""
+    found = files_in_importable_modules(location, modules=modules)
+    if crate:
+        found = [f for f in found if in_crate(f.fullname, crate) or _module_name(f.module) == crate.replace("-", "_")]
+    by_file = {f.fullname: f for f in found}
+    if len(by_file) > 1:
+        listing = ", ".join(f"{_crate_label(f)} ({name})" for name, f in sorted(by_file.items()))
+        raise UsageProblem(f"{location.path} is in several crates Python can import: {listing}",
+                           "add `--crate NAME` to pick one")
+    if not by_file:
+        return ""
+    only = next(iter(by_file.values()))
+    name = _crate_label(only)
+    if location.line and location.line > only.last_line:
+        raise UsageProblem(f"no code at or after {location.path}:{location.line} in {Path(only.module).name} "
+                           f"(its debug info has code up to line {only.last_line})",
+                           "pick a line inside a function body")
+    return f"{Path(only.module).name} (crate {name}) has it: checked in its debug info before the import"
+
+
+def _crate_label(found: FileInModule) -> str:
+    """What ``--crate`` takes for it: the Cargo.toml's name, or (a crate built elsewhere) the
+    folder that holds its src/."""
+    parts = Path(found.fullname).parts
+    return crate_of(found.fullname) or (parts[parts.index("src") - 1] if "src" in parts[1:] else
+                                        _module_name(found.module))
+
+
+def _module_name(path: str) -> str:
+    return Path(path).name.split(".")[0]

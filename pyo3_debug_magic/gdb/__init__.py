@@ -1,0 +1,1 @@
+"""gdb as the helper and ``%native_core`` drive it: the MI driver, the session with its settings, and the code that runs inside gdb's own Python (log breakpoints, PyO3 pretty-printers, Python stacks read from memory)."""

@@ -1,0 +1,1 @@
+"""What IPython and Jupyter show: the magics (argument parsing and display only), the pause console thread, the kernel hooks, the widgets."""
