@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 from pyo3_debug_magic import userinput
@@ -18,13 +17,14 @@ from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic import protocol as p
 from pyo3_debug_magic.config import DebuggerSettings
 from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
-from pyo3_debug_magic.model import AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, CrashHandling, Event, GdbDied, LogHit, LogRecord, RawSnapshot, Snapshot
+from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest,
+                                    CrashHandling, Event, GdbDied, LogHit, LogRecord, RawSnapshot, Snapshot)
 from pyo3_debug_magic.session import AgentSession
 
 
 INTERPRETER_FUNCTION = re.compile(r"_?Py[A-Z_][A-Za-z0-9_]*")  # CPython's C API and internals
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (attach, reading symbols)
+SET_BREAKPOINT_TIMEOUT = 120.0  # the helper reads sources and functions (30 s each at most), then inserts
 
 
 def _where(location) -> str:
@@ -46,7 +46,7 @@ class NativeDebugger(DebuggerSettings):
         self.aside_seconds: tuple[float, float | None] | None = None  # the last step aside: (away, back)
         # called as (seconds, what it does, finished) while an attach has taken over a second
         self.attach_progress: Callable[[float, str, bool], None] | None = None
-        # a test run (pytest_native) sets these: its own crash identity and directory, what
+        # a test run (pytest_plugin.native) sets these: its own crash identity and directory, what
         # the agent does at a crash, the terminal it may use, and no stderr tee (pytest's
         # capture owns fd 2)
         self.crash_identity: str | None = None
@@ -132,12 +132,9 @@ class NativeDebugger(DebuggerSettings):
         return self._session.request(request, timeout=timeout)
 
     # ----- breakpoints --------------------------------------------------------------
-    def sources(self) -> list[locations.SourceFile]:
-        return [locations.SourceFile(s.objfile, s.fullname)
-                for s in self._request(p.Sources(), timeout=SLOW_REQUEST_TIMEOUT) if s.fullname]
-
     def set_breakpoint(self, request: BreakpointRequest) -> BreakpointInfo:
-        """Resolve ``request.location`` to the user's crate and insert it (attaching if needed)."""
+        """Check ``request``, then have the helper resolve it to the user's crate and insert
+        it (``breakpoints.resolver``), attaching if needed: one request once attached."""
         userinput.check_text(request.location, "the location")
         if request.condition is not None:
             userinput.check_breakpoint_expression(request.condition, "the --if condition")
@@ -146,104 +143,29 @@ class NativeDebugger(DebuggerSettings):
         if request.crate is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,200}", request.crate):
             raise UsageProblem(f"not a crate name: {userinput.printable(request.crate)[:80]!r}",
                                "--crate takes the crate's name, e.g. --crate my_crate")
-        parsed = locations.parse_location(request.location)
+        parsed = locations.parse_location(request.location)  # said before anything attaches
         if parsed.function and INTERPRETER_FUNCTION.fullmatch(parsed.function) and not request.force:
             raise UsageProblem(f"{parsed.function} is the interpreter's own: every Python call in the process "
                                "passes there (with --log a plain cell took 10 s)",
                                "break in your crate instead, or add --force to break there anyway")
         source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
         attached_now = self.ensure_attached()
-        resolved = locations.resolve(parsed, self.sources(), crate=request.crate)
-        line = parsed.line
-        unknown_function = False
-        if parsed.function:
-            searched = resolved
-            resolved, line = self._function_in_loaded_crates(parsed, resolved, request.crate)
-            unknown_function = resolved is searched  # none of the user's loaded crates has it
-        elif resolved.pending and self.target_pid in (None, os.getpid()):  # our sys.path: check it now
+        kind = "log" if request.log else "pause"
+        created = self._request(p.SetBreakpoint(
+            location=request.location, kind=kind, crate=request.crate, force=request.force,
+            condition=request.condition, ignore=request.ignore, temporary=request.temporary,
+            expressions=tuple(request.expressions), backtrace=request.backtrace, source_dir=source_dir),
+            timeout=SET_BREAKPOINT_TIMEOUT)
+        pending_note = created.pending_note
+        if created.pending and parsed.line and self.target_pid in (None, os.getpid()):  # our sys.path
             found = preimport.check_before_import(parsed, request.crate)
             if found:
-                resolved = replace(resolved, note=f"{resolved.note}; {found}")
-        notes = []
-        moved = locations.user_written_line(resolved.source, line) if parsed.line else None
-        if moved:
-            line, why = moved
-            notes.append(why)
-        if attached_now and attached_now.printers != "loaded":
-            notes.append(attached_now.printers)
-        if resolved.objfile and resolved.source and not request.force:
-            stale = locations.stale_build(resolved.source, resolved.objfile)
-            if stale:
-                raise UsageProblem(f"{stale}",
-                                   "restart the kernel to load the current build (or pass --force)")
-        self._check_before_insert(parsed, resolved, line, request.crate, unknown_function)  # uses up no number
-        created = self._request(p.BreakInsert(
-            kind="log" if request.log else "pause", source=resolved.source, line=line,
-            function=resolved.function, condition=request.condition, ignore=request.ignore,
-            temporary=request.temporary, expressions=tuple(request.expressions),
-            backtrace=request.backtrace, user_only=True, crate=request.crate, location=request.location,
-            source_dir=source_dir))
-        if created.pending:
-            functions = ()
-            crate_name, name = (parsed.function or "").split("::")[0], (parsed.function or "").split("::")[-1]
-            if parsed.function and IDENTIFIER.fullmatch(crate_name):
-                # the crate's own debug info says whether it is loaded: its Python module may
-                # have another name (maturin's mixed projects: crate my_pkg, module my_pkg._core)
-                functions = self._request(p.Functions(crate_name), timeout=SLOW_REQUEST_TIMEOUT)
-                if functions:
-                    resolved = replace(resolved, pending=False, objfile=resolved.objfile or crate_name)
-                elif not resolved.pending and IDENTIFIER.fullmatch(name):  # a loaded module of that
-                    # name has no such crate: say which crates have the function (the module's
-                    # name was used for the crate's)
-                    functions = self._request(p.Functions(name=name), timeout=SLOW_REQUEST_TIMEOUT)
-            if not resolved.pending:  # the module is loaded, yet gdb found no code there
-                self.delete_breakpoints([created.number])
-                raise locations.unresolved(parsed, resolved, list(functions))
-            notes.insert(0, resolved.note)
-        lines = sorted({loc.line for loc in created.locations if loc.line})
-        if parsed.line and lines and line not in lines:
-            notes.append(f"line {parsed.line} has no code; the breakpoint is on line {lines[0]}")
-        return BreakpointInfo(created.number, "log" if request.log else "pause", request.location,
-                              True, 0, request.condition, created.pending,
-                              tuple(_where(loc) for loc in created.locations), "; ".join(notes))
-
-    def _check_before_insert(self, parsed: locations.Location, resolved: locations.Resolved,
-                             line: int | None, crate: str | None, unknown_function: bool) -> None:
-        """Raise what gdb would only say after taking a breakpoint number: a line past the end
-        of a loaded file; a function its loaded crate does not have."""
-        if parsed.line and resolved.source and not resolved.pending and line:
-            try:
-                length = len(Path(resolved.source).read_text(errors="replace").splitlines())
-            except OSError:
-                length = None
-            if length is not None and line > length:
-                raise locations.unresolved(parsed, resolved, [])
-        if unknown_function:
-            crate_name = (crate or parsed.function.split("::")[0])
-            if IDENTIFIER.fullmatch(crate_name):
-                functions = self._request(p.Functions(crate_name), timeout=SLOW_REQUEST_TIMEOUT)
-                if functions and not any(f == parsed.function or f.endswith("::" + parsed.function)
-                                         for f in functions):  # the crate is loaded, without it
-                    raise locations.unresolved(parsed, replace(resolved, objfile=resolved.objfile or crate_name),
-                                               list(functions))
-
-    def _function_in_loaded_crates(self, parsed: locations.Location, resolved: locations.Resolved,
-                                   crate: str | None) -> tuple[locations.Resolved, int | None]:
-        """What gdb calls the function the user named (``Counter::add``, ``Meter::scale``, a
-        generic, a closure), if a loaded crate has it: one name, or, for the instances of a
-        generic, the line of its ``fn`` (a location in each instance)."""
-        matches = self._request(p.FindFunction(parsed.function, crate or ""), timeout=SLOW_REQUEST_TIMEOUT)
-        functions = {(locations.without_generics(m.name), m.fullname, m.line): m for m in matches}
-        if len(functions) > 1:
-            names = sorted({m.spelled for m in functions.values()})
-            raise UsageProblem(f"{parsed.function} names several functions: {', '.join(names[:8])}",
-                               "write more of the path (crate::Type::method) or add `--crate NAME`")
-        if not functions:
-            return resolved, None
-        match = next(iter(functions.values()))
-        if len({m.name for m in matches}) == 1:
-            return locations.Resolved(parsed, None, match.name, pending=False), None
-        return locations.Resolved(parsed, match.fullname, None, pending=False), match.line
+                pending_note = f"{pending_note}; {found}"
+        notes = [pending_note if created.pending else "", created.moved_note,
+                 attached_now.printers if attached_now and attached_now.printers != "loaded" else "",
+                 created.line_note]
+        return BreakpointInfo(created.number, kind, request.location, True, 0, request.condition, created.pending,
+                              tuple(_where(loc) for loc in created.locations), "; ".join(n for n in notes if n))
 
     def log_calls(self, function: str, label: str) -> int:
         """A log breakpoint recording the backtrace of every call of ``function`` (any loaded

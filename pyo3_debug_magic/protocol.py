@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator
 
 from pyo3_debug_magic import model
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 
 # ----- encoding -------------------------------------------------------------------------------
@@ -169,25 +169,22 @@ class Shutdown(Request):
 
 
 @dataclass(frozen=True)
-class Sources(Request):
-    op: ClassVar[str] = "sources"
-    reply: ClassVar[Any] = tuple[model.SourceRecord, ...]
+class SetBreakpoint(Request):
+    """A ``%native_break``: the helper resolves the location against the loaded modules' debug
+    info (``breakpoints.resolver``) and inserts it, in one request."""
 
-
-@dataclass(frozen=True)
-class Functions(Request):
-    op: ClassVar[str] = "functions"
-    reply: ClassVar[Any] = tuple[str, ...]
-    crate: str = ""                       # the functions under crate::, or
-    name: str = ""                        # the functions called name in any crate
-
-
-@dataclass(frozen=True)
-class FindFunction(Request):
-    op: ClassVar[str] = "find_function"
-    reply: ClassVar[Any] = tuple[model.FunctionMatch, ...]
-    text: str = ""                        # what the user typed: Counter::add, largest, ...
-    crate: str = ""                       # only this crate's functions
+    op: ClassVar[str] = "set_breakpoint"
+    reply: ClassVar[Any] = model.BreakpointCreated
+    location: str = ""                    # what the user typed: src/lib.rs:42, crate::function
+    kind: str = "pause"
+    crate: str | None = None              # bind only to this crate's files
+    force: bool = False                   # a stale build or a rebuilt module: insert anyway
+    condition: str | None = None
+    ignore: int = 0
+    temporary: bool = False
+    expressions: tuple[str, ...] = ()
+    backtrace: bool = False
+    source_dir: str | None = None         # the user's checkout of a crate built elsewhere
 
 
 @dataclass(frozen=True)
@@ -330,7 +327,7 @@ class Quit(Request):
 
 
 REQUEST_TYPES: dict[str, type[Request]] = {cls.op: cls for cls in (
-    Hello, Configure, Attach, Status, Detach, Shutdown, Sources, Functions, FindFunction, BreakInsert, BreakList,
+    Hello, Configure, Attach, Status, Detach, Shutdown, SetBreakpoint, BreakInsert, BreakList,
     BreakDelete, BreakEnable, SuspendBreakpoints, BreakCondition, CellStarts, CellDone, Watch, HangShown, PauseHung, TakeLogs, TakeSnapshot,
     Frames, Locals, Evaluate, Resume, Quit)}
 

@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pyo3_debug_magic.errors import GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError, UsageProblem
+from pyo3_debug_magic.errors import (GdbNotFoundError, PtraceNotPermittedError, PySpyNotFoundError,
+                                     UsageProblem)
 
 YAMA_PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,6 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import LIB_RS, ROOT, SCREENSHOTS, KernelHarness, descendants_of, kill_all
 
 DEMO_CRATE = ROOT / "examples" / "rustdemo"
+UNIT_TIER = Path(__file__).resolve().parent / "unit"  # pure tests: no gdb, no kernel, no set-up
+# the fixtures that start a real gdb or kernel mark the tests that use them
+KERNEL_FIXTURES = {"kernel", "loaded_kernel"}
+GDB_FIXTURES = {"gdb_path", "demo_crate", "loaded_kernel", "release_demo"}
 RELEASE_BUILD = DEMO_CRATE / "target" / "profile-release"
 
 
@@ -104,13 +108,37 @@ def loaded_kernel(demo_crate):
         assert harness.shutdown() == [], "the agent or gdb outlived the kernel"
 
 
+def in_unit_tier(request) -> bool:
+    return UNIT_TIER in Path(str(request.node.path)).parents
+
+
 @pytest.fixture(autouse=True)
-def no_stray_processes():
+def no_stray_processes(request):
     """Whatever a test started (agents, gdb, py-spy) is gone after it, killed if need be."""
+    if in_unit_tier(request):
+        yield
+        return
     before = set(descendants_of(os.getpid()))
     yield
     stray = [pid for pid in descendants_of(os.getpid()) if pid not in before]
     kill_all(stray)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts a real kernel or gdb through a fixture carries its marker, and a
+    test in the unit tier may use neither."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if UNIT_TIER in Path(str(item.path)).parents:
+            heavy = fixtures & (KERNEL_FIXTURES | GDB_FIXTURES | {"shell"})
+            if heavy:
+                raise pytest.UsageError(f"{item.nodeid} is in the unit tier but uses {sorted(heavy)}: move it up")
+            item.add_marker(pytest.mark.unit)
+            continue
+        if fixtures & KERNEL_FIXTURES:
+            item.add_marker(pytest.mark.kernel)
+        if fixtures & GDB_FIXTURES:
+            item.add_marker(pytest.mark.gdb)
 
 
 def pytest_configure(config):
@@ -131,8 +159,12 @@ def core_files() -> set[Path]:
 
 
 @pytest.fixture(autouse=True)
-def no_core_files_left():
-    """A test that crashes a process must not leave its core dump in the checkout."""
+def no_core_files_left(request):
+    """A test that crashes a process must not leave its core dump in the checkout (the unit
+    tier crashes nothing: the walk of the checkout is left out there)."""
+    if in_unit_tier(request):
+        yield
+        return
     before = core_files()
     yield
     left = core_files() - before

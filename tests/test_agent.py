@@ -13,6 +13,7 @@ import pytest
 from harness import gdb_processes, is_alive, tracer_of
 from pyo3_debug_magic.debugger import NativeDebugger
 from pyo3_debug_magic.errors import AttachError
+from pyo3_debug_magic.model import BreakpointRequest
 from pyo3_debug_magic.protocol import Attach
 from pyo3_debug_magic.session import AgentSession
 
@@ -98,3 +99,29 @@ def test_attach_to_a_missing_process_says_so(gdb_path):
     with pytest.raises(AttachError, match="does not exist"):
         debugger.attach()
     assert not debugger.attached  # a failed attach leaves no helper behind
+
+
+def test_a_native_break_costs_one_request_once_attached(demo_crate, gdb_path):
+    """The helper resolves and inserts in one request, whatever the location's kind (a line, a
+    function, a module not yet imported, a line that moves)."""
+    from harness import marker_line
+
+    script = "import rustdemo, sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    debugger = NativeDebugger(target_pid=process.pid, gdb=gdb_path)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        debugger.attach()
+        sent = []
+        request = debugger._session.request
+        debugger._session.request = lambda r, **kw: sent.append(type(r).__name__) or request(r, **kw)
+        locations = [f"src/lib.rs:{marker_line('compute-loop')}", "rustdemo::square", "notyet::f", "src/lib.rs:30"]
+        for location in locations:
+            sent.clear()
+            created = debugger.set_breakpoint(BreakpointRequest(location))
+            assert sent == ["SetBreakpoint"], (location, sent)
+            assert created.pending == (location == "notyet::f"), created
+    finally:
+        debugger.close()
+        process.kill()
+        process.wait()

@@ -49,7 +49,11 @@ def test_attach_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
         row = result[case]
         assert row["raw_s"] > 0 and row["first_s"] > 0 and row["second_s"] > 0, printed
         assert row["library_mb"] >= 100, printed  # the large extensions were really loaded
-    assert "target_met" in result
+    # the verdict the JSON line states is the one its own ratios give (its value is reported,
+    # not asserted: a timed test would fail on a busy machine)
+    rows = [result["polars"], result["large_debug"]]
+    assert result["target_met"] is all(r["first_ratio"] <= 1.2 and r["second_ratio"] <= 0.5 for r in rows) \
+        or any(abs(r["first_ratio"] - 1.2) < 0.01 or abs(r["second_ratio"] - 0.5) < 0.01 for r in rows), printed
 
 
 @pytest.mark.timeout(200)
@@ -69,4 +73,7 @@ def test_pytest_benchmark_times_native_crash_against_the_plain_run(demo_crate, g
     # attached once per process: a test costs well under a millisecond more (the ratio against
     # the 1.2x target is reported, not asserted: it is the fixed cost of one attach)
     assert result["per_test_ms"] < 1.0, printed
-    assert "target_met" in result and result["target"] == 1.2
+    assert result["target"] == 1.2
+    ratio = result["seconds"]["native-crash"] / result["seconds"]["plain"]
+    assert abs(ratio - result["ratio"]) < 0.01, printed
+    assert result["target_met"] is (result["ratio"] <= 1.2) or abs(result["ratio"] - 1.2) < 0.002, printed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import threading
@@ -176,7 +177,10 @@ def run_into(kernel, fault: Fault, state: str) -> str:
     assert shown_bt.status in ("ok", "error"), shown_bt.text
     if shown_bt.status == "error":
         assert len(shown_bt.text.strip().splitlines()) <= 3, shown_bt.text  # a message, not a traceback
-    return f"%native_bt answered in {time.monotonic() - started:.0f} s ({shown_bt.status})"
+        assert "native" in shown_bt.text or "helper" in shown_bt.text or "gdb" in shown_bt.text, shown_bt.text
+    else:  # answered: the running cell's thread, as gdb or py-spy saw it
+        assert re.search(r'Thread 1 "MainThread".*running this cell', shown_bt.output), shown_bt.text
+    return f"%native_bt answered in {time.monotonic() - started:.0f} s ({shown_bt.status}): {shown_bt.text[:80]!r}"
 
 
 @pytest.mark.timeout(180)

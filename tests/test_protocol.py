@@ -15,7 +15,8 @@ import pytest
 from harness import LIB_RS, marker_line
 from pyo3_debug_magic import model
 from pyo3_debug_magic import protocol as p
-from pyo3_debug_magic.errors import AgentError, AttachError, GdbStuckError, NotAttachedError, ProtocolMismatchError, UsageProblem, error_from_wire
+from pyo3_debug_magic.errors import (AgentError, AttachError, GdbStuckError, NotAttachedError,
+                                     ProtocolMismatchError, UsageProblem, error_from_wire)
 
 pytestmark = pytest.mark.timeout(120)
 

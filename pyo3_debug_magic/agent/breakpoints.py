@@ -2,13 +2,19 @@
 log of hits (log breakpoints, unattended and refused pauses) the kernel shows after a cell."""
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import replace
+from pathlib import Path
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.breakpoints.locations import SYMBOL_HASH, built_elsewhere, crate_of, crate_relative, function_matches, in_crate, is_user_source, without_generics
-from pyo3_debug_magic.protocol import BreakInsert, from_wire
+from pyo3_debug_magic.breakpoints.locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative,
+                                                    function_matches, in_crate, is_user_source,
+                                                    without_generics)
+from pyo3_debug_magic.breakpoints.resolver import Resolver
+from pyo3_debug_magic.protocol import BreakInsert, SetBreakpoint, from_wire
 from pyo3_debug_magic.agent.context import AgentContext
 from pyo3_debug_magic.gdb.mi import GdbCommandError, mi_quote
 from pyo3_debug_magic.gdb.symbols import gdb_regex
@@ -190,6 +196,26 @@ class Breakpoints:
         return tuple(matches)
 
     # ----- requests ---------------------------------------------------------------------
+    def set(self, request: SetBreakpoint) -> model.BreakpointCreated:
+        """``%native_break``: resolve the location in the target's terms, insert, check."""
+        resolver = Resolver(self, *_target_view(self.context.target_pid))
+        placement = resolver.place(request.location, request.crate, request.force)
+        created = self.insert(BreakInsert(
+            kind=request.kind, source=placement.resolved.source, line=placement.line,
+            function=placement.resolved.function, condition=request.condition, ignore=request.ignore,
+            temporary=request.temporary, expressions=request.expressions, backtrace=request.backtrace,
+            user_only=True, crate=request.crate, location=request.location, source_dir=request.source_dir))
+        try:
+            pending_note = resolver.after_insert(placement, created, request.crate)
+        except UsageProblem:
+            self.delete([created.number])
+            raise
+        lines = sorted({loc.line for loc in created.locations if loc.line})
+        asked = placement.parsed.line
+        line_note = (f"line {asked} has no code; the breakpoint is on line {lines[0]}"
+                     if asked and lines and placement.line not in lines else "")
+        return replace(created, pending_note=pending_note, moved_note=placement.moved_note, line_note=line_note)
+
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:
         gdb = self.context.gdb
         if request.kind == "log":
@@ -324,3 +350,17 @@ def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
     rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>") else [])
     return tuple(model.BreakpointLocation(r.get("addr"), r.get("fullname"), int(r.get("line") or 0) or None,
                                           r.get("func"), r.get("enabled", "y") == "y") for r in rows)
+
+
+def _target_view(pid: int) -> tuple[Path | None, str | None]:
+    """The target's working directory and memory map (a location's relative path and a
+    rebuilt module are the kernel's, not the helper's)."""
+    try:
+        cwd = Path(os.readlink(f"/proc/{int(pid)}/cwd"))
+    except OSError:
+        cwd = None
+    try:
+        maps = Path(f"/proc/{int(pid)}/maps").read_text()
+    except OSError:
+        maps = None
+    return cwd, maps

@@ -1,5 +1,5 @@
 """Crash capture: everything about a crash recorded before the kernel dies, in a 0600 report
-file the next kernel finds (``crashes.py``); and the report of a kernel killed by gdb's death."""
+file the next kernel finds (``crash/report_files.py``); and the report of a kernel killed by gdb's death."""
 from __future__ import annotations
 
 import contextlib

@@ -23,7 +23,8 @@ from pyo3_debug_magic.agent.breakpoints import Breakpoints
 from pyo3_debug_magic.agent.context import AgentContext
 from pyo3_debug_magic.agent.crash import CrashRecorder, StderrTee  # noqa: F401 - StderrTee: used by __main__
 from pyo3_debug_magic.agent.crash_terminal import CrashTerminal
-from pyo3_debug_magic.agent.events import BreakpointChanged, LibrariesChanged, Stopped, StopContext, decide, parse_record
+from pyo3_debug_magic.agent.events import (BreakpointChanged, LibrariesChanged, Stopped, StopContext, decide,
+                                           parse_record)
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbExitedError, GdbTimeoutError
 from pyo3_debug_magic.agent.lifecycle import Lifecycle
 from pyo3_debug_magic.agent.pauses import Pauses
@@ -54,9 +55,7 @@ class Agent:
             p.Hello: self.hello, p.Configure: self.configure,
             p.Attach: self.lifecycle.attach, p.Detach: self.lifecycle.detach,
             p.Status: lambda r: self.lifecycle.status(), p.Shutdown: self.shutdown,
-            p.Sources: lambda r: self.breakpoints.sources(),
-            p.Functions: lambda r: self.breakpoints.functions(r.crate, r.name),
-            p.FindFunction: lambda r: self.breakpoints.find_function(r.text, r.crate),
+            p.SetBreakpoint: self.breakpoints.set,
             p.BreakInsert: self.breakpoints.insert,
             p.BreakList: lambda r: self.breakpoints.rows(),
             p.BreakDelete: lambda r: self.breakpoints.delete(r.numbers),
@@ -75,7 +74,7 @@ class Agent:
             p.Resume: lambda r: self.pauses.resume(r.thread, r.how, r.frame) or {"thread": r.thread},
             p.Quit: lambda r: self.lifecycle.quit(),
         }
-        self.need_attached = {p.Sources, p.Functions, p.FindFunction, p.BreakInsert, p.BreakList, p.BreakDelete,
+        self.need_attached = {p.SetBreakpoint, p.BreakInsert, p.BreakList, p.BreakDelete,
                               p.BreakEnable, p.SuspendBreakpoints, p.BreakCondition, p.TakeSnapshot, p.Frames, p.Locals, p.Evaluate, p.Resume}
         self.need_symbols = self.need_attached | {p.Watch}  # an attach that deferred them reads them first
 

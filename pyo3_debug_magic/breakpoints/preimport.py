@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, has_debug_info, lines_with_code
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate, rebuilt_extensions
+from pyo3_debug_magic.breakpoints.builds import rebuilt_extensions
+from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate
 
 BUDGET_SECONDS = 2.0
 MAX_DEPTH = 3          # site-packages/pkg/sub/module.so

@@ -9,11 +9,17 @@ them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPyt
 - ``events``: one class per event the agent pushes;
 - ``profile``: a sampled profile of a cell (``%%native_profile``).
 """
-from pyo3_debug_magic.model.events import EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event, GdbDied, HangSeen, Interrupted, Notice, Paused
+from pyo3_debug_magic.model.events import (EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event,
+                                           GdbDied, HangSeen, Interrupted, Notice, Paused)
 from pyo3_debug_magic.model.profile import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
 from pyo3_debug_magic.model.reports import CrashHandling, CrashRecord, CrashReport, HangReport, signed_bytes
-from pyo3_debug_magic.model.stacks import GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread, RawSnapshot, Snapshot, StackEntry, ThreadRow, ThreadStack, Variable
-from pyo3_debug_magic.model.state import AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointInfo, BreakpointRequest, BreakpointLocation, BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord, QuitResult, SourceRecord, Stop, ThreadInfo
+from pyo3_debug_magic.model.stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
+                                           PythonThread, RawSnapshot, Snapshot, StackEntry, ThreadRow,
+                                           ThreadStack, Variable)
+from pyo3_debug_magic.model.state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated,
+                                          BreakpointInfo, BreakpointRequest, BreakpointLocation,
+                                          BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord,
+                                          QuitResult, SourceRecord, Stop, ThreadInfo)
 
 __all__ = [
     "EVENT_TYPES",

@@ -90,6 +90,9 @@ class BreakpointCreated:
     number: int
     pending: bool
     locations: tuple[BreakpointLocation, ...] = ()
+    pending_note: str = ""    # why it waits (the module is not imported yet, ...)
+    moved_note: str = ""      # the line moved off a signature, an attribute or a comment
+    line_note: str = ""       # gdb put it on a later line with code
 
 
 @dataclass(frozen=True)

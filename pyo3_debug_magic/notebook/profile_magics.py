@@ -11,7 +11,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from pyo3_debug_magic.debugger import get_debugger
-from pyo3_debug_magic.notebook.magics import parse_args, user_errors_as_usage
+from pyo3_debug_magic.notebook.magic_input import parse_args, user_errors_as_usage
 from pyo3_debug_magic.notebook.output import show
 from pyo3_debug_magic.render import flamegraph, profile_text
 

@@ -7,10 +7,10 @@ Runs as its own process (a process may not ptrace its own threads):
 ``python -m pyo3_debug_magic.profiling.sampler PID RATE OUT [--python] [--idle] [EXCLUDED_TID ...]``.
 Each round the sampler stops each thread (PTRACE_SEIZE + PTRACE_INTERRUPT), libdw unwinds it,
 and the sampler lets go (a fraction of a millisecond); with ``--python`` the thread's Python
-frames are read while it is stopped (``pyframes``). Not libdw's own attach: it uses
+frames are read while it is stopped (``stacks.pyframes``). Not libdw's own attach: it uses
 PTRACE_ATTACH, whose SIGSTOP left every kernel thread group-stopped (state T, no tracer) when
 the sampler was killed mid-round; a seized thread resumes by itself when its tracer dies.
-SIGINT ends it; OUT then gets the stacks in py-spy's collapsed format (``native_stacks``).
+SIGINT ends it; OUT then gets the stacks in py-spy's collapsed format (``sampled_stacks``).
 """
 from __future__ import annotations
 

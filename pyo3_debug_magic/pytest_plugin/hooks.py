@@ -1,6 +1,6 @@
 """pytest integration (registered as a pytest11 entry point; inactive unless an option is given).
 
-Native debugging (``pytest_native``: one agent per test process, attached once):
+Native debugging (``native.py``: one agent per test process, attached once):
 
 * ``--native-crash``: a native crash is reported with the test's node id, the signal, the
   faulting Rust line and the merged Rust + Python stack. Under pytest-xdist or pytest-forked
@@ -12,7 +12,7 @@ Native debugging (``pytest_native``: one agent per test process, attached once):
   the process dies (a terminal only); ``--pdb``'s prompt gets a ``native`` command too.
 * ``native_debugger`` fixture: the ``NativeDebugger`` API in a test, attached.
 
-Leak checks (``leaks``):
+Leak checks (``refcheck.engine``):
 
 * ``refcheck`` fixture: ``refcheck(func, *args, **kwargs)`` measures the call and fails the
   test with the report's table if anything leaks; ``refcheck.report(...)`` only returns it.
@@ -35,7 +35,8 @@ import time
 import pytest
 
 from pyo3_debug_magic.refcheck.engine import RefChecker, RefcheckReport, Verdict
-from pyo3_debug_magic.pytest_plugin.refcheck_stalls import RepetitionsStalled, StallWatchdog, every_threads_stack
+from pyo3_debug_magic.pytest_plugin.refcheck_stalls import (RepetitionsStalled, StallWatchdog,
+                                                            every_threads_stack)
 
 _LEAKS_KEY = pytest.StashKey[list]()
 _UNCONFIRMED_KEY = pytest.StashKey[list]()

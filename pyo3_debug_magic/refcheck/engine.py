@@ -35,8 +35,10 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pyo3_debug_magic.refcheck.boundary import REFERENCE_PAD, _judge, _PadGuard, _Series, _track, _Tracked, boundary_rows, not_measurable_reason, result_row
-from pyo3_debug_magic.refcheck.native_heap import _native_heap_reader, _saturate_freelists, _TcacheDrain, _ThreadStarts, _type_counts
+from pyo3_debug_magic.refcheck.boundary import (REFERENCE_PAD, _judge, _PadGuard, _Series, _track, _Tracked,
+                                                boundary_rows, not_measurable_reason, result_row)
+from pyo3_debug_magic.refcheck.native_heap import (_native_heap_reader, _saturate_freelists, _TcacheDrain,
+                                                   _ThreadStarts, _type_counts)
 from pyo3_debug_magic.refcheck.report import BoundaryRow, CounterRow, RefcheckReport, Verdict  # noqa: F401
 
 MIN_MEASURED_CALLS = 3

@@ -90,7 +90,7 @@ class RefcheckReport:
 
     @property
     def table(self) -> str:
-        from pyo3_debug_magic.render.text import refcheck_table
+        from pyo3_debug_magic.render.refcheck_text import refcheck_table
 
         return refcheck_table(self)
 

@@ -5,7 +5,7 @@ import re
 from html import escape
 
 from pyo3_debug_magic.model import Stop
-from pyo3_debug_magic.render import text
+from pyo3_debug_magic.render import refcheck_text, text
 
 _STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
           "OVER-RELEASE": "color:#cf222e;font-weight:bold", "NOT MEASURABLE": "color:#6e7781",
@@ -26,11 +26,11 @@ def refcheck_html(report) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in
                    ("object", "type", "refs before", "after", "change/call", "verdict"))
     body = []
-    for row in text.refcheck_rows(report):
+    for row in refcheck_text.refcheck_rows(report):
         cells = "".join(f"<td><code>{escape(c)}</code></td>" if i == 0 else f"<td>{escape(c)}</td>"
                         for i, c in enumerate(row[:5]))
         body.append(f"<tr>{cells}<td style=\"{_verdict_style(row[5])}\">{escape(row[5])}</td></tr>")
-    counters = "".join(f"<li>{with_code(line)}</li>" for line in text.counter_lines(report))
+    counters = "".join(f"<li>{with_code(line)}</li>" for line in refcheck_text.counter_lines(report))
     trace = ""
     if report.exception:
         trace = (f"<details><summary>the call raised on {report.raised_calls} call(s)</summary>"
@@ -38,7 +38,7 @@ def refcheck_html(report) -> str:
     verdict = report.verdict
     colour = "#1a7f37" if report.ok else "#cf222e"
     return (f"<div class=\"pyo3-refcheck\"><p><b>refcheck</b> <code>{escape(report.label)}</code>: "
-            f"{escape(text.refcheck_calls(report))}</p>"
+            f"{escape(refcheck_text.refcheck_calls(report))}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {with_code(verdict)}</p></div>")
 

@@ -11,7 +11,8 @@ import threading
 from dataclasses import replace
 
 from pyo3_debug_magic.stacks import merging
-from pyo3_debug_magic.model import CrashRecord, CrashReport, HangReport, HangSeen, Paused, RawSnapshot, Snapshot, Stop
+from pyo3_debug_magic.model import (CrashRecord, CrashReport, HangReport, HangSeen, Paused, RawSnapshot,
+                                    Snapshot, Stop)
 
 
 def from_raw(raw: RawSnapshot, engine: str = "gdb", names: dict | None = None) -> Snapshot:
@@ -26,7 +27,7 @@ def from_raw(raw: RawSnapshot, engine: str = "gdb", names: dict | None = None) -
 
 
 def open_core(core: str, executable: str | None = None, **options):
-    """``core.open_core``, imported with nothing from the notebook's folder (a planted
+    """``crash.core.open_core``, imported with nothing from the notebook's folder (a planted
     ``pygdbmi.py`` there was imported into the kernel)."""
     from pyo3_debug_magic.tools import imports_from_installation
 

@@ -9,7 +9,8 @@ from dataclasses import replace
 from types import FrameType
 
 from pyo3_debug_magic.breakpoints.locations import is_user_source
-from pyo3_debug_magic.model import GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks, PythonThread, StackEntry, ThreadRow, ThreadStack
+from pyo3_debug_magic.model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
+                                    PythonThread, StackEntry, ThreadRow, ThreadStack)
 
 CPYTHON_SOURCE_DIRS = {"Python", "Objects", "Modules", "Include", "Parser", "Programs"}
 RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")

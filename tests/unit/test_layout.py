@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pyo3_debug_magic"
+PACKAGE = Path(__file__).resolve().parents[2] / "pyo3_debug_magic"
 MAX_LINES = 400
 MI_COMMANDS = ("-exec-", "-break-", "-stack-", "-data-", "-thread-", "-target-", "-file-", "-symbol-")
 

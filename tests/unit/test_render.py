@@ -5,7 +5,9 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from pyo3_debug_magic import model
-from pyo3_debug_magic.model import AttachStatus, BreakpointInfo, CrashReport, HangReport, LogHit, MergedStack, NativeFrame, PythonFrame, Snapshot, StackEntry, Stop, ThreadStack, Variable
+from pyo3_debug_magic.model import (AttachStatus, BreakpointInfo, CrashReport, HangReport, LogHit,
+                                    MergedStack, NativeFrame, PythonFrame, Snapshot, StackEntry, Stop,
+                                    ThreadStack, Variable)
 from pyo3_debug_magic.render import html as render_html
 from pyo3_debug_magic.render import text as render_text
 

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.breakpoints.locations import SourceFile, crate_of, in_crate, parse_location, resolve, stale_build, user_written_line
+from pyo3_debug_magic.breakpoints.builds import stale_build
+from pyo3_debug_magic.breakpoints.lines import user_written_line
+from pyo3_debug_magic.breakpoints.locations import SourceFile, crate_of, in_crate, parse_location, resolve
 
 REGISTRY = "/root/.cargo/registry/src/index.crates.io-1/pyo3-0.23.5/src/lib.rs"
 STD = "/rustc/59807616e1fa/library/std/src/lib.rs"

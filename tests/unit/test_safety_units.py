@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from pyo3_debug_magic.agent import handoff
-from pyo3_debug_magic.agent.memory import INT3, executable_mappings, mapping_of, remove_breakpoint_instructions, remove_every_breakpoint_instruction
+from pyo3_debug_magic.agent.memory import (INT3, executable_mappings, mapping_of,
+                                           remove_breakpoint_instructions,
+                                           remove_every_breakpoint_instruction)
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.model import GdbFrame
 from pyo3_debug_magic.tools import calls_unsafe_reason, gdb_major_version

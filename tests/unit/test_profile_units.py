@@ -140,7 +140,7 @@ def interpreter(name: str) -> str:
 def test_the_frame_reader_reads_a_threads_python_frames(name):
     python = interpreter(name)
     run = subprocess.run([python, "-c", READER], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert run.returncode == 0, run.stderr
     frames = json.loads(run.stdout)
     names = [f[0] for f in frames]

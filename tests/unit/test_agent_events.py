@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyo3_debug_magic.agent.events import BreakpointChanged, Decision, LibrariesChanged, Other, Running, Stopped, StopContext, decide, parse_record
+from pyo3_debug_magic.agent.events import (BreakpointChanged, Decision, LibrariesChanged, Other, Running,
+                                           Stopped, StopContext, decide, parse_record)
 
 LIB = "/home/me/crate/src/lib.rs"
 AT_LINE_20 = {"func": "mycrate::compute", "file": "src/lib.rs", "fullname": LIB, "line": "20"}

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pyo3_debug_magic.render.text import thread_stacks
-from pyo3_debug_magic.stacks.merging import StackEntry, ThreadStack, for_display, is_kernel_machinery, may_lack_rust_frames
+from pyo3_debug_magic.stacks.merging import (StackEntry, ThreadStack, for_display, is_kernel_machinery,
+                                             may_lack_rust_frames)
 
 SITE = "/venv/lib/python3.11/site-packages"
 THREADING = "/usr/lib/python3.11/threading.py"
