@@ -12,6 +12,7 @@ from traitlets import Float, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from pyo3_debug_magic.model import AgentSettings
+from pyo3_debug_magic.session import DEFAULT_REQUEST_TIMEOUT  # each default is written once, beside its user
 
 
 def _env_float(name: str, default: float) -> float:
@@ -53,16 +54,16 @@ class DebuggerSettings(Configurable):
                                   ).tag(config=True)
 
     def _hang_after_default(self):
-        return _env_float("PYO3_DEBUG_MAGIC_HANG_AFTER", 2.0)
+        return _env_float("PYO3_DEBUG_MAGIC_HANG_AFTER", AgentSettings.hang_after)
 
     def _safe_point_bound_default(self):
-        return _env_float("PYO3_DEBUG_MAGIC_SAFE_POINT_BOUND", 1.0)
+        return _env_float("PYO3_DEBUG_MAGIC_SAFE_POINT_BOUND", AgentSettings.safe_point_bound)
 
     def _gdb_timeout_default(self):
-        return _env_float("PYO3_DEBUG_MAGIC_GDB_TIMEOUT", 10.0)
+        return _env_float("PYO3_DEBUG_MAGIC_GDB_TIMEOUT", AgentSettings.gdb_timeout)
 
     def _request_timeout_default(self):
-        return _env_float("PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT", 25.0)
+        return _env_float("PYO3_DEBUG_MAGIC_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)
 
     def _attach_progress_after_default(self):
         return _env_float("PYO3_DEBUG_MAGIC_ATTACH_PROGRESS_AFTER", 1.0)

@@ -14,7 +14,7 @@ import socket
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Literal
 
 from pyo3_debug_magic import model
 
@@ -56,6 +56,10 @@ def from_wire(kind: Any, value: Any) -> Any:
         known = {f.name for f in dataclasses.fields(kind) if f.init}
         return kind(**{name: from_wire(hints[name], item) for name, item in (value or {}).items()
                        if name in known})
+    if origin is Literal:  # a tag: only the values the model names
+        if value not in typing.get_args(kind):
+            raise ValueError(f"{value!r} is not one of {typing.get_args(kind)}")
+        return value
     if kind is float and isinstance(value, int):
         return float(value)
     return value
@@ -176,7 +180,7 @@ class SetBreakpoint(Request):
     op: ClassVar[str] = "set_breakpoint"
     reply: ClassVar[Any] = model.BreakpointCreated
     location: str = ""                    # what the user typed: src/lib.rs:42, crate::function
-    kind: str = "pause"
+    kind: model.BreakpointKind = "pause"
     crate: str | None = None              # bind only to this crate's files
     force: bool = False                   # a stale build or a rebuilt module: insert anyway
     condition: str | None = None
@@ -191,7 +195,7 @@ class SetBreakpoint(Request):
 class BreakInsert(Request):
     op: ClassVar[str] = "break_insert"
     reply: ClassVar[Any] = model.BreakpointCreated
-    kind: str = "pause"
+    kind: model.BreakpointKind = "pause"
     source: str | None = None
     line: int | None = None
     function: str | None = None
@@ -316,7 +320,7 @@ class Evaluate(Request):
 class Resume(Request):
     op: ClassVar[str] = "resume"
     thread: int = 0
-    how: str = "continue"
+    how: Literal["continue", "next", "step", "finish"] = "continue"
     frame: int = 0
 
 

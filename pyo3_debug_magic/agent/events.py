@@ -6,6 +6,7 @@ agent's state into a ``Decision``. Both are tested by tables (``tests/test_agent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
@@ -80,6 +81,10 @@ class StopContext:
     foreign_location: bool = False          # the hit location is outside the user's crate (for --crate)
 
 
+Action = Literal["ignore", "hang-safe-point", "interrupt", "crash", "continue", "step-again",
+                 "log-unattended", "pause"]
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do with one stop.
@@ -90,7 +95,7 @@ class Decision:
     step stop on its own line), ``log-unattended`` (no stdin: record the hit, run on), ``pause``.
     """
 
-    action: str
+    action: Action
     signal: str | None = None
     command: str | None = None
     cancels_hang: bool = False              # a user's breakpoint overrides a hang diagnosis

@@ -11,18 +11,23 @@ them, and ``render/`` formats them. Nothing here talks to gdb, a process or IPyt
 """
 from pyo3_debug_magic.model.events import (EVENT_TYPES, AgentExited, AttachProgress, CrashSeen, Event,
                                            GdbDied, HangSeen, Interrupted, Notice, Paused)
-from pyo3_debug_magic.model.profile import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
+from pyo3_debug_magic.model.profile import (FunctionRow, Profile, ProfileEngine, ProfileFrame, SampledStack,
+                                            ThreadUsage)
 from pyo3_debug_magic.model.reports import CrashHandling, CrashRecord, CrashReport, HangReport, signed_bytes
-from pyo3_debug_magic.model.stacks import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
+from pyo3_debug_magic.model.stacks import (Engine, FrameKind, GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
                                            PythonThread, RawSnapshot, Snapshot, StackEntry, ThreadRow,
                                            ThreadStack, Variable)
-from pyo3_debug_magic.model.state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated,
+from pyo3_debug_magic.model.state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointKind,
                                           BreakpointInfo, BreakpointRequest, BreakpointLocation,
                                           BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord,
                                           QuitResult, SourceRecord, Stop, ThreadInfo)
 
 __all__ = [
     "EVENT_TYPES",
+    "BreakpointKind",
+    "Engine",
+    "FrameKind",
+    "ProfileEngine",
     "BreakpointRequest",
     "AgentExited",
     "CrashSeen",

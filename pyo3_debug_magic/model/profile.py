@@ -3,12 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Literal
+
+from pyo3_debug_magic.model.stacks import FrameKind
+
+ProfileEngine = Literal["py-spy", "elfutils"]
+
 
 @dataclass(frozen=True)
 class ProfileFrame:
     """One frame of a sampled stack; ``line`` is the line the sample was on."""
 
-    kind: str                  # "python" or "native"
+    kind: FrameKind
     function: str              # Rust names demangled, hashes and .llvm.N suffixes removed
     file: str | None           # crate-relative for the user's own Rust (src/lib.rs)
     line: int | None
@@ -30,7 +36,7 @@ class SampledStack:
 class FunctionRow:
     """One row of the top table: a function's samples at the top of the stack and anywhere in it."""
 
-    kind: str
+    kind: FrameKind
     function: str
     file: str | None
     hottest_line: int | None   # the line with the most samples of its own
@@ -67,7 +73,7 @@ class Profile:
     by_thread: bool = False
     notes: tuple[str, ...] = ()
     output: str | None = None  # the file ``-o`` wrote
-    engine: str = "py-spy"     # or "elfutils" (the native sampler, every frame unwound)
+    engine: ProfileEngine = "py-spy"  # or the native sampler, every frame unwound
     unmatched: int = 0         # elfutils: samples whose Python and native frames did not line up
 
     @property

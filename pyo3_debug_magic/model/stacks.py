@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+FrameKind = Literal["native", "python"]
+Engine = Literal["gdb", "gdb core", "py-spy"]
 
 
 # ----- what gdb and the Python-stack reader report --------------------------------------------
@@ -113,7 +117,7 @@ class MergedStack:
 class StackEntry:
     """One line of a merged stack: a native (Rust/C) frame or a Python frame."""
 
-    kind: str                 # "native" or "python"
+    kind: FrameKind
     function: str
     file: str | None
     line: int | None
@@ -141,7 +145,7 @@ class ThreadStack:
 class Snapshot:
     """Every thread's merged stack from one engine, and what could not be read."""
 
-    engine: str                      # "gdb", "gdb core" or "py-spy"
+    engine: Engine
     threads: tuple[ThreadStack, ...]
     problem: str | None = None       # e.g. Python frames unreadable
     python_source: str = ""          # where gdb's Python frames came from: "memory" or "py-spy"

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+BreakpointKind = Literal["pause", "log"]
 
 from pyo3_debug_magic.model.stacks import MergedStack, NativeFrame, Variable
 
@@ -98,7 +101,7 @@ class BreakpointCreated:
 @dataclass(frozen=True)
 class BreakpointRow:
     number: int
-    kind: str                 # "pause" or "log"
+    kind: BreakpointKind
     location: str
     enabled: bool
     hits: int
@@ -110,7 +113,7 @@ class BreakpointRow:
 @dataclass(frozen=True)
 class BreakpointInfo:
     number: int
-    kind: str
+    kind: BreakpointKind
     location: str
     enabled: bool
     hits: int

@@ -3,10 +3,12 @@ parameters folded or shown, the Python-only view of the same run), the top table
 No network and no kernel round-trip: the data and the script are in the page."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
 from html import escape
+from importlib import resources
 
 from pyo3_debug_magic.model import Profile
 from pyo3_debug_magic.render.profile_text import call_tree, header, top_rows
@@ -20,65 +22,13 @@ def colour(node: dict) -> str:
         return COLOURS["user"] if node["user"] else COLOURS["native"]
     return COLOURS.get(node["kind"], COLOURS["native"])
 
-_SCRIPT = """
-(function () {
-  var box = document.getElementById(ID), views = DATA, view = "native", zoom = null;
-  var graph = box.querySelector(".fg"), search = box.querySelector("input[type=search]");
-  var full = box.querySelector("input.generics"), info = box.querySelector(".fg-info");
-  function fold(name) {
-    if (full.checked) return name;
-    var out = "", depth = 0;
-    for (var i = 0; i < name.length; i++) {
-      var c = name[i];
-      if (c === "<" && i > 0 && /[\\w>]/.test(name[i - 1]) && depth === 0) { depth = 1; out += "<…>"; continue; }
-      if (depth > 0) { if (c === "<") depth++; else if (c === ">") depth--; continue; }
-      out += c;
-    }
-    return out;
-  }
-  function colour(n) { return n.kind === "native" && n.user ? COLOURS.user : (COLOURS[n.kind] || COLOURS.native); }
-  function draw() {
-    var root = zoom || views[view], total = root.value, rows = [], term = search.value.toLowerCase(), hits = 0;
-    graph.innerHTML = "";
-    function place(node, depth, start) {
-      var width = node.value / total;
-      if (width < 0.002) return;
-      var div = document.createElement("div"), label = node.kind === "root" ? "all samples" : fold(node.name);
-      div.className = "fg-frame";
-      div.style.cssText = "left:" + (start * 100) + "%;width:" + (width * 100) + "%;top:" + (depth * 20) +
-        "px;background:" + colour(node);
-      var lines = Object.keys(node.lines || {}).map(function (l) { return "line " + l + ": " + node.lines[l]; });
-      div.title = node.name + (node.where ? "\\n" + node.where : "") + "\\n" + node.value + " samples (" +
-        (100 * node.value / views[view].value).toFixed(1) + "%)" + (lines.length ? "\\n" + lines.join(", ") : "");
-      div.textContent = label + (node.where && node.kind !== "thread" ? "  " + node.where : "");
-      if (term && node.name.toLowerCase().indexOf(term) >= 0) { div.classList.add("fg-match"); hits += node.value; }
-      div.onclick = function () { zoom = (zoom === node ? null : node); draw(); };
-      graph.appendChild(div);
-      rows.push(depth);
-      var at = start;
-      (node.children || []).forEach(function (child) { place(child, depth + 1, at); at += child.value / total; });
-    }
-    place(root, 0, 0);
-    graph.style.height = ((Math.max.apply(null, rows.concat([0])) + 1) * 20) + "px";
-    info.textContent = (zoom ? "zoomed on " + fold(zoom.name) + " (click it again to zoom out). " : "") +
-      (term ? "matching '" + search.value + "': " + (100 * Math.min(hits, total) / total).toFixed(1) + "% of shown samples" : "");
-  }
-  search.oninput = draw; full.onchange = draw;
-  box.querySelectorAll("button[data-view]").forEach(function (b) {
-    b.onclick = function () { view = b.getAttribute("data-view"); zoom = null; draw(); };
-  });
-  draw();
-})();
-"""
+TEMPLATES = resources.files("pyo3_debug_magic.render") / "templates"
 
-_STYLE = """
-#ID .fg{position:relative;font:11px monospace;margin:4px 0;overflow:hidden}
-#ID .fg-frame{position:absolute;height:19px;line-height:19px;overflow:hidden;white-space:nowrap;
-  text-overflow:ellipsis;box-sizing:border-box;border:1px solid #fff;padding:0 3px;cursor:pointer;color:#000}
-#ID .fg-frame.fg-match{background:#e040fb !important}
-#ID table{border-collapse:collapse;font-size:12px} #ID td,#ID th{padding:1px 8px;text-align:left}
-#ID .note{color:#9a6700} #ID .fg-info{color:#555;font-size:12px}
-"""
+
+@functools.cache
+def template(name: str) -> str:
+    """A package data file of the page: its script or its styles."""
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def profile_html(profile: Profile) -> str:
@@ -94,7 +44,7 @@ def profile_html(profile: Profile) -> str:
     # one pass over the template: a substituted value is never scanned again (a function named
     # COLOURS broke the script when each placeholder was replaced in turn)
     values = {"ID": json.dumps(element_id), "DATA": data, "COLOURS": json.dumps(COLOURS)}
-    script = re.sub(r"\b(ID|DATA|COLOURS)\b", lambda found: values[found.group(1)], _SCRIPT)
+    script = re.sub(r"\b(ID|DATA|COLOURS)\b", lambda found: values[found.group(1)], template("flamegraph.js"))
     notes = "".join(f"<li class=\"note\">{escape(note)}</li>" for note in profile.notes)
     head = "<tr><th>self</th><th>total</th><th>function</th><th>where</th><th></th></tr>"
     rows = "".join(
@@ -106,7 +56,7 @@ def profile_html(profile: Profile) -> str:
     threads = (f"<p>Threads without Python (sampled by elfutils' unwinder; CPU time while the cell ran):</p>"
                f"<ul>{threads}</ul>") if threads else ""
     written = f"<p>written: <code>{escape(profile.output)}</code></p>" if profile.output else ""
-    return (f"<div id=\"{element_id}\" class=\"pyo3-profile\"><style>{_STYLE.replace('#ID', '#' + element_id)}</style>"
+    return (f"<div id=\"{element_id}\" class=\"pyo3-profile\"><style>{template('flamegraph.css').replace('#ID', '#' + element_id)}</style>"
             f"<p><b>%%native_profile</b>: {escape(header(profile))}</p><ul>{notes}</ul>"
             f"<div>{buttons}<input type=\"search\" placeholder=\"search functions\"> "
             f"<label><input type=\"checkbox\" class=\"generics\"> generic parameters</label> "

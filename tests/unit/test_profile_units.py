@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -160,3 +161,20 @@ def test_names_that_look_like_the_templates_placeholders_are_data():
     views = json.loads(script.split("views = ", 1)[1].split(', view = "native"', 1)[0])
     assert "COLOURS::DATA::ID" in json.dumps(views)  # parsed whole: the name was not substituted
     assert "COLOURS.user" not in script and '"#dea584"' in script  # the template's own placeholder was
+
+
+def test_the_page_is_built_from_its_template_files_with_every_placeholder_filled():
+    """The script and styles are package data (render/templates/), read as they ship: each is
+    in the page once, scoped to its element, with no placeholder left."""
+    from pyo3_debug_magic.render.flamegraph import TEMPLATES
+
+    profile = profiles.build(profiles.parse_collapsed(RAW, demangle_all), samples=45, errors=0, rate=100,
+                             seconds=0.45, by_thread=True, thread_names={101: "MainThread"})
+    page = profile_html(profile)
+    element = re.search(r'<div id="(pdm-profile-[0-9a-f]{12})"', page).group(1)
+    script = page.split("<script>")[1].split("</script>")[0]
+    style = page.split("<style>")[1].split("</style>")[0]
+    assert (TEMPLATES / "flamegraph.js").is_file() and (TEMPLATES / "flamegraph.css").is_file()
+    assert page.count("<script>") == 1 and f'document.getElementById("{element}")' in script
+    assert not re.search(r"\b(ID|DATA|COLOURS)\b", script.split("views = ", 1)[0] + script.split('view = "native"', 1)[1])
+    assert f"#{element} .fg-frame" in style and "#ID" not in style
