@@ -17,8 +17,8 @@ from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic import protocol as p
 from pyo3_debug_magic.config import DebuggerSettings
 from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
-from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest,
-                                    CrashHandling, Event, GdbDied, LogHit, LogRecord, RawSnapshot, Snapshot)
+from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, HelperSetup,
+                                    Event, GdbDied, LogHit, RawSnapshot, Snapshot)
 from pyo3_debug_magic.session import AgentSession
 
 
@@ -27,35 +27,28 @@ SLOW_REQUEST_TIMEOUT = 60.0  # requests the agent itself bounds at 30-40 s (atta
 SET_BREAKPOINT_TIMEOUT = 120.0  # the helper reads sources and functions (30 s each at most), then inserts
 
 
-def _where(location) -> str:
-    return f"{location.fullname or location.func or '?'}:{location.line or '?'}"
-
-
 class NativeDebugger(DebuggerSettings):
     """Attaches gdb (through the agent) to ``target_pid``, by default this process. Its
     settings are traitlets (``%config NativeDebugger``); a change reaches a running agent."""
 
-    def __init__(self, target_pid: int | None = None, **settings):
+    def __init__(self, target_pid: int | None = None, setup: HelperSetup | None = None, **settings):
         super().__init__(**settings)
         self.target_pid = target_pid
+        self.setup = setup or HelperSetup()  # a test run's crash identity, terminal, ... (frozen)
         self._session: AgentSession | None = None
         self._listeners: list[Callable[[Event], None]] = [self._on_event]
         self._gdb_gone = False
         self._gdb_attached = False
         self._attach_doing = ""
-        self.aside_seconds: tuple[float, float | None] | None = None  # the last step aside: (away, back)
+        self._aside_seconds: tuple[float, float | None] | None = None
         # called as (seconds, what it does, finished) while an attach has taken over a second
         self.attach_progress: Callable[[float, str, bool], None] | None = None
-        # a test run (pytest_plugin.native) sets these: its own crash identity and directory, what
-        # the agent does at a crash, the terminal it may use, and no stderr tee (pytest's
-        # capture owns fd 2)
-        self.crash_identity: str | None = None
-        self.crash_directory: str | None = None
-        self.crash_handling: CrashHandling | None = None
-        self.agent_terminal: tuple[int, int] | None = None
-        self.tee_stderr = True
-        self.defer_symbols = False  # crash capture only: gdb reads symbols at the crash, not at attach
         self.observe(self._settings_changed)
+
+    @property
+    def aside_seconds(self) -> tuple[float, float | None] | None:
+        """The last step aside (``stepped_aside``): seconds to let go, and to attach again."""
+        return self._aside_seconds
 
     @property
     def attached(self) -> bool:
@@ -91,13 +84,13 @@ class NativeDebugger(DebuggerSettings):
         try:
             if self._session is None or not self._session.alive:
                 self._session = AgentSession(self.target_pid, self.gdb or None, self.request_wait,
-                                             tee_stderr=self.tee_stderr, terminal=self.agent_terminal)
+                                             tee_stderr=self.setup.tee_stderr, terminal=self.setup.terminal)
                 for listener in self._listeners:
                     self._session.add_listener(listener)
                 self._session.start()
                 self._session.request(p.Configure(self.agent_settings()))
             self._gdb_gone = False
-            kernel_id = self.crash_identity or (
+            kernel_id = self.setup.crash_identity or (
                 report_files.kernel_identity() if self.target_pid in (None, os.getpid()) else None)
             # the agent bounds attaching at 2 x 20 s: the kernel waits longer
             reported = []
@@ -110,8 +103,8 @@ class NativeDebugger(DebuggerSettings):
             if self.attach_progress_after <= 0:
                 slow(0.0)  # progress asked for on every attach: shown before the first wait
             status = AttachStatus.from_agent(self._session.request(
-                p.Attach(kernel_id, self.crash_directory or str(report_files.report_dir()), self.crash_handling,
-                         self.defer_symbols),
+                p.Attach(kernel_id, self.setup.crash_directory or str(report_files.report_dir()),
+                         self.setup.crash_handling, self.setup.defer_symbols),
                 timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
             if reported and self.attach_progress is not None:
                 self.attach_progress(status.attach_seconds or reported[-1], "", True)
@@ -165,7 +158,7 @@ class NativeDebugger(DebuggerSettings):
                  attached_now.printers if attached_now and attached_now.printers != "loaded" else "",
                  created.line_note]
         return BreakpointInfo(created.number, kind, request.location, True, 0, request.condition, created.pending,
-                              tuple(_where(loc) for loc in created.locations), "; ".join(n for n in notes if n))
+                              created.locations, "; ".join(n for n in notes if n))
 
     def log_calls(self, function: str, label: str) -> int:
         """A log breakpoint recording the backtrace of every call of ``function`` (any loaded
@@ -175,9 +168,7 @@ class NativeDebugger(DebuggerSettings):
     def breakpoints(self) -> list[BreakpointInfo]:
         if not self.attached:
             return []
-        return [BreakpointInfo(r.number, r.kind, r.location, r.enabled, r.hits, r.condition, r.pending,
-                               tuple(_where(loc) for loc in r.locations))
-                for r in self._request(p.BreakList())]
+        return list(self._request(p.BreakList()))
 
     def delete_breakpoints(self, numbers: list[int] | None = None) -> list[int]:
         """Delete the given breakpoints, or all of them."""
@@ -203,24 +194,11 @@ class NativeDebugger(DebuggerSettings):
             userinput.check_breakpoint_expression(condition, "the condition")
         self._request(p.BreakCondition(int(number), condition or None))
 
-    def take_log_records(self) -> list[LogRecord]:
-        """Everything the agent logged since the last call, as it recorded it."""
-        return list(self._request(p.TakeLogs())) if self.attached else []
-
-    def take_log_hits(self, records: list[LogRecord] | None = None) -> list[LogHit]:
-        """Log-breakpoint hits recorded since the last call (and unattended pauses), or those
-        of ``records`` (taken with ``take_log_records``)."""
-        if records is None and not self.attached:
+    def take_log_hits(self) -> list[LogHit]:
+        """Log-breakpoint hits (and unattended or refused pauses) recorded since the last call."""
+        if not self.attached:
             return []
-        hits = []
-        for record in self.take_log_records() if records is None else records:
-            where = record.where
-            hits.append(LogHit(int(record.number or 0), record.hit, record.location,
-                               where.func if where else None, where.file if where else None,
-                               where.line if where else None, record.values,
-                               tuple(f"{f.file or f.func or '?'}:{f.line or '?'} {f.func}" for f in record.backtrace),
-                               record.unattended, record.error, record.not_paused_because))
-        return hits
+        return list(self._request(p.TakeLogs()))
 
     def set_pausing_allowed(self, allowed: bool, because: str = "no stdin") -> None:
         """A cell starts: tell the agent whether it can answer a pause (else hits are logged,
@@ -307,13 +285,13 @@ class NativeDebugger(DebuggerSettings):
         started = time.monotonic()
         self._session.request(p.Detach(keep_breakpoints=True), timeout=SLOW_REQUEST_TIMEOUT)
         self._gdb_attached = False
-        self.aside_seconds = (time.monotonic() - started, None)
+        self._aside_seconds = (time.monotonic() - started, None)
         try:
-            yield self.aside_seconds[0]
+            yield self._aside_seconds[0]
         finally:
             started = time.monotonic()
             self.attach()
-            self.aside_seconds = (self.aside_seconds[0], time.monotonic() - started)
+            self._aside_seconds = (self._aside_seconds[0], time.monotonic() - started)
 
     @property
     def helper_pid(self) -> int | None:

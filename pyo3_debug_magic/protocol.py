@@ -213,7 +213,7 @@ class BreakInsert(Request):
 @dataclass(frozen=True)
 class BreakList(Request):
     op: ClassVar[str] = "break_list"
-    reply: ClassVar[Any] = tuple[model.BreakpointRow, ...]
+    reply: ClassVar[Any] = tuple[model.BreakpointInfo, ...]
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ class PauseHung(Request):
 @dataclass(frozen=True)
 class TakeLogs(Request):
     op: ClassVar[str] = "logs"
-    reply: ClassVar[Any] = tuple[model.LogRecord, ...]
+    reply: ClassVar[Any] = tuple[model.LogHit, ...]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ PYTHON = model.PythonStacks((model.PythonThread(0x7F00, 42, True, (model.PythonF
     model.RawSnapshot((ROW,), PYTHON),
     model.AgentStatus(True, 42, 7, "GNU gdb 18.1", 0.3, (model.ThreadInfo("1", "python3", "running"),)),
     model.BreakpointCreated(3, False, (model.BreakpointLocation("0x1", "/c/src/lib.rs", 20, "f"),)),
-    model.LogRecord(2, 5, 1, "src/lib.rs:20", model.HitPlace("f", "src/lib.rs", "/c/src/lib.rs", 20),
+    model.LogHit(2, 5, 1, "src/lib.rs:20", model.HitPlace("f", "src/lib.rs", "/c/src/lib.rs", 20),
                     (("total", "21"),), (model.HitPlace("g"),)),
     model.CrashRecord("SIGSEGV", 1, "summary", pid=42, threads=(ROW,), python=PYTHON,
                       locals=(model.Variable("p", "0x0"),)),

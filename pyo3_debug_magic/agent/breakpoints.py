@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pyo3_debug_magic import model
@@ -22,31 +22,60 @@ from pyo3_debug_magic.gdb.symbols import gdb_regex
 LOG_KEPT = 10_000
 
 
+@dataclass(frozen=True)
+class BreakpointSpec:
+    """What the helper keeps of one breakpoint: what the user asked for, and what it has seen
+    of the breakpoint since (replaced, never changed in place)."""
+
+    kind: model.BreakpointKind
+    location: str
+    condition: str | None = None
+    user_only: bool = False                 # keep it on the user's crates (and ``crate``)
+    crate: str | None = None
+    source: str | None = None               # the file the kernel chose
+    source_dir: str | None = None           # ``--source DIR``
+    pending: bool = False
+    held: bool | None = None                # bound only outside the user's crate (None: never was)
+    seen: tuple[str, ...] | None = None     # its locations' addresses at the last change
+    announced: bool = False                 # "breakpoint N resolved" was said
+    told_elsewhere: bool = False            # "compiled in a folder this machine does not have" was said
+    unattended_hits: int = 0
+
+    @classmethod
+    def asked(cls, request: BreakInsert, pending: bool) -> "BreakpointSpec":
+        return cls(request.kind, request.location, request.condition, request.user_only, request.crate,
+                   request.source, request.source_dir, pending)
+
+
 class Breakpoints:
     def __init__(self, context: AgentContext):
         self.context = context
-        self.specs: dict[int, dict] = {}      # number -> kind, location, condition, user_only
+        self.specs: dict[int, BreakpointSpec] = {}
         self.addresses: set[int] = set()      # where gdb has put int3 instructions
         self.log: list[dict] = []
         self.sources_cache: tuple[model.SourceRecord, ...] | None = None
 
     # ----- the log of hits ------------------------------------------------------------
     def record_hit(self, hit: dict) -> None:
-        hit["location"] = self.specs.get(int(hit.get("number") or 0), {}).get("location", "")
+        spec = self.specs.get(int(hit.get("number") or 0))
+        hit["location"] = spec.location if spec else ""
         self.log.append(hit)
         if len(self.log) > LOG_KEPT:
             del self.log[:LOG_KEPT // 2]
 
     def record_unattended(self, number: int | None, thread: int, where: dict, because: str = "no stdin") -> None:
         """A pausing breakpoint hit in a cell that cannot answer a prompt: logged instead."""
-        spec = self.specs.get(number or 0, {})
-        spec["unattended_hits"] = spec.get("unattended_hits", 0) + 1
-        self.record_hit({"number": number, "hit": spec["unattended_hits"], "thread": thread,
+        spec = self.specs.get(number or 0)
+        count = 1
+        if spec is not None:
+            spec = self.specs[number] = replace(spec, unattended_hits=spec.unattended_hits + 1)
+            count = spec.unattended_hits
+        self.record_hit({"number": number, "hit": count, "thread": thread,
                          "unattended": True, "where": where, "not_paused_because": because})
 
-    def take_log(self) -> tuple[model.LogRecord, ...]:
+    def take_log(self) -> tuple[model.LogHit, ...]:
         hits, self.log = self.log, []
-        return tuple(from_wire(model.LogRecord, hit) for hit in hits)
+        return tuple(from_wire(model.LogHit, hit) for hit in hits)
 
     # ----- gdb's int3 addresses (for the day gdb dies with them inserted) ------------------
     def refresh_addresses(self) -> None:
@@ -68,10 +97,10 @@ class Breakpoints:
         user's crates (and outside ``--crate``), and say where a pending one bound."""
         number = int(str(bkpt.get("number", "0")).split(".")[0] or 0)
         spec = self.specs.get(number)
-        if spec is not None and spec.get("seen") == _addresses(bkpt):
+        if spec is not None and spec.seen == _addresses(bkpt):
             return  # a hit (gdb counts it with this event) or an enable: no location came or went
         self.refresh_addresses()
-        if not spec or not spec.get("user_only"):
+        if not spec or not spec.user_only:
             return
         gdb, kept = self.context.gdb, []
         # gdb numbers locations by address, and a later library may have renumbered them since
@@ -81,6 +110,8 @@ class Breakpoints:
             return
         if self._map_sources_built_elsewhere(number, bkpt, spec):
             bkpt = self._current(number) or bkpt
+        spec = self.specs.get(number, spec)
+        held = spec.held
         several = bool(bkpt.get("locations"))
         rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>", "<MULTIPLE>") else [])
         for location in rows:
@@ -95,13 +126,16 @@ class Breakpoints:
                 # breakpoint with its only location), so that the location a module of the
                 # right crate brings is inserted by gdb while that module loads: no race with a
                 # call made right after the import. Once there are two, the foreign one is disabled.
-                spec["held"] = True
-        if kept and spec.get("held"):
-            spec["held"] = False
-        spec["seen"] = _addresses(bkpt)
-        if (spec.get("pending") or spec.get("held") is False) and kept and not spec.get("announced"):
-            spec["announced"] = True
-            spec["pending"] = False
+                held = True
+        if kept and held:
+            held = False
+        spec = replace(spec, held=held, seen=_addresses(bkpt))
+        announce = (spec.pending or spec.held is False) and kept and not spec.announced
+        if announce:
+            spec = replace(spec, announced=True, pending=False)
+        if number in self.specs:  # (deleted meanwhile: not brought back)
+            self.specs[number] = spec
+        if announce:
             where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
                               for loc in kept)
             self.context.notify(f"breakpoint {number} resolved: {where}")
@@ -113,7 +147,7 @@ class Breakpoints:
             return None
         return next(iter(body.get("body") or []), None)
 
-    def _map_sources_built_elsewhere(self, number: int, bkpt: dict, spec: dict) -> bool:
+    def _map_sources_built_elsewhere(self, number: int, bkpt: dict, spec: BreakpointSpec) -> bool:
         """Locations in a crate compiled in a folder this machine does not have: with
         ``--source DIR``, map that folder to DIR (gdb's substitute-path, remembered for later
         kernels); without, say once how to. Whether a mapping was added."""
@@ -121,14 +155,14 @@ class Breakpoints:
         elsewhere = [r.get("fullname") for r in rows if built_elsewhere(r.get("fullname"))]
         if not elsewhere:
             return False
-        mapping = source_paths.mapping_for(elsewhere[0], spec["source_dir"]) if spec.get("source_dir") else None
+        mapping = source_paths.mapping_for(elsewhere[0], spec.source_dir) if spec.source_dir else None
         if mapping is None:  # (a file the kernel resolved to pauses: its view says the source is missing)
-            if not spec.get("told_elsewhere") and elsewhere[0] != spec.get("source"):
-                spec["told_elsewhere"] = True
+            if not spec.told_elsewhere and elsewhere[0] != spec.source:
+                self.specs[number] = replace(spec, told_elsewhere=True)
                 self.context.notify(
                     f"breakpoint {number}: {elsewhere[0]} was compiled in a folder this machine does not "
-                    f"have{' (not under ' + spec['source_dir'] + ')' if spec.get('source_dir') else ''}: "
-                    f"`%native_break {spec['location']} --source DIR`, DIR your checkout of the crate")
+                    f"have{' (not under ' + spec.source_dir + ')' if spec.source_dir else ''}: "
+                    f"`%native_break {spec.location} --source DIR`, DIR your checkout of the crate")
             return False
         self.context.gdb.console(source_paths.gdb_command(*mapping))
         source_paths.remember(*mapping)
@@ -141,12 +175,12 @@ class Breakpoints:
         their crates (or ``--crate``) that is not disabled yet (its module loaded an instant
         ago, or it is the breakpoint's only location). Such hits run on unseen."""
         spec = self.specs.get(number or 0)
-        return bool(spec and spec.get("user_only")) and not self._ours(spec, fullname)
+        return bool(spec and spec.user_only) and not self._ours(spec, fullname)
 
     @staticmethod
-    def _ours(spec: dict, fullname: str | None) -> bool:
-        return ((is_user_source(fullname) or fullname == spec.get("source"))  # the kernel chose that file
-                and (not spec.get("crate") or in_crate(fullname, spec["crate"])))
+    def _ours(spec: BreakpointSpec, fullname: str | None) -> bool:
+        return ((is_user_source(fullname) or fullname == spec.source)  # the kernel chose that file
+                and (not spec.crate or in_crate(fullname, spec.crate)))
 
     # ----- what the loaded modules hold -------------------------------------------------
     def sources(self) -> tuple[model.SourceRecord, ...]:
@@ -219,20 +253,16 @@ class Breakpoints:
     def insert(self, request: BreakInsert) -> model.BreakpointCreated:
         gdb = self.context.gdb
         if request.kind == "log":
-            spec = {"source": request.source, "line": request.line, "function": request.function,
-                    "condition": request.condition, "ignore": request.ignore,
-                    "temporary": request.temporary, "expressions": list(request.expressions),
-                    "backtrace": request.backtrace}
-            gdb.call_python("add_log_breakpoint", spec)
+            gdb.call_python("add_log_breakpoint", {
+                "source": request.source, "line": request.line, "function": request.function,
+                "condition": request.condition, "ignore": request.ignore, "temporary": request.temporary,
+                "expressions": list(request.expressions), "backtrace": request.backtrace})
             created = gdb.mi.take_message("log-created") or {"error": "gdb did not answer"}
             if created.get("error"):
                 raise UsageProblem(f"cannot set a log breakpoint at {request.location}: {created['error']}",
                                    "check the location (file:line or crate::function)")
             number = int(created["number"])
-            self.specs[number] = {"kind": "log", "location": request.location, "condition": request.condition,
-                                  "user_only": request.user_only, "crate": request.crate,
-                                  "source": request.source, "source_dir": request.source_dir,
-                                  "pending": bool(created.get("pending"))}
+            self.specs[number] = BreakpointSpec.asked(request, pending=bool(created.get("pending")))
             self.refresh_addresses()
             return model.BreakpointCreated(number, bool(created.get("pending")), tuple(
                 from_wire(model.BreakpointLocation, loc) for loc in created.get("locations", [])))
@@ -249,19 +279,16 @@ class Breakpoints:
             command += ["--source", mi_quote(request.source or ""), "--line", str(int(request.line or 0))]
         bkpt = gdb.command(" ".join(command)).payload.get("bkpt", {})
         number = int(bkpt.get("number", 0))
-        self.specs[number] = {"kind": "pause", "location": request.location, "condition": request.condition,
-                              "user_only": request.user_only, "crate": request.crate,
-                              "source": request.source, "source_dir": request.source_dir,
-                              "pending": bkpt.get("addr") == "<PENDING>"}
+        self.specs[number] = BreakpointSpec.asked(request, pending=bkpt.get("addr") == "<PENDING>")
         self.on_changed(bkpt)
-        if self.specs[number].get("held"):  # bound only outside the user's crate: pending for the user
+        if self.specs[number].held:  # bound only outside the user's crate: pending for the user
             return model.BreakpointCreated(number, True, ())
         return model.BreakpointCreated(number, bkpt.get("addr") == "<PENDING>",
                                        tuple(loc for loc in locations_of(bkpt) if loc.enabled))
 
-    def rows(self) -> tuple[model.BreakpointRow, ...]:
+    def rows(self) -> tuple[model.BreakpointInfo, ...]:
         body = self._table()
-        logs = [n for n, spec in self.specs.items() if spec["kind"] == "log"]
+        logs = [n for n, spec in self.specs.items() if spec.kind == "log"]
         counts = {}
         if logs:
             self.context.gdb.call_python("log_breakpoint_hits", logs)
@@ -272,12 +299,12 @@ class Breakpoints:
             spec = self.specs.get(number)
             if spec is None:
                 continue
-            rows.append(model.BreakpointRow(
-                number, spec["kind"], spec["location"], bkpt.get("enabled") == "y" or bool(spec.get("held")),
-                int(counts.get(str(number), int(bkpt.get("times", 0) or 0))), spec.get("condition"),
-                bkpt.get("addr") == "<PENDING>" or bool(spec.get("held")),
+            rows.append(model.BreakpointInfo(
+                number, spec.kind, spec.location, bkpt.get("enabled") == "y" or bool(spec.held),
+                int(counts.get(str(number), int(bkpt.get("times", 0) or 0))), spec.condition,
+                bkpt.get("addr") == "<PENDING>" or bool(spec.held),
                 tuple(loc for loc in locations_of(bkpt)
-                      if loc.enabled and (not spec.get("user_only") or self._ours(spec, loc.fullname)))))
+                      if loc.enabled and (not spec.user_only or self._ours(spec, loc.fullname)))))
         return tuple(rows)
 
     def known(self, numbers) -> list[int]:
@@ -296,7 +323,8 @@ class Breakpoints:
         elif self.known(numbers):
             gdb.command("-break-delete " + " ".join(str(int(n)) for n in numbers))
         for number in numbers:
-            if self.specs.pop(number, {}).get("kind") == "log":
+            removed = self.specs.pop(number, None)
+            if removed is not None and removed.kind == "log":
                 gdb.console(f"python forget_log_breakpoint({int(number)})")
         self.refresh_addresses()
         return tuple(numbers)
@@ -312,7 +340,7 @@ class Breakpoints:
         self.known([number])
         command = f"-break-condition {int(number)}" + (f" {mi_quote(condition)}" if condition else "")
         self.context.gdb.command(command)
-        self.specs[number]["condition"] = condition or None
+        self.specs[number] = replace(self.specs[number], condition=condition or None)
         return {"number": number, "condition": condition or None}
 
     def disable_pausing(self) -> list[int]:
@@ -324,7 +352,7 @@ class Breakpoints:
         on the user's behalf must not stop at one: gdb would abandon the call inside it); the
         numbers turned off."""
         enabled = [int(b["number"]) for b in self._table() if b.get("enabled") == "y"
-                   and (only_kind is None or self.specs.get(int(b["number"]), {}).get("kind") == only_kind)]
+                   and (only_kind is None or getattr(self.specs.get(int(b["number"])), "kind", None) == only_kind)]
         if enabled:
             self.context.gdb.command("-break-disable " + " ".join(map(str, enabled)))
         return enabled

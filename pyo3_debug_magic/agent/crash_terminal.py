@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from pyo3_debug_magic import model, userinput
-from pyo3_debug_magic.stacks import merging
+from pyo3_debug_magic.stacks import merging, sources
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.prompt.commands import crash_prompt
 from pyo3_debug_magic.prompt.reader import CommandReader, TerminalWriter
@@ -97,7 +97,8 @@ class CrashTerminal:
         python = merging.python_frames_from_memory(python_thread.frames) if python_thread else ()
         python = merging.through_test_file(python, test_file)
         stop = model.Stop(row.thread, reason, None, False, native, merging.merge(native, python), variables,
-                          selected=selected, signal=signal)
+                          selected=selected, signal=signal,
+                          source_lines=sources.around(native[selected] if selected < len(native) else None))
         crash_prompt(stop, _StoppedProcess(self.context), self.write, CommandReader(self.input, self.writer.stream),
                      ending=ending, stuck=stuck)
 

@@ -13,7 +13,7 @@ import re
 
 from pyo3_debug_magic.errors import DebugMagicError
 from pyo3_debug_magic.breakpoints.locations import is_user_source
-from pyo3_debug_magic.model import LogRecord
+from pyo3_debug_magic.model import LogHit
 
 CROSSINGS = (  # (function, what a call means)
     ("__rustc::rust_begin_unwind", "a Rust panic"),  # the panic handler, as rustc names it now
@@ -42,12 +42,12 @@ class ErrorTrail:
                 continue  # no such function in this toolchain's std
             self.kinds[number] = (function, meaning)
 
-    def split(self, records: list[LogRecord]) -> tuple[list[LogRecord], list[LogRecord]]:
+    def split(self, records: list[LogHit]) -> tuple[list[LogHit], list[LogHit]]:
         """(crossings, every other record)."""
         ours = [r for r in records if r.number in self.kinds]
         return ours, [r for r in records if r.number not in self.kinds]
 
-    def render(self, crossings: list[LogRecord]) -> str:
+    def render(self, crossings: list[LogHit]) -> str:
         """The Rust frames at each crossing, oldest first; library frames folded."""
         if not crossings:
             return ("no error crossed between Rust and Python during this test's call: the failure "

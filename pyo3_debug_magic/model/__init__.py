@@ -13,16 +13,19 @@ from pyo3_debug_magic.model.events import (EVENT_TYPES, AgentExited, AttachProgr
                                            GdbDied, HangSeen, Interrupted, Notice, Paused)
 from pyo3_debug_magic.model.profile import (FunctionRow, Profile, ProfileEngine, ProfileFrame, SampledStack,
                                             ThreadUsage)
-from pyo3_debug_magic.model.reports import CrashHandling, CrashRecord, CrashReport, HangReport, signed_bytes
+from pyo3_debug_magic.model.reports import (CrashHandling, CrashRecord, CrashReport, HangReport, HelperSetup,
+                                            signed_bytes)
 from pyo3_debug_magic.model.stacks import (Engine, FrameKind, GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
-                                           PythonThread, RawSnapshot, Snapshot, StackEntry, ThreadRow,
+                                           PythonThread, RawSnapshot, Snapshot, SourceLines, StackEntry, ThreadRow,
                                            ThreadStack, Variable)
 from pyo3_debug_magic.model.state import (AgentSettings, AgentStatus, AttachStatus, BreakpointCreated, BreakpointKind,
                                           BreakpointInfo, BreakpointRequest, BreakpointLocation,
-                                          BreakpointRow, FunctionMatch, HitPlace, LogHit, LogRecord,
+                                          FunctionMatch, HitPlace, LogHit,
                                           QuitResult, SourceRecord, Stop, ThreadInfo)
 
 __all__ = [
+    "SourceLines",
+    "HelperSetup",
     "EVENT_TYPES",
     "BreakpointKind",
     "Engine",
@@ -61,10 +64,8 @@ __all__ = [
     "BreakpointCreated",
     "BreakpointInfo",
     "BreakpointLocation",
-    "BreakpointRow",
     "HitPlace",
     "LogHit",
-    "LogRecord",
     "QuitResult",
     "SourceRecord",
     "FunctionMatch",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyo3_debug_magic.model.stacks import NativeFrame, PythonStacks, ThreadRow, ThreadStack, Variable
+from pyo3_debug_magic.model.stacks import NativeFrame, PythonStacks, SourceLines, ThreadRow, ThreadStack, Variable
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,19 @@ class CrashHandling:
 
 
 @dataclass(frozen=True)
+class HelperSetup:
+    """How a process's helper starts when a test run or terminal IPython owns it rather than a
+    notebook: applied at the helper's next start."""
+
+    crash_identity: str | None = None          # names its crash reports (a test run's id)
+    crash_directory: str | None = None         # where they go
+    crash_handling: CrashHandling | None = None
+    terminal: tuple[int, int] | None = None    # descriptors the helper may print and prompt on
+    tee_stderr: bool = True                    # False where pytest's capture owns fd 2
+    defer_symbols: bool = False                # crash capture only: gdb reads symbols at the crash
+
+
+@dataclass(frozen=True)
 class CrashReport:
     """How a process crashed, merged for display."""
 
@@ -67,6 +80,7 @@ class CrashReport:
     capture_error: str | None = None
     path: str | None = None
     source: NativeFrame | None = None       # the faulting frame of the user's crate (its excerpt)
+    source_lines: SourceLines | None = None  # that frame's source, read when the report was built
     hidden: tuple[ThreadStack, ...] = ()    # the kernel's own threads, folded as %native_bt folds them
 
 

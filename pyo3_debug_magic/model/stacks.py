@@ -105,6 +105,16 @@ class NativeFrame:
 
 
 @dataclass(frozen=True)
+class SourceLines:
+    """Lines of one source file around a frame's line, read when the view was built: the
+    renderers show them and never read files themselves."""
+
+    fullname: str
+    first: int                     # the line number of lines[0]
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MergedStack:
     """Native frames down to the interpreter, then the Python frames that called in."""
 

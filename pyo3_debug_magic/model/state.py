@@ -6,7 +6,7 @@ from typing import Literal
 
 BreakpointKind = Literal["pause", "log"]
 
-from pyo3_debug_magic.model.stacks import MergedStack, NativeFrame, Variable
+from pyo3_debug_magic.model.stacks import MergedStack, NativeFrame, SourceLines, Variable
 
 
 @dataclass(frozen=True)
@@ -99,28 +99,23 @@ class BreakpointCreated:
 
 
 @dataclass(frozen=True)
-class BreakpointRow:
-    number: int
-    kind: BreakpointKind
-    location: str
-    enabled: bool
-    hits: int
-    condition: str | None
-    pending: bool
-    locations: tuple[BreakpointLocation, ...] = ()
-
-
-@dataclass(frozen=True)
 class BreakpointInfo:
+    """One breakpoint as the helper lists it and the views show it."""
+
     number: int
     kind: BreakpointKind
-    location: str
+    location: str             # as the user typed it
     enabled: bool
     hits: int
     condition: str | None
     pending: bool
-    resolved: tuple[str, ...]   # "file:line" of each active location
-    note: str = ""
+    locations: tuple[BreakpointLocation, ...] = ()  # the active ones, in the user's crates
+    note: str = ""            # what the set-up said (a moved line, why it waits)
+
+    @property
+    def resolved(self) -> tuple[str, ...]:
+        """``file:line`` of each active location."""
+        return tuple(f"{loc.fullname or loc.func or '?'}:{loc.line or '?'}" for loc in self.locations)
 
 
 @dataclass(frozen=True)
@@ -132,8 +127,8 @@ class HitPlace:
 
 
 @dataclass(frozen=True)
-class LogRecord:
-    """A log-breakpoint hit, an unattended pause or a refused pause, as the agent recorded it."""
+class LogHit:
+    """A log-breakpoint hit, an unattended pause or a refused pause, as the helper recorded it."""
 
     number: int | None
     hit: int = 0
@@ -146,20 +141,22 @@ class LogRecord:
     error: str | None = None
     not_paused_because: str = ""   # an unattended hit: "no stdin", or the Interrupt that ended the cell's pauses
 
+    @property
+    def function(self) -> str | None:
+        return self.where.func if self.where else None
 
-@dataclass(frozen=True)
-class LogHit:
-    number: int
-    hit: int
-    location: str
-    function: str | None
-    file: str | None
-    line: int | None
-    values: tuple[tuple[str, str], ...]
-    backtrace: tuple[str, ...] = ()
-    unattended: bool = False
-    error: str | None = None
-    not_paused_because: str = ""
+    @property
+    def file(self) -> str | None:
+        return self.where.file if self.where else None
+
+    @property
+    def line(self) -> int | None:
+        return self.where.line if self.where else None
+
+    @property
+    def backtrace_lines(self) -> tuple[str, ...]:
+        """``file:line function`` of each frame of a ``--backtrace`` log breakpoint."""
+        return tuple(f"{f.file or f.func or '?'}:{f.line or '?'} {f.func}" for f in self.backtrace)
 
 
 @dataclass(frozen=True)
@@ -183,6 +180,7 @@ class Stop:
     locals_note: str | None = None    # why there are no locals, when that says something
     returned: str | None = None       # the value a `finish` returned
     signal: str | None = None         # a crash: the signal it stopped with (the thread cannot run on)
+    source_lines: SourceLines | None = None  # the selected frame's source when the stop was built
 
     @property
     def frame(self) -> NativeFrame | None:

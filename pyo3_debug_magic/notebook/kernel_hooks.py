@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 
 from pyo3_debug_magic.notebook.console import PauseConsole
 from pyo3_debug_magic.debugger import get_debugger
@@ -44,10 +45,10 @@ def stdin_allowed(shell) -> bool:
 def install(shell) -> None:
     global _console
     debugger = get_debugger()
-    if getattr(shell, "kernel", None) is None and debugger.agent_terminal is None and stdin_allowed(shell):
+    if getattr(shell, "kernel", None) is None and debugger.setup.terminal is None and stdin_allowed(shell):
         # terminal IPython: the helper may ask on the terminal itself when no Python can run
         # (a hung thread that keeps the GIL outside the user's crate)
-        debugger.agent_terminal = (os.dup(0), os.dup(1))
+        debugger.setup = replace(debugger.setup, terminal=(os.dup(0), os.dup(1)))
     if _console is None:
         _console = PauseConsole(debugger, can_prompt=lambda: stdin_allowed(shell))
         debugger.add_listener(_console.handle)

@@ -16,6 +16,7 @@ from pyo3_debug_magic.errors import DebugMagicError
 from pyo3_debug_magic.model import BreakpointRequest, Stop
 from pyo3_debug_magic.prompt.reader import CommandReader, InputCancelled
 from pyo3_debug_magic.render import text as render_text
+from pyo3_debug_magic.stacks import sources
 from pyo3_debug_magic.userinput import ASSIGNMENT
 
 ASSIGNED = ("  (assigned where gdb sees the variable; code that already read it into a register keeps "
@@ -140,7 +141,8 @@ class NativeCommands(cmd.Cmd):
 
     def do_list(self, argument: str) -> bool:
         """list             source around the selected frame"""
-        self.show(render_text.source_snippet(self.state.stop.frame, context=5))
+        frame = self.state.stop.frame
+        self.show(render_text.source_snippet(frame, sources.around(frame), context=5))
         return False
 
     def do_locals(self, argument: str) -> bool:

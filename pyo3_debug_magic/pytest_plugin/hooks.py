@@ -131,11 +131,12 @@ def native_debugger(request):
 
 def _own_debugger():
     from pyo3_debug_magic.debugger import NativeDebugger
+    from pyo3_debug_magic.model import HelperSetup
 
     debugger = _FIXTURE_DEBUGGER.get(os.getpid())
     if debugger is None:
-        debugger = _FIXTURE_DEBUGGER[os.getpid()] = NativeDebugger()
-        debugger.tee_stderr = False  # pytest's capture owns fd 2
+        # pytest's capture owns fd 2
+        debugger = _FIXTURE_DEBUGGER[os.getpid()] = NativeDebugger(setup=HelperSetup(tee_stderr=False))
     if not debugger.attached:
         debugger.attach()
         debugger.set_pausing_allowed(False, "no terminal (native_debugger fixture)")

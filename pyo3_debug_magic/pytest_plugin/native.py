@@ -23,7 +23,7 @@ from pyo3_debug_magic.prompt.reader import CommandReader, TerminalWriter
 from pyo3_debug_magic.debugger import BreakpointRequest, NativeDebugger
 from pyo3_debug_magic.crash.error_trail import ErrorTrail
 from pyo3_debug_magic.errors import DebugMagicError
-from pyo3_debug_magic.model import CrashHandling, LogHit, Stop
+from pyo3_debug_magic.model import CrashHandling, HelperSetup, LogHit, Stop
 from pyo3_debug_magic.stacks.merging import through_test_file
 from pyo3_debug_magic.paths import private_subdir
 from pyo3_debug_magic.render import text as render_text
@@ -101,7 +101,7 @@ class NativeTestRun:
             self._start_in_this_process()
         self.crossings = []
         if self.trail is not None:
-            self.debugger.take_log_records()  # crossings between tests belong to no test
+            self.debugger.take_log_hits()  # crossings between tests belong to no test
         if self._running_fd is not None:
             data = node_id.encode(errors="replace")
             os.ftruncate(self._running_fd, 0)
@@ -114,17 +114,15 @@ class NativeTestRun:
         self.pid = os.getpid()
         running = self.directory / f"running-{self.run_id}-{self.pid}"
         self._running_fd = os.open(running, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        debugger = NativeDebugger()
-        debugger.crash_identity = self.identity
-        debugger.crash_directory = str(self.directory)
-        debugger.tee_stderr = False
-        debugger.agent_terminal = self.terminal
-        debugger.defer_symbols = not (self.breaks or self.pdb)  # read at a crash (or a fixture's first request)
         plain = not self.worker and not self.forked_child
-        debugger.crash_handling = CrashHandling(
-            running_file=str(running), echo=plain, prompt=self.pdb and self.interactive,
-            junit_xml=getattr(self.config.option, "xmlpath", None) if plain else None,
-            echo_note=PLAIN_RUN_NOTE)
+        debugger = NativeDebugger(setup=HelperSetup(
+            crash_identity=self.identity, crash_directory=str(self.directory), terminal=self.terminal,
+            tee_stderr=False,  # pytest's capture owns fd 2
+            defer_symbols=not (self.breaks or self.pdb),  # read at a crash (or a fixture's first request)
+            crash_handling=CrashHandling(
+                running_file=str(running), echo=plain, prompt=self.pdb and self.interactive,
+                junit_xml=getattr(self.config.option, "xmlpath", None) if plain else None,
+                echo_note=PLAIN_RUN_NOTE)))
         try:
             debugger.attach()
             if self.interactive:
@@ -161,11 +159,10 @@ class NativeTestRun:
         crossings are kept for ``--pdb``'s ``native`` command."""
         if self.debugger is None or not (self.breaks or self.trail):
             return []
-        records = self.debugger.take_log_records()
+        hits = self.debugger.take_log_hits()
         if self.trail is not None:
-            crossings, records = self.trail.split(records)
+            crossings, hits = self.trail.split(hits)
             self.crossings += crossings
-        hits = self.debugger.take_log_hits(records)
         if hits:
             self.hits.append((node_id, len(hits)))
         return hits

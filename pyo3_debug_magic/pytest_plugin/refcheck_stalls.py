@@ -46,6 +46,7 @@ def every_threads_stack(debugger=None, test_file: str = "") -> str:
     from pyo3_debug_magic.stacks import backtrace
     from pyo3_debug_magic.stacks import merging
     from pyo3_debug_magic.debugger import NativeDebugger
+    from pyo3_debug_magic.model import HelperSetup
     from pyo3_debug_magic.render import text
 
     own = threading.get_native_id()
@@ -53,8 +54,7 @@ def every_threads_stack(debugger=None, test_file: str = "") -> str:
         if debugger is not None and debugger.attached:
             snapshot = debugger.snapshot()
         else:
-            once = NativeDebugger()
-            once.tee_stderr = False  # pytest's capture owns fd 2
+            once = NativeDebugger(setup=HelperSetup(tee_stderr=False))  # pytest's capture owns fd 2
             try:
                 once.attach()
                 snapshot = once.snapshot()

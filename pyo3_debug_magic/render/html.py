@@ -43,22 +43,24 @@ def refcheck_html(report) -> str:
             f"<ul>{counters}</ul>{trace}<p style=\"color:{colour}\"><b>verdict:</b> {with_code(verdict)}</p></div>")
 
 
-def source_snippet(frame, context: int = 3) -> str:
-    """Syntax-highlighted source around the frame's line, current line highlighted."""
+def source_snippet(frame, source, context: int = 3) -> str:
+    """Syntax-highlighted source around the frame's line (``source``, read when the view was
+    built), current line highlighted."""
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import RustLexer
 
     if frame is None or not frame.line:
         return "<pre>no source for this frame</pre>"
-    lines = text._read_lines(frame.fullname)
-    if not lines:
+    shown = text.source_range(frame, source, context)
+    if shown is None:
         return (f"<pre>{escape(frame.where)}: source not available ({escape(frame.fullname or '?')}; built "
                 "elsewhere? <code>%native_break LOCATION --source DIR</code> reads it from your checkout)</pre>")
-    start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
+    start, end = shown
+    lines = source.lines[start - source.first:end - source.first + 1]
     formatter = HtmlFormatter(noclasses=True, linenos="inline", linenostart=start,
                               hl_lines=[frame.line - start + 1], style="default")
-    return highlight("\n".join(lines[start - 1:end]) + "\n", RustLexer(), formatter)
+    return highlight("\n".join(lines) + "\n", RustLexer(), formatter)
 
 
 def backtrace(merged, selected: int = 0) -> str:
@@ -88,7 +90,7 @@ def stop_view(state: Stop, compact: bool = False) -> str:
     frame = state.frame
     title, where = text.stop_title(state)
     parts = [f"<div class=\"pyo3-native-stop\"><p><b>{escape(title)}</b> <code>{escape(where)}</code></p>",
-             source_snippet(frame, context=1 if compact else 4)]
+             source_snippet(frame, state.source_lines, context=1 if compact else 4)]
     if not compact:
         parts.append(f"<details open><summary>backtrace</summary>{backtrace(state.stack, state.selected)}</details>")
     shown = _pre(escape(state.locals_note)) if state.locals_note else locals_html(state.locals)
@@ -193,7 +195,7 @@ def crash_head(report) -> str:
     """What happened and where: the summary, the signal, the Rust source at the fault."""
     head = text.crash_report(report).splitlines()[1:2]
     return (f"<p><b style=\"color:#cf222e\">{escape(report.summary)}</b><br>{escape(head[0] if head else '')}</p>"
-            + (source_snippet(report.source, context=2) if report.source is not None else ""))
+            + (source_snippet(report.source, report.source_lines, context=2) if report.source is not None else ""))
 
 
 def crash_report(report) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pyo3_debug_magic.model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, StackEntry, Stop,
-                                    ThreadStack, Variable)
+from pyo3_debug_magic.model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, SourceLines,
+                                    StackEntry, Stop, ThreadStack, Variable)
 
 
 def attach_status(status: AttachStatus) -> str:
@@ -33,27 +33,26 @@ def detached(how: str) -> str:
 
 
 # ----- refcheck ----------------------------------------------------------------------
-def _read_lines(path: str | None) -> list[str]:
-    if not path:
-        return []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().splitlines()
-    except OSError:
-        return []
+def source_range(frame, source: SourceLines | None, context: int) -> tuple[int, int] | None:
+    """The line numbers ``source`` holds within ``context`` of ``frame``'s line (None: it holds
+    no lines of that frame's file)."""
+    if source is None or source.fullname != frame.fullname or not source.lines:
+        return None
+    return max(frame.line - context, source.first), min(frame.line + context, source.first + len(source.lines) - 1)
 
 
-def source_snippet(frame, context: int = 3) -> str:
-    """Lines around ``frame``'s line, the current one marked with ``->``."""
+def source_snippet(frame, source: SourceLines | None, context: int = 3) -> str:
+    """Lines around ``frame``'s line (``source``, read when the view was built), the current
+    one marked with ``->``."""
     if frame is None or not frame.line:
         return "no source for this frame"
-    lines = _read_lines(frame.fullname)
-    if not lines:
+    shown = source_range(frame, source, context)
+    if shown is None:
         return (f"{frame.where}: source not available ({frame.fullname}; built elsewhere? "
                 "`%native_break LOCATION --source DIR` reads it from your checkout)")
-    start, end = max(frame.line - context, 1), min(frame.line + context, len(lines))
+    start, end = shown
     width = len(str(end))
-    return "\n".join(f"{'->' if n == frame.line else '  '} {n:>{width}}  {lines[n - 1]}"
+    return "\n".join(f"{'->' if n == frame.line else '  '} {n:>{width}}  {source.lines[n - source.first]}"
                      for n in range(start, end + 1))
 
 
@@ -157,7 +156,7 @@ def stop_view(state: Stop, compact: bool = False) -> str:
     (not after each step), the GIL note."""
     frame = state.frame
     title, where = stop_title(state)
-    parts = [f"{title} {where}", source_snippet(frame, context=1 if compact else 4)]
+    parts = [f"{title} {where}", source_snippet(frame, state.source_lines, context=1 if compact else 4)]
     if not compact:
         parts += ["backtrace:", backtrace(state.stack, state.selected)]
     parts += ["locals:", state.locals_note if state.locals_note else locals_table(state.locals)]
@@ -212,8 +211,8 @@ def log_hits(hits) -> str:
                 else "log breakpoint")
         values = "  " + ", ".join(f"{name} = {value}" for name, value in hit.values) if hit.values else ""
         error = f"  <error: {hit.error}>" if hit.error else ""
-        lines.append(f"[{kind} {hit.number} hit {hit.hit}] {where}{values}{error}")
-        lines += [f"    {frame}" for frame in hit.backtrace]
+        lines.append(f"[{kind} {hit.number or 0} hit {hit.hit}] {where}{values}{error}")
+        lines += [f"    {frame}" for frame in hit.backtrace_lines]
     return "\n".join(lines)
 
 
@@ -289,7 +288,7 @@ def crash_report(report: CrashReport) -> str:
              f"signal {report.signal} in thread {report.thread} of {report.origin}"
              + (f", fault address {report.fault_address}" if report.fault_address else "")]
     if report.source is not None:
-        lines.append(source_snippet(report.source, context=2))
+        lines.append(source_snippet(report.source, report.source_lines, context=2))
     if report.stack_overflow:
         lines.append(f"stack overflow: the fault is at the thread's stack guard "
                      f"(stack pointer {report.stack_pointer}, {report.stack_depth} frames deep)")

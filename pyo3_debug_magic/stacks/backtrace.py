@@ -10,7 +10,7 @@ import os
 import threading
 from dataclasses import replace
 
-from pyo3_debug_magic.stacks import merging
+from pyo3_debug_magic.stacks import merging, sources
 from pyo3_debug_magic.model import (CrashRecord, CrashReport, HangReport, HangSeen, Paused, RawSnapshot,
                                     Snapshot, Stop)
 
@@ -99,7 +99,8 @@ def stop(event: Paused) -> Stop:
     if not event.locals and native and native[0].user:
         note = NO_VARIABLE_INFO
     return Stop(event.thread, event.reason, event.breakpoint, event.handed_off, native,
-                merging.merge(native, python), event.locals, locals_note=note, returned=event.returned)
+                merging.merge(native, python), event.locals, locals_note=note, returned=event.returned,
+                source_lines=sources.around(native[0] if native else None))
 
 
 NO_VARIABLE_INFO = ("no locals: this frame has line information but no variable information, as a "
@@ -126,6 +127,7 @@ def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:
         instruction=record.instruction, threads=tuple(crashed + others), locals=record.locals,
         locals_of=f"{source.function} ({source.where})" if source else None,
         stderr_tail=record.stderr_tail, capture_error=record.capture_error, path=path, source=source,
+        source_lines=sources.around(source),
         hidden=tuple(hidden))
 
 

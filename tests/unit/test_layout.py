@@ -151,3 +151,13 @@ def test_kernel_side_never_drives_gdb_or_subprocesses(name):
     imported = imports_of(PACKAGE / name)
     assert not {i for i in imported if i.startswith("pyo3_debug_magic.agent")}, f"{name} imports the agent"
     assert "subprocess" not in imported and "pygdbmi" not in imported
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "render").glob("*.py")), ids=lambda p: p.name)
+def test_renderers_read_no_files_but_their_own_templates(path):
+    """A renderer is a pure function of the model: source lines travel on it (``SourceLines``);
+    only the flamegraph reads its package's template files."""
+    source = path.read_text().replace("(TEMPLATES / name).read_text(", "") if path.name == "flamegraph.py" \
+        else path.read_text()
+    reads = [word for word in ("open(", "read_text(", "read_bytes(", "linecache", "os.") if word in source]
+    assert not reads, f"render/{path.name} reads files ({reads}): put what it shows on the model"

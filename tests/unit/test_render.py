@@ -2,12 +2,15 @@
 HTML forms, no gdb, no kernel. ``test_layout.py`` checks that ``render/`` imports only the model."""
 from __future__ import annotations
 
+from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
 
 from pyo3_debug_magic import model
-from pyo3_debug_magic.model import (AttachStatus, BreakpointInfo, CrashReport, HangReport, LogHit,
+from pyo3_debug_magic.model import (AttachStatus, BreakpointInfo, BreakpointLocation, CrashReport, HangReport, HitPlace, LogHit,
                                     MergedStack, NativeFrame, PythonFrame, Snapshot, StackEntry, Stop,
                                     ThreadStack, Variable)
+from pyo3_debug_magic.stacks import sources
 from pyo3_debug_magic.render import html as render_html
 from pyo3_debug_magic.render import text as render_text
 
@@ -25,7 +28,8 @@ def a_stop(tmp_path, reason="breakpoint-hit", handed_off=True) -> Stop:
               NativeFrame(2, "pyo3::impl_::panic", "src/impl_/panic.rs", "/cargo/pyo3/panic.rs", 3),
               NativeFrame(3, "_PyEval_EvalFrameDefault", "Python/ceval.c", None, 100, runtime=True))
     stack = MergedStack(native[:3], (PythonFrame("/tmp/ipykernel_1/2.py", 3, "<module>", True),), 1)
-    return Stop(1, reason, 1, handed_off, native, stack, (Variable("total", "21"), Variable("values", "Vec(size=3) = {1, 2, 3}", True)))
+    return Stop(1, reason, 1, handed_off, native, stack, (Variable("total", "21"), Variable("values", "Vec(size=3) = {1, 2, 3}", True)),
+                source_lines=sources.around(native[0]))
 
 
 class Tags(HTMLParser):
@@ -152,17 +156,17 @@ def test_hang_report_says_whether_the_gil_is_held_and_what_to_do():
 
 
 def test_breakpoints_log_hits_and_attach_status():
-    info = BreakpointInfo(2, "log", "src/lib.rs:20", True, 0, None, False, ("/c/src/lib.rs:20",),
+    info = BreakpointInfo(2, "log", "src/lib.rs:20", True, 0, None, False, (BreakpointLocation(fullname="/c/src/lib.rs", line=20),),
                           "line 19 has no code; the breakpoint is on line 20")
     assert render_text.breakpoint_created(info) == ("native log breakpoint 2 at src/lib.rs:20 -> /c/src/lib.rs:20\n"
                                                     "line 19 has no code; the breakpoint is on line 20")
     table = render_text.breakpoint_table([info, BreakpointInfo(3, "pause", "mycrate::f", False, 4, "x > 1", True, ())])
     assert table.splitlines()[2] == "3    pause  n    4     mycrate::f -> <pending>  if x > 1"
     assert render_text.breakpoint_table([]) == "no native breakpoints"
-    hits = render_text.log_hits([LogHit(2, 1, "src/lib.rs:20", "mycrate::compute", "src/lib.rs", 20,
-                                        (("total", "21"),), ("src/lib.rs:20 mycrate::compute",)),
-                                 LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True),
-                                 LogHit(1, 2, "src/lib.rs:9", "f", "src/lib.rs", 9, (), unattended=True,
+    compute, f = HitPlace("mycrate::compute", "src/lib.rs", line=20), HitPlace("f", "src/lib.rs", line=9)
+    hits = render_text.log_hits([LogHit(2, 1, None, "src/lib.rs:20", compute, (("total", "21"),), (compute,)),
+                                 LogHit(1, 1, None, "src/lib.rs:9", f, unattended=True),
+                                 LogHit(1, 2, None, "src/lib.rs:9", f, unattended=True,
                                         not_paused_because="the Interrupt ended this cell's pauses")])
     assert hits.splitlines() == ["[log breakpoint 2 hit 1] mycrate::compute at src/lib.rs:20  total = 21",
                                  "    src/lib.rs:20 mycrate::compute",
@@ -190,7 +194,7 @@ def test_every_view_has_an_html_twin_that_is_well_formed_and_escaped():
         "breakpoints": render_html.breakpoint_table([BreakpointInfo(1, "pause", "src/lib.rs:20", True, 2, "a < b",
                                                                     True, ())]),
         "created": render_html.breakpoint_created(BreakpointInfo(1, "pause", "x", True, 0, None, True, ())),
-        "log": render_html.log_hits([LogHit(1, 1, "l", "f", "src/lib.rs", 3, (("v", "<1>"),))]),
+        "log": render_html.log_hits([LogHit(1, 1, None, "l", HitPlace("f", "src/lib.rs", line=3), (("v", "<1>"),))]),
         "attach": render_html.attach_status(AttachStatus(True, 1, "gdb", None, 3)),
     }
     for name, markup in views.items():
@@ -232,9 +236,9 @@ def test_std_internals_fold_to_one_line_and_locals_raw_unfolds_them():
 
 
 def test_what_follows_a_cell_is_one_titled_block():
-    from pyo3_debug_magic.model import LogHit
+    from pyo3_debug_magic.model import HitPlace, LogHit
 
-    hit = LogHit(1, 1, "src/lib.rs:9", "f", "src/lib.rs", 9, (("x", "1"),))
+    hit = LogHit(1, 1, None, "src/lib.rs:9", HitPlace("f", "src/lib.rs", line=9), (("x", "1"),))
     text = render_text.after_cell(["native pause ended by the Interrupt button"], [hit])
     assert text.splitlines()[0] == "native debugger, after this cell:"
     assert text.splitlines()[1] == "  native pause ended by the Interrupt button"
@@ -255,3 +259,15 @@ def test_library_paths_are_shortened_with_the_whole_path_on_hover():
     thread = ThreadStack("1", "MainThread", 1, None, False, (StackEntry("python", "pytest_pyfunc_call", full, 187),))
     markup = render_html.thread_stacks([thread])
     assert f'title="{full}:187"' in markup and "…/site-packages/_pytest/python.py:187</span>" in markup
+
+
+def test_renderers_show_the_source_lines_the_model_carries_and_never_read_files(tmp_path):
+    stop = a_stop(tmp_path)
+    Path(stop.frame.fullname).unlink()  # read when the stop was built: the view still has it
+    assert "-> 20      let line20 = 20;" in render_text.stop_view(stop)
+    assert "line20" in render_html.stop_view(stop)
+    # a stop without its lines says so, in both forms, rather than showing another frame's
+    bare = replace(stop, source_lines=None)
+    assert "source not available" in render_text.stop_view(bare) and "source not available" in render_html.stop_view(bare)
+    moved = replace(stop, selected=1)  # lines of frame 0 are not shown for frame 1
+    assert "let line20" not in render_text.stop_view(moved)

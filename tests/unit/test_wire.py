@@ -11,8 +11,7 @@ from pyo3_debug_magic import protocol as p
 
 
 def test_every_request_and_model_type_resolves_its_annotations():
-    for kind in [*p.REQUEST_TYPES.values(), model.StackEntry, model.Snapshot, model.BreakpointRow,
-                 model.BreakpointInfo, model.ProfileFrame, model.FunctionRow, model.Profile]:
+    for kind in [*p.REQUEST_TYPES.values(), model.StackEntry, model.Snapshot, model.BreakpointInfo, model.ProfileFrame, model.FunctionRow, model.Profile]:
         assert typing.get_type_hints(kind), kind
 
 
