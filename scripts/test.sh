@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: set up exactly as the demo does, then run pytest (extra args pass through).
-set -euo pipefail
+# The whole test suite: set up exactly as the demo does, then run pytest (extra args pass through
+# to both phases): what shares nothing on two workers (pytest-xdist), then alone the tests marked
+# `serial` (they measure time or change a shared file).
+set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup.sh" || exit $?
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m pytest "$@"
+PY="$ROOT/.venv/bin/python"
+status=0
+"$PY" -m pytest -n "${PYO3_DEBUG_MAGIC_TEST_WORKERS:-2}" --dist loadgroup --phase parallel "$@" || status=$?
+"$PY" -m pytest --phase serial "$@"
+serial=$?
+[ $status -eq 5 ] && status=0   # 5: a filter left no test in that phase
+[ $serial -eq 5 ] && serial=0
+[ $status -ne 0 ] && exit $status
+exit $serial

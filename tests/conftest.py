@@ -1,11 +1,16 @@
 """Fixtures: the demo crate (built once), an in-process IPython shell, real Jupyter kernels."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +34,23 @@ class DemoCrate:
     source: Path     # src/lib.rs
 
 
+@contextlib.contextmanager
+def build_lock():
+    """Held while a fixture builds into the checkout (the pytest-xdist workers share it)."""
+    with open(ROOT / ".venv" / ".build-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def demo_crate() -> DemoCrate:
     """The demo crate, built with debug info once per session (setup.sh skips it when current)."""
-    build = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True,
-                           text=True, timeout=900)
+    with build_lock():  # two pytest-xdist workers: one builds, the other finds it current
+        build = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True,
+                               text=True, timeout=900)
     if build.returncode != 0:
         pytest.fail(f"building the demo crate failed:\n{build.stdout}\n{build.stderr}")
     import rustdemo  # noqa: PLC0415 - only after the build
@@ -48,14 +65,28 @@ def release_demo(demo_crate) -> Path:
     it: what a PyO3 author profiles (py-spy unwinds a dev build poorly, and it is not the code
     that ships)."""
     env = {**os.environ, "CARGO_TARGET_DIR": str(RELEASE_BUILD / "cargo")}
-    build = subprocess.run([str(Path(sys.executable).parent / "maturin"), "build", "--release",
-                            "-o", str(RELEASE_BUILD / "wheels"), "-i", sys.executable],
-                           cwd=DEMO_CRATE, env=env, capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stderr[-3000:]
-    wheel = max((RELEASE_BUILD / "wheels").glob("rustdemo-*.whl"), key=lambda p: p.stat().st_mtime)
-    site = RELEASE_BUILD / "site"
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(site)
+    with build_lock():
+        build = subprocess.run([str(Path(sys.executable).parent / "maturin"), "build", "--release",
+                                "-o", str(RELEASE_BUILD / "wheels"), "-i", sys.executable],
+                               cwd=DEMO_CRATE, env=env, capture_output=True, text=True, timeout=900)
+        assert build.returncode == 0, build.stderr[-3000:]
+        wheel = max((RELEASE_BUILD / "wheels").glob("rustdemo-*.whl"), key=lambda p: p.stat().st_mtime)
+        # one folder per build's content, never written over: another worker's kernel may have
+        # the .so of an earlier extraction mapped (a file rewritten under it is a SIGBUS)
+        with zipfile.ZipFile(wheel) as archive:
+            names = sorted((info.filename, info.CRC) for info in archive.infolist())
+            site = RELEASE_BUILD / f"site-{hashlib.sha256(repr(names).encode()).hexdigest()[:16]}"
+            if not site.exists():
+                partial = Path(tempfile.mkdtemp(dir=RELEASE_BUILD, prefix=".site-"))
+                archive.extractall(partial)
+                partial.rename(site)
+        # `site`: the latest build, where the README's profile benchmark command looks
+        link = RELEASE_BUILD / f".site-link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(site.name)
+        if (RELEASE_BUILD / "site").is_dir() and not (RELEASE_BUILD / "site").is_symlink():
+            shutil.rmtree(RELEASE_BUILD / "site")  # an unpacked folder an earlier suite left
+        link.rename(RELEASE_BUILD / "site")
     return site
 
 
@@ -126,7 +157,12 @@ def no_stray_processes(request):
 
 def pytest_collection_modifyitems(config, items):
     """Every test that starts a real kernel or gdb through a fixture carries its marker, and a
-    test in the unit tier may use neither."""
+    test in the unit tier may use neither; ``--phase`` keeps or leaves out the serial ones."""
+    phase = config.getoption("--phase")
+    if phase != "all":
+        keep = [item for item in items if (item.get_closest_marker("serial") is not None) == (phase == "serial")]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if UNIT_TIER in Path(str(item.path)).parents:
@@ -141,7 +177,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gdb)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--phase", choices=("all", "parallel", "serial"), default="all",
+                     help="parallel: leave out the tests marked serial (they measure time or change a "
+                          "shared file); serial: only those. scripts/test.sh runs the first on two "
+                          "workers (pytest-xdist), then the second alone.")
+
+
 def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ.get("PYO3_DEBUG_MAGIC_STATE"):
+        # each worker's kernels keep their crash reports, helper logs and remembered source
+        # folders apart: one worker's crashed kernel is never another's "previous kernel"
+        os.environ["PYO3_DEBUG_MAGIC_STATE"] = tempfile.mkdtemp(prefix=f"pyo3-debug-magic-state-{worker}-")
     # Kernels the tests crash on purpose run in the checkout: no core dumps from them (on a
     # machine with `ulimit -c unlimited` and core_pattern "core" each would leave one there).
     # %native_core's tests write their cores with gdb's generate-core-file, to tmp_path.
@@ -216,6 +264,18 @@ class ReliabilityFigures:
 
 
 _FIGURES = ReliabilityFigures()
+_WORKER_FIGURES: list[str] = []  # what each pytest-xdist worker's reliability tests did
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker: its figures go to the controller, which prints them
+        workeroutput["reliability"] = _FIGURES.lines()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _WORKER_FIGURES.extend(getattr(node, "workeroutput", {}).get("reliability", []))
 
 
 @pytest.fixture
@@ -241,7 +301,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("browser screenshots")
         for path in SCREENSHOTS:
             terminalreporter.write_line(path)
-    lines = _FIGURES.lines()
+    lines = _FIGURES.lines() + _WORKER_FIGURES
     if lines:
         terminalreporter.section("reliability")
         for line in lines:

@@ -10,7 +10,7 @@ import pytest
 
 from harness import ROOT
 
-pytestmark = pytest.mark.slow  # each benchmark measures for a while
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # each benchmark measures for a while, alone
 
 
 def run_benchmark(script: str, timeout: float, env: dict | None = None) -> tuple[dict, str]:

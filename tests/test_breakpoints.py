@@ -288,6 +288,7 @@ def test_unattended_nbclient_run_logs_instead_of_pausing(demo_crate, gdb_path, t
     assert run.stdout.count("breakpoint (no stdin: not paused) 1 hit") == 3, run.stdout
 
 
+@pytest.mark.serial  # touches the demo crate's lib.rs: no other test may set a breakpoint meanwhile
 def test_stale_build_is_refused_with_restart_advice(debug_kernel):
     stat = os.stat(LIB_RS)
     try:
