@@ -116,7 +116,7 @@ def measure(module: str, path: Path | None, repeats: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--classes", type=int, default=800)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "5")))
     options = parser.parse_args()
     cases = {"polars": measure("polars", None, options.repeats),
              "large debug": measure("bigdebug", large_debug_crate(options.classes), options.repeats)}

@@ -6,6 +6,7 @@ Run: .venv/bin/python bench/backtrace_bench.py      (prints a table, then one JS
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def timed(action, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def main(repeats: int = 7) -> int:
+def main(repeats: int = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "7"))) -> int:
     target = subprocess.Popen([sys.executable, "-c", TARGET], stdout=subprocess.PIPE, text=True)
     pid = target.pid
     try:

@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/breakpoint_bench.py      (prints a table, then one J
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import statistics
@@ -70,7 +71,7 @@ class Target:
         self.process.wait()
 
 
-def bench_attach(repeats: int = 5) -> dict:
+def bench_attach(repeats: int = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "5"))) -> dict:
     target = Target()
     try:
         ours, plain = [], []
@@ -110,7 +111,7 @@ def bench_overhead(rounds: int = 5, work: int = 20_000_000) -> dict:
         target.close()
 
 
-def bench_hit_to_view(repeats: int = 5) -> dict:
+def bench_hit_to_view(repeats: int = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "5"))) -> dict:
     line = marker_line("square")
     ours = []
     target = Target()

@@ -10,6 +10,7 @@ author profiles: put it first on PYTHONPATH).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -20,7 +21,7 @@ from pyo3_debug_magic.profiling.run import ProfileOptions, run_profiled
 from pyo3_debug_magic.render.flamegraph import profile_html
 from pyo3_debug_magic.render.profile_text import profile_text
 
-ROUNDS = 5
+ROUNDS = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "5"))  # the suite runs it with fewer: it checks the command
 TARGET_OVERHEAD = 1.03
 
 

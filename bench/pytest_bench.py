@@ -19,7 +19,7 @@ from pathlib import Path
 
 TESTS = 200
 MANY = 2000
-ROUNDS = 5
+ROUNDS = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "5"))  # the suite runs it with fewer: it checks the command
 TARGET = 1.2
 
 SUITE = '''import rustdemo

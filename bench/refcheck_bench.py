@@ -6,13 +6,14 @@ Run: .venv/bin/python bench/refcheck_bench.py     (prints a table, then one JSON
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
 
 import rustdemo
 
-from pyo3_debug_magic.refcheck.engine import MIN_MEASURED_CALLS, SETTLING_CALLS, RefChecker, Verdict
+from pyo3_debug_magic.refchecker.engine import MIN_MEASURED_CALLS, SETTLING_CALLS, RefChecker, Verdict
 
 
 def seeded_cases():
@@ -39,7 +40,7 @@ def calls_to_detect(func, args, found) -> tuple[int | None, float]:
     return None, float("nan")
 
 
-def timing(repeats: int = 7) -> tuple[float, float]:
+def timing(repeats: int = int(os.environ.get("PYO3_DEBUG_MAGIC_BENCH_ROUNDS", "7"))) -> tuple[float, float]:
     """Median wall time of a default refcheck and of the same number of plain calls."""
     values = list(range(200))
     checker = RefChecker()

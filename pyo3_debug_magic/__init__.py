@@ -14,7 +14,7 @@ def __getattr__(name: str):
     """The refcheck engine (standard library only, importable without IPython), imported on
     first use: the agent and pytest's plugin import this package without needing it."""
     if name in ("RefChecker", "RefcheckReport", "refcheck"):
-        from pyo3_debug_magic.refcheck import engine
+        from pyo3_debug_magic.refchecker import engine
 
         return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -41,7 +41,7 @@ def load_ipython_extension(ipython) -> None:
     if debugger not in ipython.configurables:
         ipython.configurables.append(debugger)  # %config NativeDebugger.hang_after = 5
     kernel_hooks.install(ipython)
-    from pyo3_debug_magic.refcheck.report import RefcheckReport
+    from pyo3_debug_magic.refchecker.report import RefcheckReport
     from pyo3_debug_magic.notebook.widgets import refcheck_bundle
 
     ipython.display_formatter.mimebundle_formatter.for_type(RefcheckReport, refcheck_bundle)
@@ -68,7 +68,7 @@ def unload_ipython_extension(ipython) -> None:
     from pyo3_debug_magic.notebook.profile_magics import NativeProfileMagics
 
     kernel_hooks.uninstall(ipython)
-    from pyo3_debug_magic.refcheck.report import RefcheckReport
+    from pyo3_debug_magic.refchecker.report import RefcheckReport
 
     ipython.display_formatter.mimebundle_formatter.pop(RefcheckReport, None)
     debugger = get_debugger()

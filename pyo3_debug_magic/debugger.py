@@ -144,16 +144,17 @@ class NativeDebugger(DebuggerSettings):
         source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
         attached_now = self.ensure_attached()
         kind = "log" if request.log else "pause"
-        created = self._request(p.SetBreakpoint(
+        asked = p.SetBreakpoint(
             location=request.location, kind=kind, crate=request.crate, force=request.force,
             condition=request.condition, ignore=request.ignore, temporary=request.temporary,
-            expressions=tuple(request.expressions), backtrace=request.backtrace, source_dir=source_dir),
-            timeout=SET_BREAKPOINT_TIMEOUT)
-        pending_note = created.pending_note
-        if created.pending and parsed.line and self.target_pid in (None, os.getpid()):  # our sys.path
-            found = preimport.check_before_import(parsed, request.crate)
-            if found:
-                pending_note = f"{pending_note}; {found}"
+            expressions=tuple(request.expressions), backtrace=request.backtrace, source_dir=source_dir)
+        created = self._request(asked, timeout=SET_BREAKPOINT_TIMEOUT)
+        found = None
+        if created.number == 0:  # a FILE:LINE in no loaded module: checked in what Python can import first
+            if self.target_pid in (None, os.getpid()):  # our sys.path
+                found = preimport.check_before_import(parsed, request.crate)  # may refuse: nothing inserted
+            created = self._request(replace(asked, insert_pending=True), timeout=SET_BREAKPOINT_TIMEOUT)
+        pending_note = f"{created.pending_note}; {found}" if found else created.pending_note
         notes = [pending_note if created.pending else "", created.moved_note,
                  attached_now.printers if attached_now and attached_now.printers != "loaded" else "",
                  created.line_note]

@@ -189,6 +189,9 @@ class SetBreakpoint(Request):
     expressions: tuple[str, ...] = ()
     backtrace: bool = False
     source_dir: str | None = None         # the user's checkout of a crate built elsewhere
+    # a FILE:LINE in no loaded module: inserted only once the kernel has checked it against what
+    # it can import (else the reply has number 0, and nothing was inserted)
+    insert_pending: bool = False
 
 
 @dataclass(frozen=True)

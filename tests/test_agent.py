@@ -121,6 +121,10 @@ def test_a_native_break_costs_one_request_once_attached(demo_crate, gdb_path):
             created = debugger.set_breakpoint(BreakpointRequest(location))
             assert sent == ["SetBreakpoint"], (location, sent)
             assert created.pending == (location == "notyet::f"), created
+        # a FILE:LINE no loaded module has: the kernel checks what it can import, then inserts
+        sent.clear()
+        pending = debugger.set_breakpoint(BreakpointRequest("tests/crates/mixed_project/src/lib.rs:3"))
+        assert sent == ["SetBreakpoint", "SetBreakpoint"] and pending.pending, (sent, pending)
     finally:
         debugger.close()
         process.kill()

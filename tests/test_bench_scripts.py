@@ -14,9 +14,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.serial]  # each benchmark measures f
 
 
 def run_benchmark(script: str, timeout: float, env: dict | None = None) -> tuple[dict, str]:
-    """Run ``bench/SCRIPT`` as a user would; its JSON line (the last one) and everything it printed."""
+    """Run ``bench/SCRIPT`` as a user would, with three rounds (a run by hand has more: the suite
+    checks the command and its output, the numbers come from those runs); its JSON line (the
+    last one) and everything it printed."""
     run = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, **(env or {})})
+                         timeout=timeout, env={**os.environ, "PYO3_DEBUG_MAGIC_BENCH_ROUNDS": "3", **(env or {})})
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1]), run.stdout
 

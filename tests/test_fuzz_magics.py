@@ -60,6 +60,7 @@ def fuzz_shell(demo_crate, gdb_path, tmp_path_factory):
     from pyo3_debug_magic.debugger import get_debugger
 
     ip = get_ipython()
+    before = os.environ.get("PYO3_DEBUG_MAGIC_STATE")  # a pytest-xdist worker's own, kept for later tests
     os.environ["PYO3_DEBUG_MAGIC_STATE"] = str(tmp_path_factory.mktemp("state"))
     ip.run_line_magic("load_ext", "pyo3_debug_magic")
     ip.run_cell("import rustdemo")
@@ -69,7 +70,10 @@ def fuzz_shell(demo_crate, gdb_path, tmp_path_factory):
     finally:
         ip.run_line_magic("unload_ext", "pyo3_debug_magic")
         get_debugger().close()
-        del os.environ["PYO3_DEBUG_MAGIC_STATE"]
+        if before is None:
+            del os.environ["PYO3_DEBUG_MAGIC_STATE"]
+        else:
+            os.environ["PYO3_DEBUG_MAGIC_STATE"] = before
 
 
 @pytest.mark.parametrize("magic", MAGICS)

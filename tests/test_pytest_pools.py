@@ -28,7 +28,7 @@ PROBE = """
 import json
 from concurrent.futures import ThreadPoolExecutor
 import rustdemo
-from pyo3_debug_magic.refcheck.engine import RefChecker
+from pyo3_debug_magic.refchecker.engine import RefChecker
 
 inputs = [list(range(n % 40)) for n in range(700)]
 

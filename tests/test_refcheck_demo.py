@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pyo3_debug_magic import RefChecker, refcheck
-from pyo3_debug_magic.refcheck.engine import Verdict
+from pyo3_debug_magic.refchecker.engine import Verdict
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -234,6 +234,8 @@ class Breakpoints:
         """``%native_break``: resolve the location in the target's terms, insert, check."""
         resolver = Resolver(self, *_target_view(self.context.target_pid))
         placement = resolver.place(request.location, request.crate, request.force)
+        if placement.resolved.pending and placement.parsed.line and not request.insert_pending:
+            return model.BreakpointCreated(0, True, pending_note=placement.resolved.note)  # the kernel checks first
         created = self.insert(BreakInsert(
             kind=request.kind, source=placement.resolved.source, line=placement.line,
             function=placement.resolved.function, condition=request.condition, ignore=request.ignore,

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from pyo3_debug_magic.refcheck import callparse
+from pyo3_debug_magic.refchecker import callparse
 from pyo3_debug_magic.debugger import BreakpointRequest, get_debugger
 from pyo3_debug_magic.notebook.output import show, show_bundle
 from pyo3_debug_magic.render import html, text
@@ -307,7 +307,7 @@ class NativeDebugMagics(Magics):
             %%refcheck -n 50
             out = rustdemo.compute(values)
         """
-        from pyo3_debug_magic.refcheck.engine import RefChecker
+        from pyo3_debug_magic.refchecker.engine import RefChecker
 
         option_text, expression = (line, "") if cell is not None else callparse.split_options(
             line, REFCHECK_VALUE_OPTIONS)

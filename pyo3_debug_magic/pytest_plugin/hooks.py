@@ -12,7 +12,7 @@ Native debugging (``native.py``: one agent per test process, attached once):
   the process dies (a terminal only); ``--pdb``'s prompt gets a ``native`` command too.
 * ``native_debugger`` fixture: the ``NativeDebugger`` API in a test, attached.
 
-Leak checks (``refcheck.engine``):
+Leak checks (``refchecker.engine``):
 
 * ``refcheck`` fixture: ``refcheck(func, *args, **kwargs)`` measures the call and fails the
   test with the report's table if anything leaks; ``refcheck.report(...)`` only returns it.
@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from pyo3_debug_magic.refcheck.engine import RefChecker, RefcheckReport, Verdict
+from pyo3_debug_magic.refchecker.engine import RefChecker, RefcheckReport, Verdict
 from pyo3_debug_magic.pytest_plugin.refcheck_stalls import (RepetitionsStalled, StallWatchdog,
                                                             every_threads_stack)
 

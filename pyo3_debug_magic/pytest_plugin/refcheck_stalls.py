@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Callable
 
-from pyo3_debug_magic.refcheck.engine import RefcheckInterrupted
+from pyo3_debug_magic.refchecker.engine import RefcheckInterrupted
 
 INTERRUPT_SIGNAL = signal.SIGUSR2
 RETRY_EVERY = 1.0  # s between interrupts while the main thread has not left the stalled call

@@ -135,7 +135,7 @@ def test_the_helper_never_imports_the_kernel_side(path):
         assert not third, f"{name} reaches {module}, which imports {sorted(third)}"
 
 
-@pytest.mark.parametrize("folder", ["gdb", "breakpoints", "stacks", "crash", "profiling", "refcheck", "prompt",
+@pytest.mark.parametrize("folder", ["gdb", "breakpoints", "stacks", "crash", "profiling", "refchecker", "prompt",
                                     "model", "render"])
 def test_shared_folders_sit_below_both_sides(folder):
     """What the helper and the kernel side share imports neither of them."""
@@ -161,3 +161,13 @@ def test_renderers_read_no_files_but_their_own_templates(path):
         else path.read_text()
     reads = [word for word in ("open(", "read_text(", "read_bytes(", "linecache", "os.") if word in source]
     assert not reads, f"render/{path.name} reads files ({reads}): put what it shows on the model"
+
+
+def test_no_module_hides_a_public_name_of_the_package():
+    """``from pyo3_debug_magic import refcheck`` is the function: a subpackage of that name
+    would be imported in its place."""
+    import pyo3_debug_magic
+
+    hidden = [name for name in pyo3_debug_magic.__all__ if _is_module(f"pyo3_debug_magic.{name}")]
+    assert not hidden, f"modules named like the package's public names: {hidden}"
+    assert callable(getattr(pyo3_debug_magic, "refcheck"))

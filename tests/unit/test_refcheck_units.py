@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from pyo3_debug_magic.refcheck.callparse import evaluate_call, split_options
+from pyo3_debug_magic.refchecker.callparse import evaluate_call, split_options
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.refcheck.engine import (BoundaryRow, CounterRow, RefcheckReport, Verdict, _judge,
+from pyo3_debug_magic.refchecker.engine import (BoundaryRow, CounterRow, RefcheckReport, Verdict, _judge,
                                               not_measurable_reason)
 from pyo3_debug_magic.render.html import refcheck_html
 from pyo3_debug_magic.render.refcheck_text import refcheck_table
-from pyo3_debug_magic.refcheck.report import verdict_sentence as refcheck_verdict
+from pyo3_debug_magic.refchecker.report import verdict_sentence as refcheck_verdict
 
 OPTS = {"-n", "--number", "--warmup"}
 

@@ -35,11 +35,11 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pyo3_debug_magic.refcheck.boundary import (REFERENCE_PAD, _judge, _PadGuard, _Series, _track, _Tracked,
+from pyo3_debug_magic.refchecker.boundary import (REFERENCE_PAD, _judge, _PadGuard, _Series, _track, _Tracked,
                                                 boundary_rows, not_measurable_reason, result_row)
-from pyo3_debug_magic.refcheck.native_heap import (_native_heap_reader, _saturate_freelists, _TcacheDrain,
+from pyo3_debug_magic.refchecker.native_heap import (_native_heap_reader, _saturate_freelists, _TcacheDrain,
                                                    _ThreadStarts, _type_counts)
-from pyo3_debug_magic.refcheck.report import BoundaryRow, CounterRow, RefcheckReport, Verdict  # noqa: F401
+from pyo3_debug_magic.refchecker.report import BoundaryRow, CounterRow, RefcheckReport, Verdict  # noqa: F401
 
 MIN_MEASURED_CALLS = 3
 MAX_CALLS = 100_000        # a bound on -n and --warmup: 2**31 calls never end

@@ -11,7 +11,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyo3_debug_magic.refcheck.report import BoundaryRow, Verdict
+from pyo3_debug_magic.refchecker.report import BoundaryRow, Verdict
 
 REFERENCE_PAD = 64          # extra references held on each measurable object during a run
 PAD_RESERVE = 16            # stop repeating when fewer pad references than this remain
