@@ -1,8 +1,6 @@
 """Fixtures: the demo crate (built once), an in-process IPython shell, real Jupyter kernels."""
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import LIB_RS, ROOT, SCREENSHOTS, KernelHarness, descendants_of, kill_all
+from harness import LIB_RS, ROOT, SCREENSHOTS, KernelHarness, build_lock, descendants_of, kill_all
 
 DEMO_CRATE = ROOT / "examples" / "rustdemo"
 UNIT_TIER = Path(__file__).resolve().parent / "unit"  # pure tests: no gdb, no kernel, no set-up
@@ -32,17 +30,6 @@ RELEASE_BUILD = DEMO_CRATE / "target" / "profile-release"
 class DemoCrate:
     extension: Path  # the built rustdemo .so
     source: Path     # src/lib.rs
-
-
-@contextlib.contextmanager
-def build_lock():
-    """Held while a fixture builds into the checkout (the pytest-xdist workers share it)."""
-    with open(ROOT / ".venv" / ".build-lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

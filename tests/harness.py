@@ -1,6 +1,8 @@
 """Test harness: real Jupyter kernels, process-tree cleanup, demo-crate markers."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -64,6 +66,18 @@ def marker_line(name: str, source: Path = LIB_RS) -> int:
         if pattern.search(line):
             return number
     raise LookupError(f"no `// MARK: {name}` in {source}")
+
+
+@contextlib.contextmanager
+def build_lock():
+    """Held while a test builds into the checkout's shared cargo target folders (the
+    pytest-xdist workers share them: maturin's own output there is not safe to share)."""
+    with open(ROOT / ".venv" / ".build-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # ----- processes -------------------------------------------------------------------

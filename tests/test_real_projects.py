@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CRATE, ROOT, KernelHarness, marker_line
+from harness import CRATE, ROOT, KernelHarness, build_lock, marker_line
 
 pytestmark = [pytest.mark.kernel, pytest.mark.gdb, pytest.mark.timeout(180)]
 
@@ -84,10 +84,11 @@ def build_wheel(project: Path, out: Path, *options: str, env: dict | None = None
     """``project`` built by maturin as a real wheel and unpacked into ``out/site``, a folder the
     kernel imports from (nothing installed into the venv). pyo3 is compiled once for all the
     test crates (one target folder)."""
-    build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", *options,
-                            "-i", python, "--out", str(out / "wheel")], cwd=project,
-                           env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target"), **(env or {})},
-                           capture_output=True, text=True, timeout=900)
+    with build_lock():
+        build = subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", *options,
+                                "-i", python, "--out", str(out / "wheel")], cwd=project,
+                               env={**os.environ, "CARGO_TARGET_DIR": str(CRATE / "target"), **(env or {})},
+                               capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr
     wheel = max((out / "wheel").glob("*.whl"), key=lambda w: w.stat().st_mtime)
     with zipfile.ZipFile(wheel) as archive:
