@@ -15,6 +15,7 @@ The large crate is generated and built once (about a minute at N=800), then reus
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
@@ -68,9 +69,11 @@ def large_debug_crate(classes: int) -> Path:
     source += [f"    m.add_class::<Thing{i}>()?;\n" for i in range(classes)] + ["    Ok(())\n}\n"]
     (crate / "src" / "lib.rs").write_text("".join(source))
     print(f"building a PyO3 crate with {classes} classes and debug info (once)...", file=sys.stderr, flush=True)
-    subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", "--profile", "dev", "-i", sys.executable,
-                    "--out", str(crate / "wheel")], cwd=crate, check=True, capture_output=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": str(TARGET_DIR)})
+    with open(ROOT / ".venv" / ".build-lock", "a") as lock:  # the suite's builds share the target folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(ROOT / ".venv" / "bin" / "maturin"), "build", "--profile", "dev", "-i", sys.executable,
+                        "--out", str(crate / "wheel")], cwd=crate, check=True, capture_output=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": str(TARGET_DIR)})
     with zipfile.ZipFile(next((crate / "wheel").glob("bigdebug-*.whl"))) as archive:
         archive.extractall(site)
     return site

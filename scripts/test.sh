@@ -8,7 +8,7 @@ bash "$ROOT/scripts/setup.sh" || exit $?
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 status=0
-"$PY" -m pytest -n "${PYO3_DEBUG_MAGIC_TEST_WORKERS:-2}" --dist loadgroup --phase parallel "$@" || status=$?
+"$PY" -m pytest -n "${PYO3_DEBUG_MAGIC_TEST_WORKERS:-2}" --dist load --phase parallel "$@" || status=$?
 "$PY" -m pytest --phase serial "$@"
 serial=$?
 [ $status -eq 5 ] && status=0   # 5: a filter left no test in that phase

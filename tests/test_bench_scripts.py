@@ -10,7 +10,8 @@ import pytest
 
 from harness import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # each benchmark measures for a while, alone
+# each benchmark measures for a while; those whose test asserts a ratio of times run alone (serial)
+pytestmark = pytest.mark.slow
 
 
 def run_benchmark(script: str, timeout: float, env: dict | None = None) -> tuple[dict, str]:
@@ -37,6 +38,7 @@ def test_breakpoint_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
     assert result["log_hits_per_s"]["ours"] > 0 and result["hit_stop_view"]["ours_ms"] > 0
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(200)
 def test_backtrace_benchmark_meets_its_py_spy_target(demo_crate, gdb_path):
     result, printed = run_benchmark("backtrace_bench.py", timeout=190)
@@ -58,6 +60,7 @@ def test_attach_benchmark_runs_and_prints_its_json(demo_crate, gdb_path):
         or any(abs(r["first_ratio"] - 1.2) < 0.01 or abs(r["second_ratio"] - 0.5) < 0.01 for r in rows), printed
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(200)
 def test_profile_benchmark_measures_the_overhead_and_the_step_aside(release_demo, gdb_path):
     result, printed = run_benchmark("profile_bench.py", timeout=180, env={"PYTHONPATH": str(release_demo)})
@@ -67,6 +70,7 @@ def test_profile_benchmark_measures_the_overhead_and_the_step_aside(release_demo
     assert result["return_s"] is not None and result["return_s"] > 0
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(900)
 def test_pytest_benchmark_times_native_crash_against_the_plain_run(demo_crate, gdb_path):
     result, printed = run_benchmark("pytest_bench.py", timeout=880)

@@ -18,7 +18,9 @@ import pytest
 
 from harness import DEBIAN_PYTHON, LIB_RS, ROOT, marker_line
 
-pytestmark = [pytest.mark.gdb, pytest.mark.reliability, pytest.mark.timeout(180)]
+# serial: its module fixture gives the checkout's folders the search bit and takes it back at the
+# end, which would cut off a test of this file running on the other worker
+pytestmark = [pytest.mark.gdb, pytest.mark.reliability, pytest.mark.serial, pytest.mark.timeout(180)]
 
 USER = "pdm-tester"
 
