@@ -10,11 +10,9 @@ import time
 from dataclasses import replace
 from typing import Callable
 
-from pyo3_debug_magic import userinput
-from pyo3_debug_magic.breakpoints import locations
-from pyo3_debug_magic.breakpoints import preimport
-from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic import protocol as p
+from pyo3_debug_magic import userinput
+from pyo3_debug_magic.breakpoints import locations, preimport, source_paths
 from pyo3_debug_magic.config import DebuggerSettings
 from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
 from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, HelperSetup,

@@ -2,6 +2,7 @@
 side and the helper both read them)."""
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def process_state(pid: int) -> str | None:
     except OSError:
         return None
     return stat[stat.rindex(")") + 2]
+
+
+def working_directory(pid: int) -> Path | None:
+    """Where ``pid`` runs (its relative paths are relative to this); None if it cannot be read."""
+    try:
+        return Path(os.readlink(f"/proc/{int(pid)}/cwd"))
+    except OSError:
+        return None
+
+
+def memory_map(pid: int) -> str:
+    """``pid``'s /proc/PID/maps ("" if it cannot be read: no mapping is then claimed)."""
+    try:
+        return Path(f"/proc/{int(pid)}/maps").read_text()
+    except OSError:
+        return ""
 
 
 def target_alive(pid: int) -> bool:

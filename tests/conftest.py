@@ -24,6 +24,7 @@ UNIT_TIER = Path(__file__).resolve().parent / "unit"  # pure tests: no gdb, no k
 KERNEL_FIXTURES = {"kernel", "loaded_kernel"}
 GDB_FIXTURES = {"gdb_path", "demo_crate", "loaded_kernel", "release_demo"}
 RELEASE_BUILD = DEMO_CRATE / "target" / "profile-release"
+WORKER_STATE = pytest.StashKey[str]()  # a pytest-xdist worker's state directory
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,14 @@ def loaded_kernel(demo_crate):
         assert harness.shutdown() == [], "the agent or gdb outlived the kernel"
 
 
-def in_unit_tier(request) -> bool:
-    return UNIT_TIER in Path(str(request.node.path)).parents
+def in_unit_tier(path) -> bool:
+    return UNIT_TIER in Path(str(path)).parents
 
 
 @pytest.fixture(autouse=True)
 def no_stray_processes(request):
     """Whatever a test started (agents, gdb, py-spy) is gone after it, killed if need be."""
-    if in_unit_tier(request):
+    if in_unit_tier(request.node.path):
         yield
         return
     before = set(descendants_of(os.getpid()))
@@ -152,7 +153,7 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if UNIT_TIER in Path(str(item.path)).parents:
+        if in_unit_tier(item.path):
             heavy = fixtures & (KERNEL_FIXTURES | GDB_FIXTURES | {"shell"})
             if heavy:
                 raise pytest.UsageError(f"{item.nodeid} is in the unit tier but uses {sorted(heavy)}: move it up")
@@ -177,6 +178,7 @@ def pytest_configure(config):
         # each worker's kernels keep their crash reports, helper logs and remembered source
         # folders apart: one worker's crashed kernel is never another's "previous kernel"
         os.environ["PYO3_DEBUG_MAGIC_STATE"] = tempfile.mkdtemp(prefix=f"pyo3-debug-magic-state-{worker}-")
+        config.stash[WORKER_STATE] = os.environ["PYO3_DEBUG_MAGIC_STATE"]
     # Kernels the tests crash on purpose run in the checkout: no core dumps from them (on a
     # machine with `ulimit -c unlimited` and core_pattern "core" each would leave one there).
     # %native_core's tests write their cores with gdb's generate-core-file, to tmp_path.
@@ -197,7 +199,7 @@ def core_files() -> set[Path]:
 def no_core_files_left(request):
     """A test that crashes a process must not leave its core dump in the checkout (the unit
     tier crashes nothing: the walk of the checkout is left out there)."""
-    if in_unit_tier(request):
+    if in_unit_tier(request.node.path):
         yield
         return
     before = core_files()
@@ -258,6 +260,9 @@ def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a worker: its figures go to the controller, which prints them
         workeroutput["reliability"] = _FIGURES.lines()
+    state = session.config.stash.get(WORKER_STATE, None)
+    if state is not None:  # the worker's own state directory, made in pytest_configure
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.hookimpl(optionalhook=True)

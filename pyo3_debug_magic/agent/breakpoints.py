@@ -2,14 +2,13 @@
 log of hits (log breakpoints, unattended and refused pauses) the kernel shows after a cell."""
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic.errors import UsageProblem
+from pyo3_debug_magic.procfs import memory_map, working_directory
 from pyo3_debug_magic.breakpoints.locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative,
                                                     function_matches, in_crate, is_user_source,
                                                     without_generics)
@@ -232,7 +231,8 @@ class Breakpoints:
     # ----- requests ---------------------------------------------------------------------
     def set(self, request: SetBreakpoint) -> model.BreakpointCreated:
         """``%native_break``: resolve the location in the target's terms, insert, check."""
-        resolver = Resolver(self, *_target_view(self.context.target_pid))
+        pid = self.context.target_pid  # a relative path and a rebuilt module are the kernel's, not ours
+        resolver = Resolver(self, working_directory(pid), memory_map(pid))
         placement = resolver.place(request.location, request.crate, request.force)
         if placement.resolved.pending and placement.parsed.line and not request.insert_pending:
             return model.BreakpointCreated(0, True, pending_note=placement.resolved.note)  # the kernel checks first
@@ -381,16 +381,3 @@ def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
     return tuple(model.BreakpointLocation(r.get("addr"), r.get("fullname"), int(r.get("line") or 0) or None,
                                           r.get("func"), r.get("enabled", "y") == "y") for r in rows)
 
-
-def _target_view(pid: int) -> tuple[Path | None, str | None]:
-    """The target's working directory and memory map (a location's relative path and a
-    rebuilt module are the kernel's, not the helper's)."""
-    try:
-        cwd = Path(os.readlink(f"/proc/{int(pid)}/cwd"))
-    except OSError:
-        cwd = None
-    try:
-        maps = Path(f"/proc/{int(pid)}/maps").read_text()
-    except OSError:
-        maps = None
-    return cwd, maps

@@ -5,6 +5,7 @@ run gave it, writes a JUnit file naming the crashed test, and, for ``--native-pd
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from pyo3_debug_magic import model, userinput
@@ -97,8 +98,8 @@ class CrashTerminal:
         python = merging.python_frames_from_memory(python_thread.frames) if python_thread else ()
         python = merging.through_test_file(python, test_file)
         stop = model.Stop(row.thread, reason, None, False, native, merging.merge(native, python), variables,
-                          selected=selected, signal=signal,
-                          source_lines=sources.around(native[selected] if selected < len(native) else None))
+                          selected=selected, signal=signal)
+        stop = replace(stop, source_lines=sources.around(stop.frame))
         crash_prompt(stop, _StoppedProcess(self.context), self.write, CommandReader(self.input, self.writer.stream),
                      ending=ending, stuck=stuck)
 

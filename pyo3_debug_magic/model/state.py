@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-BreakpointKind = Literal["pause", "log"]
-
 from pyo3_debug_magic.model.stacks import MergedStack, NativeFrame, SourceLines, Variable
+
+BreakpointKind = Literal["pause", "log"]
 
 
 @dataclass(frozen=True)
