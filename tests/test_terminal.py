@@ -185,7 +185,9 @@ def test_kernel_restart_leaves_no_agent_or_gdb(demo_crate, gdb_path):
 def test_a_hung_cell_is_debugged_in_place_in_terminal_ipython(demo_crate, gdb_path):
     shell = watched_ipython()
     try:
-        shell.sendline("rustdemo.busy_work(400_000_000)")
+        # ~11 s of work: on a loaded machine the view and the question can take seconds to come,
+        # and the loop must still be running when `p` arrives
+        shell.sendline("rustdemo.busy_work(1_000_000_000)")
         shell.expect("the main thread looks stuck")                      # the hang view, as text
         shell.expect(r"\(native\) p pauses the stuck thread here, Enter lets it run on: ")
         shell.sendline("p")

@@ -94,22 +94,28 @@ def _library(node: dict) -> bool:
 
 def tree_lines(node: dict, total: int, depth: int = 0) -> list[str]:
     """The tree as indented lines; a run of library frames (PyO3's trampoline, std's
-    catch_unwind...) that is all its parent leads to shows its first and last frame only."""
+    catch_unwind...) where each leads on to one shown library frame shows its first and last
+    frame only, so your own frames below it are not pushed past the depth shown."""
+    shown = [child for child in node["children"] if _shown(child, total)]
+    if shown and depth >= TREE_MAX_DEPTH:
+        return [f"{'':7}{'  ' * depth}… deeper frames not shown"]
     lines = []
-    for child in node["children"]:
-        if child["value"] / max(total, 1) < TREE_MIN_SHARE or depth >= TREE_MAX_DEPTH:
-            continue
+    for child in shown:
         lines.append(_tree_line(child, total, depth))
         run = 0
-        while _library(child) and len(child["children"]) == 1 and _library(child["children"][0]) and \
-                child["children"][0]["value"] == child["value"] and child["children"][0]["children"]:
-            child, run = child["children"][0], run + 1
+        while _library(child) and len(leads := [c for c in child["children"] if _shown(c, total)]) == 1 \
+                and _library(leads[0]) and leads[0]["children"]:
+            child, run = leads[0], run + 1
         if run > 1:
             lines.append(f"{'':7}{'  ' * depth}   … {run - 1} library frame{'s' if run > 2 else ''}")
         if run:
             lines.append(_tree_line(child, total, depth))
         lines.extend(tree_lines(child, total, depth + 1))
     return lines
+
+
+def _shown(node: dict, total: int) -> bool:
+    return node["value"] / max(total, 1) >= TREE_MIN_SHARE
 
 
 def _tree_line(node: dict, total: int, depth: int) -> str:

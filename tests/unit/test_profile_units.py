@@ -14,7 +14,8 @@ from pyo3_debug_magic.profiling import files
 from pyo3_debug_magic.profiling import profiles
 from pyo3_debug_magic.stacks.pyspy import demangle_all
 from pyo3_debug_magic.render.flamegraph import profile_html
-from pyo3_debug_magic.render.profile_text import fold_generics, profile_text
+from pyo3_debug_magic.model.profile import ProfileFrame, SampledStack
+from pyo3_debug_magic.render.profile_text import TREE_MAX_DEPTH, call_tree, fold_generics, profile_text, tree_lines
 
 RAW = """\
 thread (101): MainThread;<module> (/tmp/ipykernel_1/2.py:3);rustdemo::__pyfunction_busy_work::h5f77f52343c4b9fa (/nowhere/src/lib.rs:213);rustdemo::busy_work::h1ab787c47d3901e5 (/nowhere/src/lib.rs:217);core::intrinsics::rotate_left::he2994109858d5d0d (/rustc/abc/library/core/src/intrinsics/mod.rs:2029) 30
@@ -86,6 +87,28 @@ def test_renderings_and_files():
     json.dumps(speedscope)
     assert {p["name"].split()[-1] for p in speedscope["profiles"]} == {"MainThread", "102"}
     assert files.svg(profile).startswith("<svg") and "rustdemo::busy_work" in files.svg(profile)
+
+
+def test_a_run_of_library_frames_folds_past_small_side_branches_to_your_frame():
+    python = ProfileFrame("python", "callback", "cell", 4, is_cell=True)
+    library = [ProfileFrame("native", f"pyo3::lib{i}", "pyo3/src/x.rs", 10 + i) for i in range(8)]
+    mine = ProfileFrame("native", "mycrate::square", "src/lib.rs", 30, user=True)
+    drop = ProfileFrame("native", "pyo3::drop", "pyo3/src/gil.rs", 1)
+    stacks = (SampledStack(1, (python, *library, mine), 90),
+              SampledStack(1, (python, *library[:3], drop), 1),   # below the share shown
+              SampledStack(1, (python, *library[:5]), 9))          # self time inside the run
+    lines = tree_lines(call_tree(stacks), 100)
+    assert lines == ["100.0% py callback  cell line 4",
+                     "100.0%   c  pyo3::lib0  pyo3/src/x.rs:10",
+                     "            … 6 library frames",
+                     " 90.0%   c  pyo3::lib7  pyo3/src/x.rs:17",
+                     " 90.0%     rs mycrate::square  src/lib.rs:30"]
+
+
+def test_a_tree_deeper_than_shown_says_so():
+    frames = tuple(ProfileFrame("python", f"f{i}", "cell", i, is_cell=True) for i in range(TREE_MAX_DEPTH + 3))
+    lines = tree_lines(call_tree((SampledStack(1, frames, 10),)), 10)
+    assert len(lines) == TREE_MAX_DEPTH + 1 and lines[-1].strip() == "… deeper frames not shown"
 
 
 # ----- the native sampler's pure parts and the Python frame reader -----------------------------
