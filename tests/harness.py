@@ -209,7 +209,7 @@ def snapshot_of_process(argv: list[str], env: dict | None = None):
 class CellResult:
     """Everything one executed cell sent back."""
 
-    status: str  # "ok", "error", "aborted", "timeout" or "died" (the kernel process exited)
+    status: str  # "ok", "error", "aborted", "timeout", "died" (the kernel process exited), "restarted", "running"
     stdout: str = ""
     stderr: str = ""
     results: list[str] = field(default_factory=list)   # execute_result text/plain
@@ -260,8 +260,10 @@ class KernelHarness:
         return self.manager.provisioner.process.pid
 
     def run(self, code: str, timeout: float = 60, answers: Callable[[str], str] | list[str] | None = None,
-            allow_stdin: bool | None = None) -> CellResult:
-        """Execute ``code``; ``answers`` replies to input() prompts (a list, or prompt -> reply)."""
+            allow_stdin: bool | None = None, until: Callable[[CellResult], bool] | None = None) -> CellResult:
+        """Execute ``code``; ``answers`` replies to input() prompts (a list, or prompt -> reply).
+        ``until``: stop waiting once it holds of what came so far (status "running": a cell
+        that never ends)."""
         if isinstance(answers, list):
             pending = list(answers)
             # once the scripted answers run out, continue: a test must end, never hang
@@ -273,10 +275,15 @@ class KernelHarness:
         idle = False
         reply = None
         next_liveness_check = time.monotonic() + 0.25
+        kernel_pid = self.pid
         while not (idle and reply) and time.monotonic() < deadline:
             if time.monotonic() > next_liveness_check:
                 if not self.manager.is_alive():  # a crashed kernel never replies: stop waiting
                     result.status = "died"
+                    return result
+                process = getattr(self.manager.provisioner, "process", None)
+                if process is not None and process.pid != kernel_pid:  # restarted: nor does an old one
+                    result.status = "restarted"
                     return result
                 next_liveness_check = time.monotonic() + 0.25
             if answers is not None:
@@ -295,6 +302,9 @@ class KernelHarness:
                 message = None
             if message and message["parent_header"].get("msg_id") == msg_id:
                 self._collect(message, result)
+                if until is not None and until(result):
+                    result.status = "running"
+                    return result
                 if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
                     idle = True
             if reply is None:

@@ -51,7 +51,7 @@ def test_a_killed_sampler_leaves_the_kernel_running(demo_crate, signal_number, r
             killer = threading.Thread(target=kill_the_sampler_when_it_samples,
                                       args=(kernel.pid, signal_number, killed))
             killer.start()
-            result = kernel.run("%%native_profile --engine elfutils\nrustdemo.busy_work(60_000_000)", timeout=120)
+            result = kernel.run("%%native_profile --engine elfutils\nrustdemo.busy_work(150_000_000)", timeout=120)  # ~1.6 s: past the last kill moment (0.9 s)
             killer.join()
             assert result.status == "ok", result.text
             assert "T" not in kernel_thread_states(kernel.pid), kernel_thread_states(kernel.pid)
