@@ -18,6 +18,7 @@ from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
 from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, HelperSetup,
                                     Event, GdbDied, LogHit, RawSnapshot, Snapshot)
 from pyo3_debug_magic.session import AgentSession
+from pyo3_debug_magic.stacks import pyframes
 
 
 INTERPRETER_FUNCTION = re.compile(r"_?Py[A-Z_][A-Za-z0-9_]*")  # CPython's C API and internals
@@ -100,14 +101,15 @@ class NativeDebugger(DebuggerSettings):
 
             if self.attach_progress_after <= 0:
                 slow(0.0)  # progress asked for on every attach: shown before the first wait
+            own = self.target_pid in (None, os.getpid())
             status = AttachStatus.from_agent(self._session.request(
                 p.Attach(kernel_id, self.setup.crash_directory or str(report_files.report_dir()),
-                         self.setup.crash_handling, self.setup.defer_symbols),
+                         self.setup.crash_handling, self.setup.defer_symbols,
+                         pyframes.handed_layout() if own else ""),
                 timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow))
             if reported and self.attach_progress is not None:
                 self.attach_progress(status.attach_seconds or reported[-1], "", True)
             self._gdb_attached = True
-            own = self.target_pid in (None, os.getpid())
             return replace(status, notes=preimport.rebuilt_since_import()) if own else status
         except Exception:
             self.close()

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator, Literal
 
 from pyo3_debug_magic import model
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 # ----- encoding -------------------------------------------------------------------------------
@@ -152,6 +152,8 @@ class Attach(Request):
     report_dir: str | None = None
     crash: model.CrashHandling | None = None
     defer_symbols: bool = False  # read no library's symbols until something needs them (crash capture only)
+    python_layout: str = ""      # the kernel's own stack layout and _PyRuntime address (JSON), for gdb's
+                                 # reader when libpython has no debug info ("" when not found)
 
 
 @dataclass(frozen=True)

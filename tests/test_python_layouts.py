@@ -115,6 +115,38 @@ def test_stacks_from_memory_on_each_layout(version, gdb_path):
     assert any(t.holds_gil is not None for t in threads), "GIL state unknown on this layout"
 
 
+DISCOVERED = textwrap.dedent('''
+    import json, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from dataclasses import asdict
+    from pyo3_debug_magic.stacks import pyframes
+    print(json.dumps(asdict(pyframes.discover())), flush=True)
+    time.sleep(60)
+''')
+
+
+@pytest.mark.gdb
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_the_layout_found_at_runtime_is_the_one_debug_info_describes(version, gdb_path):
+    """The one stack reader walks either layout: the one the kernel finds in itself (the sampler,
+    and gdb when libpython has no debug info) must be libpython's own, field by field."""
+    target = subprocess.Popen([interpreter(version), "-c", DISCOVERED, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        discovered = json.loads(target.stdout.readline())
+        shown = subprocess.run([gdb_path, "-nx", "-batch", "-p", str(target.pid), "-ex",
+                                f"source {ROOT / 'pyo3_debug_magic/gdb/pystack.py'}", "-ex",
+                                "python print('LAYOUT', json.dumps(asdict(layout_from_debug_info())))"],
+                               capture_output=True, text=True, timeout=90)
+    finally:
+        target.kill()
+        target.wait()
+    line = next((text for text in shown.stdout.splitlines() if text.startswith("LAYOUT ")), None)
+    assert line, shown.stdout + shown.stderr
+    assert json.loads(line[len("LAYOUT "):]) == discovered
+    assert discovered["gil_mode"] == ("runtime" if version == "3.11" else "pointer")
+
+
 # the engine is pure Python: run it inside each interpreter on ctypes-made reference bugs
 REFCHECK_BUGS = textwrap.dedent('''
     import ctypes, json, sys

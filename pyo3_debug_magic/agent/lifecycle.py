@@ -82,6 +82,8 @@ class Lifecycle:
         self.context.attached = True
         self.crashes.reserve()
         gdb.symbols.after_attach(gdb, defer_all=request.defer_symbols)
+        if request.python_layout:
+            gdb.call_python("set_handed_layout", request.python_layout)
         self.attach_seconds = time.monotonic() - started
         return self.status()
 

@@ -1,79 +1,184 @@
-"""Read the Python stacks of a process from memory, inside gdb (no calls into the process).
+"""The one reader of Python stacks from a process's memory: no call into the process.
 
-Runs in gdb's embedded Python (``source``d by the agent; also used on core files). Works from
-libpython's debug info: ``_PyRuntime`` -> interpreters -> thread states -> frames -> code
-objects, and the code object's location table for line numbers. A crashed or hung process
-must not run code, so nothing here evaluates an inferior call.
+Stdlib only, so it runs in two places: inside gdb's embedded Python (``source``d by the agent,
+reading through gdb, also on core files) and in the native sampler (reading ``/proc/PID/mem``).
+What it walks is a ``Layout`` of byte offsets: ``_PyRuntime`` -> interpreters -> thread states
+-> frames -> code objects, with each code object's location table for line numbers. Inside gdb
+the layout comes from libpython's debug info; without it (Debian's python3), it is the one the
+kernel found in itself (``stacks.pyframes.discover``). Nothing here calls into the process.
 
-Layouts, by their known structure (each tested against a real interpreter):
-- 3.10: ``tstate->frame`` is a ``PyFrameObject`` chain (``f_back``, ``f_lasti`` in code
-  units), line numbers from the 3.10 (start delta, line delta) table;
-- 3.11 and 3.12: ``tstate->cframe->current_frame``, ``_PyInterpreterFrame`` with ``f_code``
-  and ``prev_instr``; 3.13: ``tstate->current_frame``, ``f_executable`` and ``instr_ptr``;
-  line numbers from the 3.11+ location table;
+Frame shapes (each tested against a real interpreter):
+- 3.10: ``tstate->frame``, a ``PyFrameObject`` chain (``f_back``, ``f_lasti`` in code units),
+  line numbers from the 3.10 (start delta, line delta) table;
+- 3.11 and 3.12: ``tstate->cframe->current_frame``; 3.13: ``tstate->current_frame``; frames are
+  ``_PyInterpreterFrame`` (code, previous, the instruction pointer), line numbers from the 3.11+
+  location table; 3.11 marks a frame entered from C with a flag, 3.12+ puts a C-stack shim
+  frame before it;
 - the GIL: ``_PyRuntime.ceval.gil`` up to 3.11, per interpreter (``interp->ceval.gil``) since.
 Anything else raises ``UnsupportedLayout`` so the caller can say so and fall back to
 ``py-spy dump --nonblocking``.
 """
 import json
+from dataclasses import asdict, dataclass  # noqa: F401 - asdict: for gdb commands
+from typing import Optional
 
 try:
     import gdb  # noqa: F401 - provided by gdb
-except ImportError:  # imported outside gdb for its pure line-table decoders
+except ImportError:  # imported outside gdb: the reader over /proc/PID/mem, the line tables
     gdb = None
 
 MARK = "@@PDM "
 MAX_FRAMES = 200
+SHIM_OWNER = 3                # FRAME_OWNED_BY_CSTACK: 3.12+'s entry frame on the C stack
+UNICODE_LENGTH, UNICODE_STATE = 16, 32  # PyASCIIObject: refcnt, type, length, hash, state (3.10 to 3.13)
 
 
 class UnsupportedLayout(Exception):
     pass
 
 
-def _has_field(value, name):
-    try:
-        return any(field.name == name for field in value.type.target().fields())
-    except (gdb.error, AttributeError, TypeError):
-        return False
+@dataclass(frozen=True)
+class Layout:
+    """Where one Python build keeps what the reader follows (byte offsets, 64-bit)."""
+
+    frames: str                 # "interpreter" (3.11+) or "object" (3.10's PyFrameObject chain)
+    frame_code: int
+    frame_previous: int
+    frame_instr: int            # 3.11+: pointer into the code's bytecode; 3.10: f_lasti (code units)
+    entry: str                  # "flag": a byte set in an entry frame (3.11); "shim": a C-stack frame before it; "none"
+    entry_offset: int
+    tstate_frame: int           # where tstate leads to the current frame
+    tstate_frame_inner: Optional[int]  # 3.11/3.12: tstate->cframe->current_frame at this offset
+    tstate_next: int
+    tstate_thread_id: int
+    tstate_native_id: Optional[int]    # 3.11+
+    interp_threads_head: int
+    runtime_interp_head: int
+    code_start: int             # where the bytecode starts in a code object (3.11+)
+    code_qualname: int          # co_qualname (3.11+), co_name on 3.10
+    code_filename: int
+    code_firstlineno: int
+    code_linetable: int
+    unicode_data: int           # a compact ASCII string's text
+    unicode_compact_data: int   # a compact non-ASCII string's text
+    bytes_size: int = 16
+    bytes_data: int = 32
+    gil_mode: str = ""          # "runtime": the GIL's state at _PyRuntime + gil_offset (3.10, 3.11);
+    gil_offset: int = 0         # "pointer": a pointer to it at interp + gil_offset (3.12+); "": unknown
+    gil_last_holder: int = 8    # in struct _gil_runtime_state
+    gil_locked: int = 16
 
 
-def _read(address, length):
-    return bytes(gdb.selected_inferior().read_memory(int(address), int(length)))
+class StackReader:
+    """Thread states and their Python frames (innermost first), through ``read(address, length)``
+    which raises OSError for memory that cannot be read."""
 
+    def __init__(self, read, layout: Layout, runtime: int):
+        self.read, self.layout, self.runtime = read, layout, runtime
+        self.codes = {}
 
-def _unicode(obj):
-    """A str object's text (compact unicode: ASCII, latin-1, UCS-2, UCS-4)."""
-    if int(obj) == 0:
-        return None
-    ascii_object = obj.cast(gdb.lookup_type("PyASCIIObject").pointer()).dereference()
-    length = int(ascii_object["length"])
-    state = ascii_object["state"]
-    kind, is_ascii = int(state["kind"]), int(state["ascii"])
-    header = gdb.lookup_type("PyASCIIObject" if is_ascii else "PyCompactUnicodeObject").sizeof
-    data = _read(int(obj) + header, min(length, 4096) * kind)
-    return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], errors="replace")
+    def word(self, address: int) -> int:
+        if address <= 0:
+            raise OSError("null pointer")
+        return int.from_bytes(self.read(address, 8), "little")
 
+    def thread_states(self):
+        """[(thread state address, threading.get_ident(), OS thread id or None)], newest first."""
+        layout, found = self.layout, []
+        interp = self.word(self.runtime + layout.runtime_interp_head)
+        tstate = self.word(interp + layout.interp_threads_head)
+        while tstate and len(found) < 4096:
+            native = self.word(tstate + layout.tstate_native_id) if layout.tstate_native_id is not None else None
+            found.append((tstate, self.word(tstate + layout.tstate_thread_id), native))
+            tstate = self.word(tstate + layout.tstate_next)
+        return found
 
-def _bytes(obj):
-    bytes_object = obj.cast(gdb.lookup_type("PyBytesObject").pointer()).dereference()
-    size = int(bytes_object["ob_base"]["ob_size"])
-    return _read(int(obj) + _offset("PyBytesObject", "ob_sval"), min(size, 1 << 20))
+    def gil_holder(self):
+        """The thread state holding the GIL, 0 if none, None if the layout does not say."""
+        layout = self.layout
+        if not layout.gil_mode:
+            return None
+        try:
+            if layout.gil_mode == "runtime":
+                gil = self.runtime + layout.gil_offset
+            else:
+                gil = self.word(self.word(self.runtime + layout.runtime_interp_head) + layout.gil_offset)
+            if not int.from_bytes(self.read(gil + layout.gil_locked, 4), "little"):
+                return 0
+            return self.word(gil + layout.gil_last_holder)
+        except OSError:
+            return None
 
+    def frames(self, tstate: int):
+        """((qualified name, file, line, entered from C), ...), innermost first; what cannot be
+        read ends the walk (a frame changing under a running thread)."""
+        layout = self.layout
+        try:
+            frame = self.word(tstate + layout.tstate_frame)
+            if layout.tstate_frame_inner is not None and frame:
+                frame = self.word(frame + layout.tstate_frame_inner)
+        except OSError:
+            return ()
+        result = []
+        while frame and len(result) < MAX_FRAMES:
+            try:
+                block = self.read(frame, max(layout.frame_instr, layout.frame_code, layout.frame_previous,
+                                             layout.entry_offset) + 8)
+            except OSError:
+                break
+            word = lambda offset: int.from_bytes(block[offset:offset + 8], "little")  # noqa: E731
+            code, previous = word(layout.frame_code), word(layout.frame_previous)
+            if layout.entry == "shim" and block[layout.entry_offset] == SHIM_OWNER:
+                if result:
+                    result[-1] = result[-1][:3] + (True,)  # the frame before a shim was entered from C
+                frame = previous
+                continue
+            entered = layout.entry == "flag" and bool(block[layout.entry_offset])
+            if layout.frames == "object":
+                lasti = int.from_bytes(block[layout.frame_instr:layout.frame_instr + 4], "little", signed=True)
+                name, filename, line = self._code(code, lasti * 2 if lasti >= 0 else None)
+            else:
+                name, filename, line = self._code(code, max((word(layout.frame_instr) - (code + layout.code_start)) // 2, 0))
+            result.append((name, filename, line, entered))
+            frame = previous
+        return tuple(result)
 
-def _offset(type_name, field):
-    """Byte offset of a struct field, from the type (no expression parsing: the selected
-    frame may be Rust, whose parser does not know C)."""
-    for candidate in gdb.lookup_type(type_name).strip_typedefs().fields():
-        if candidate.name == field:
-            return candidate.bitpos // 8
-    raise UnsupportedLayout(f"{type_name} has no field {field}")
+    def _code(self, code: int, offset):
+        """(name, file, line) of a code object at bytecode ``offset`` (3.11+: code units; 3.10:
+        bytes, None before the first instruction)."""
+        layout = self.layout
+        try:
+            header = self.read(code, max(layout.code_qualname, layout.code_filename, layout.code_linetable,
+                                         layout.code_firstlineno) + 8)
+            pointers = (header[layout.code_qualname:layout.code_qualname + 8],
+                        header[layout.code_filename:layout.code_filename + 8])
+            cached = self.codes.get(code)
+            if cached is None or cached[0] != pointers:
+                first = int.from_bytes(header[layout.code_firstlineno:layout.code_firstlineno + 4], "little", signed=True)
+                table = int.from_bytes(header[layout.code_linetable:layout.code_linetable + 8], "little")
+                size = self.word(table + layout.bytes_size)
+                cached = (pointers, self.text(int.from_bytes(pointers[0], "little")),
+                          self.text(int.from_bytes(pointers[1], "little")), first,
+                          self.read(table + layout.bytes_data, min(size, 1 << 20)) if size else b"")
+                self.codes[code] = cached
+            _, name, filename, first, table = cached
+            if offset is None:
+                return name, filename, first
+            decode = line_for_offset_310 if layout.frames == "object" else line_for_offset
+            return name, filename, decode(table, first, offset) or first
+        except (OSError, IndexError):
+            return "?", "?", 0
 
-
-def _runtime():
-    symbol = gdb.lookup_global_symbol("_PyRuntime") or gdb.lookup_static_symbol("_PyRuntime")
-    if symbol is None:
-        raise UnsupportedLayout("libpython has no debug info (no _PyRuntime symbol)")
-    return symbol.value()
+    def text(self, address: int) -> str:
+        """A str object's text (compact unicode: ASCII, latin-1, UCS-2, UCS-4)."""
+        state = self.read(address + UNICODE_STATE, 1)[0]
+        kind, is_ascii, compact = (state >> 2) & 7, (state >> 6) & 1, (state >> 5) & 1
+        if not compact or kind not in (1, 2, 4):
+            return "?"  # a legacy string: its text is elsewhere
+        length = self.word(address + UNICODE_LENGTH)
+        data = self.read(address + (self.layout.unicode_data if is_ascii else self.layout.unicode_compact_data),
+                         min(length, 4096) * kind)
+        return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], errors="replace")
 
 
 def _varint(data, index):
@@ -139,116 +244,157 @@ def line_for_offset_310(linetable, first_line, offset):
     return None
 
 
-def _frame_line(frame, code):
-    """The line a 3.11+ frame is at: ``prev_instr`` (3.11, 3.12) is the instruction last
-    started, ``instr_ptr`` (3.13) the one executing; both are the call a caller waits in."""
-    first = int(code["co_firstlineno"])
+# ----- inside gdb -----------------------------------------------------------------------------
+_handed_layout = None   # (Layout, runtime address) from the kernel, for a libpython without debug info
+_read_layout = None     # (runtime address, Layout) last read from debug info
+
+
+def _fields(type_name):
     try:
-        start = int(code.address) + _offset("PyCodeObject", "co_code_adaptive")
-        pointer = frame["prev_instr"] if _has_field(frame, "prev_instr") else frame["instr_ptr"]
-        offset = (int(pointer) - start) // 2
-        return line_for_offset(_bytes(code["co_linetable"]), first, max(offset, 0))
-    except (gdb.error, gdb.MemoryError, IndexError, KeyError):
-        return first
+        return {f.name: f for f in gdb.lookup_type(type_name).strip_typedefs().fields()}
+    except gdb.error as error:
+        raise UnsupportedLayout(f"libpython has no debug info ({error})")
 
 
-def _code_of(frame):
-    if _has_field(frame, "f_code"):
-        return frame["f_code"].dereference()
-    if _has_field(frame, "f_executable"):
-        return frame["f_executable"].cast(gdb.lookup_type("PyCodeObject").pointer()).dereference()
-    raise UnsupportedLayout("no f_code/f_executable in _PyInterpreterFrame")
+def _offset(type_name, *names):
+    """Byte offset of the first of ``names`` that ``type_name`` has, None if it has none."""
+    fields = _fields(type_name)
+    return next((fields[n].bitpos // 8 for n in names if n in fields), None)
 
 
-def _frames(tstate):
-    """Innermost first: 3.11+ interpreter frames, or 3.10 frame objects."""
-    if _has_field(tstate, "current_frame"):                                    # 3.13
-        return _interpreter_frames(tstate["current_frame"])
-    if _has_field(tstate, "cframe") and _has_field(tstate["cframe"], "current_frame"):  # 3.11, 3.12
-        return _interpreter_frames(tstate["cframe"]["current_frame"])
-    if _has_field(tstate, "frame"):                                            # 3.10
-        return _frame_objects(tstate["frame"])
-    raise UnsupportedLayout("no current_frame, cframe->current_frame or frame in PyThreadState")
+def _required(value, what):
+    if value is None:
+        raise UnsupportedLayout(f"no {what} in libpython's debug info")
+    return value
 
 
-def _interpreter_frames(frame):
-    frames = []
-    while int(frame) != 0 and len(frames) < MAX_FRAMES:
-        owner = int(frame["owner"]) if _has_field(frame, "owner") else 0
-        if owner != 3:  # 3 = FRAME_OWNED_BY_CSTACK (3.12+ shim frames)
-            code = _code_of(frame)
-            frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code["co_qualname"]),
-                           "line": _frame_line(frame, code)})
-        frame = frame["previous"]
-    return frames
+def layout_from_debug_info():
+    """The layout libpython's DWARF describes (3.10 to 3.13)."""
+    tstate = _fields("PyThreadState")
+    interpreter_frames = "frame" not in tstate
+    if "current_frame" in tstate:                                               # 3.13
+        tstate_frame, inner = tstate["current_frame"].bitpos // 8, None
+    elif "frame" in tstate:                                                     # 3.10 (it has a cframe too)
+        tstate_frame, inner = tstate["frame"].bitpos // 8, None
+    elif "cframe" in tstate:                                                    # 3.11, 3.12
+        tstate_frame = tstate["cframe"].bitpos // 8
+        inner = _required(_offset("_PyCFrame", "current_frame"), "_PyCFrame.current_frame")
+    else:
+        raise UnsupportedLayout("no current_frame, cframe->current_frame or frame in PyThreadState")
+    frame_type = "_PyInterpreterFrame" if interpreter_frames else "PyFrameObject"
+    frame = _fields(frame_type)
+    if "is_entry" in frame:                        # 3.11
+        entry, entry_offset = "flag", frame["is_entry"].bitpos // 8
+    elif "owner" in frame:                         # 3.12+: a shim frame owned by the C stack
+        entry, entry_offset = "shim", frame["owner"].bitpos // 8
+    else:                                          # 3.10
+        entry, entry_offset = "none", 0
+    code = "PyCodeObject"
+    return Layout(
+        frames="interpreter" if interpreter_frames else "object",
+        frame_code=_required(_offset(frame_type, "f_code", "f_executable"), "frame code field"),
+        frame_previous=_required(_offset(frame_type, "previous", "f_back"), "frame caller field"),
+        frame_instr=_required(_offset(frame_type, "prev_instr", "instr_ptr", "f_lasti"), "frame instruction field"),
+        entry=entry, entry_offset=entry_offset, tstate_frame=tstate_frame, tstate_frame_inner=inner,
+        tstate_next=tstate["next"].bitpos // 8, tstate_thread_id=tstate["thread_id"].bitpos // 8,
+        tstate_native_id=tstate["native_thread_id"].bitpos // 8 if "native_thread_id" in tstate else None,
+        interp_threads_head=_interp_threads_head(),
+        runtime_interp_head=_required(_member_offset("_PyRuntimeState", "interpreters", "head"), "interpreters.head"),
+        code_start=_offset(code, "co_code_adaptive") or 0,
+        code_qualname=_required(_offset(code, "co_qualname", "co_name"), "co_qualname"),
+        code_filename=_offset(code, "co_filename"), code_firstlineno=_offset(code, "co_firstlineno"),
+        code_linetable=_required(_offset(code, "co_linetable"), "co_linetable"),
+        unicode_data=gdb.lookup_type("PyASCIIObject").sizeof,
+        unicode_compact_data=gdb.lookup_type("PyCompactUnicodeObject").sizeof,
+        bytes_data=_offset("PyBytesObject", "ob_sval"), **_gil_from_debug_info())
 
 
-def _frame_objects(frame):
-    frames = []
-    while int(frame) != 0 and len(frames) < MAX_FRAMES:
-        code = frame["f_code"].dereference()
-        first = int(code["co_firstlineno"])
-        lasti = int(frame["f_lasti"])  # in code units; -1 before the first instruction
-        line = first
-        if lasti >= 0:
-            try:
-                line = line_for_offset_310(_bytes(code["co_linetable"]), first, lasti * 2) or first
-            except (gdb.error, gdb.MemoryError, IndexError):
-                pass
-        frames.append({"file": _unicode(code["co_filename"]), "function": _unicode(code["co_name"]),
-                       "line": line})
-        frame = frame["f_back"]
-    return frames
-
-
-def _thread_states(interpreter):
-    if _has_field(interpreter, "threads"):       # 3.11+
-        return interpreter["threads"]["head"]
-    if _has_field(interpreter, "tstate_head"):   # 3.10
-        return interpreter["tstate_head"]
-    raise UnsupportedLayout("no threads.head or tstate_head in PyInterpreterState")
-
-
-def _plain(value):
-    """An int from a field that is a _Py_atomic_* struct (up to 3.12) or a plain value (3.13)."""
-    if value.type.strip_typedefs().code == gdb.TYPE_CODE_STRUCT:
-        return int(value["_value"])
-    return int(value)
-
-
-def _gil_holder(runtime, interpreter):
-    """The thread state holding the GIL, 0 if none, None if unknown."""
-    try:
-        ceval = interpreter["ceval"]
-        per_interpreter = any(f.name == "gil" for f in ceval.type.strip_typedefs().fields())
-        gil = ceval["gil"].dereference() if per_interpreter else runtime["ceval"]["gil"]
-        if not _plain(gil["locked"]):
-            return 0
-        return _plain(gil["last_holder"])
-    except gdb.error:
+def _member_offset(type_name, outer, inner):
+    """Offset of ``outer.inner`` in ``type_name`` (``outer`` a nested struct), None if absent."""
+    fields = _fields(type_name)
+    if outer not in fields:
         return None
+    nested = {f.name: f for f in fields[outer].type.strip_typedefs().fields()}
+    return fields[outer].bitpos // 8 + nested[inner].bitpos // 8 if inner in nested else None
+
+
+def _gil_from_debug_info():
+    """Where the GIL's state is: ``_PyRuntime.ceval.gil`` up to 3.11, ``interp->ceval.gil``
+    (a pointer) since."""
+    try:
+        ceval = _fields("PyInterpreterState")["ceval"].type.strip_typedefs()
+        per_interpreter = {f.name: f for f in ceval.fields()}.get("gil")
+        if per_interpreter is not None:
+            mode, offset = "pointer", _member_offset("PyInterpreterState", "ceval", "gil")
+            state = per_interpreter.type.strip_typedefs().target().strip_typedefs()
+        else:
+            mode, offset = "runtime", _member_offset("_PyRuntimeState", "ceval", "gil")
+            state = {f.name: f for f in _fields("_PyRuntimeState")["ceval"].type.strip_typedefs().fields()}[
+                "gil"].type.strip_typedefs()
+        fields = {f.name: f.bitpos // 8 for f in state.fields()}
+        return {"gil_mode": mode, "gil_offset": offset, "gil_last_holder": fields["last_holder"],
+                "gil_locked": fields["locked"]}
+    except (gdb.error, KeyError, TypeError, UnsupportedLayout):
+        return {}
+
+
+def _interp_threads_head():
+    threads = _member_offset("PyInterpreterState", "threads", "head")              # 3.11+
+    if threads is not None:
+        return threads
+    return _required(_offset("PyInterpreterState", "tstate_head"), "the interpreter's thread list")  # 3.10
+
+
+def _runtime_symbol():
+    symbol = gdb.lookup_global_symbol("_PyRuntime") or gdb.lookup_static_symbol("_PyRuntime")
+    return symbol.value() if symbol is not None else None
+
+
+def _gdb_read(address, length):
+    if address <= 0:
+        raise OSError("null pointer")
+    try:
+        return bytes(gdb.selected_inferior().read_memory(int(address), int(length)))
+    except gdb.MemoryError as error:
+        raise OSError(str(error))
+
+
+def set_handed_layout(encoded):
+    """The kernel's own layout and ``_PyRuntime`` address (base64 JSON of ``handed_layout()``'s
+    text), used when libpython has no debug info."""
+    global _handed_layout
+    import base64
+    handed = json.loads(json.loads(base64.b64decode(encoded).decode()))
+    _handed_layout = (Layout(**handed["layout"]), int(handed["runtime"]))
 
 
 def python_stacks():
     """Every thread state of the main interpreter, with its frames (innermost first)."""
-    runtime = _runtime()
-    interpreter = runtime["interpreters"]["head"]
-    holder = _gil_holder(runtime, interpreter)
+    global _read_layout
+    runtime = _runtime_symbol()
+    if runtime is not None:
+        address = int(runtime.address)
+        if _read_layout is None or _read_layout[0] != address:
+            _read_layout = (address, layout_from_debug_info())
+        layout = _read_layout[1]
+    elif _handed_layout is not None:
+        layout, address = _handed_layout
+    else:
+        raise UnsupportedLayout("libpython has no debug info (no _PyRuntime symbol)")
+    reader = StackReader(_gdb_read, layout, address)
+    holder = reader.gil_holder()
     threads = []
-    tstate = _thread_states(interpreter)
-    while int(tstate) != 0:
-        thread = {"thread_id": int(tstate["thread_id"]),
-                  "native_thread_id": int(tstate["native_thread_id"]) if _has_field(tstate, "native_thread_id") else None,
-                  "holds_gil": holder is not None and holder == int(tstate),
-                  "frames": _frames(tstate)}
-        threads.append(thread)
-        tstate = tstate["next"]
+    for tstate, thread_id, native_id in reader.thread_states():
+        threads.append({"thread_id": thread_id, "native_thread_id": native_id,
+                        "holds_gil": holder is not None and holder == tstate,
+                        "frames": [{"function": name, "file": filename, "line": line}
+                                   for name, filename, line, _ in reader.frames(tstate)]})
     return {"threads": threads, "gil_known": holder is not None}
 
 
 def emit_python_stacks(_=None):
     try:
         result = python_stacks()
-    except (UnsupportedLayout, gdb.error, gdb.MemoryError) as error:
+    except (UnsupportedLayout, OSError, gdb.error, gdb.MemoryError) as error:
         result = {"error": str(error)}
     gdb.write(MARK + json.dumps({"kind": "python-stacks", **result}) + "\n")

@@ -206,7 +206,7 @@ def sample(pid: int, rate: float, excluded: set[int], out: str, python: bool = F
             "python", reader.frames(current["tstate"]) if current.get("tstate") else ())
     try:
         while not stopping:
-            states = reader.thread_states() if reader is not None else {}
+            states = reader.by_os_thread() if reader is not None else {}
             for tid, task in threads_of(pid).items():
                 if tid in excluded or (task.state != "R" and not idle):
                     continue
@@ -239,7 +239,7 @@ def _frame_reader(pid: int):
         if start is None:
             raise pyframes.UnsupportedLayout(f"{pid} does not map {path}: another Python build")
         reader = pyframes.FrameReader(pid, layout, start + offset)
-        if pid not in reader.thread_states():
+        if pid not in reader.by_os_thread():
             raise pyframes.UnsupportedLayout("its main thread was not found in its thread list")
         return reader, None
     except (pyframes.UnsupportedLayout, OSError) as error:

@@ -1,52 +1,27 @@
-"""Python frames of another process, read from its memory (``/proc/PID/mem``) while one of
-its threads is stopped, for the native sampler.
+"""The layout of this interpreter's stacks, found in itself, and the one stack reader
+(``gdb.pystack``) over another process's ``/proc/PID/mem``.
 
 The struct offsets are not hard-coded: ``discover()`` finds them in the running interpreter
 itself, from objects it knows (a frame's code object, its caller's frame, a thread's native
-id), and checks each one. The sampler runs the profiled kernel's own Python executable, so
-the layout it finds is the kernel's. Python 3.11 to 3.13; anything else raises
-``UnsupportedLayout``.
+id), and checks each one. The native sampler runs the profiled kernel's own Python executable,
+so the layout it finds is the kernel's; the kernel hands its own to gdb when libpython has no
+debug info. Python 3.11 to 3.13; anything else raises ``UnsupportedLayout``.
 """
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict
 
-from pyo3_debug_magic.gdb.pystack import line_for_offset
+from pyo3_debug_magic.gdb.pystack import SHIM_OWNER, Layout, StackReader, UnsupportedLayout
 
 FRAME_OBJECT_FRAME = 24       # PyFrameObject: ob_refcnt, ob_type, f_back, f_frame (3.11 to 3.13)
-SHIM_OWNER = 3                # FRAME_OWNED_BY_CSTACK: 3.12+'s entry frame on the C stack
-MAX_FRAMES = 128
+GIL_SEARCH = 1 << 20          # bytes of _PyRuntime (3.11) or the interpreter (3.12+) searched for the GIL
 
-
-class UnsupportedLayout(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Layout:
-    frame_code: int
-    frame_previous: int
-    frame_instr: int
-    entry: str                  # "flag": a byte set in an entry frame (3.11); "shim": a C-stack frame before it
-    entry_offset: int
-    tstate_frame: int           # where tstate leads to the current frame
-    tstate_frame_inner: int | None  # 3.11/3.12: tstate->cframe->current_frame at this offset; 3.13: None
-    tstate_next: int
-    tstate_native_id: int
-    interp_threads_head: int
-    runtime_interp_head: int
-    code_start: int
-    code_qualname: int
-    code_filename: int
-    code_firstlineno: int
-    code_linetable: int
-    unicode_data: int
-    bytes_size: int
-    bytes_data: int
+__all__ = ["Layout", "UnsupportedLayout", "discover", "handed_layout", "runtime_offset", "FrameReader"]
 
 
 class Memory:
@@ -174,9 +149,10 @@ def _discover(memory: Memory) -> Layout:
     code = inner.__code__  # co_qualname "_discover.<locals>.inner" differs from co_name "inner"
     numbered = compile("\n" * 54320 + "def probe(): pass", "<probe>", "exec").co_consts[0]
     return Layout(
-        frame_code=found["code"], frame_previous=found["previous"], frame_instr=found["instr"],
+        frames="interpreter", frame_code=found["code"], frame_previous=found["previous"], frame_instr=found["instr"],
         entry=mode, entry_offset=offset, tstate_frame=found["tstate_frame"], tstate_frame_inner=found["inner"],
         tstate_next=tstate_next,
+        tstate_thread_id=_required(_find(memory, tstate, threading.get_ident(), 1024), "the thread id"),
         tstate_native_id=_required(_find(memory, tstate, threading.get_native_id(), 1024), "the native thread id"),
         interp_threads_head=threads_head,
         runtime_interp_head=_required(_find(memory, runtime, interp, 4096), "the runtime's interpreter list"),
@@ -185,7 +161,54 @@ def _discover(memory: Memory) -> Layout:
         code_filename=_required(_find(memory, id(code), id(code.co_filename), 256), "co_filename"),
         code_firstlineno=_required(_find(memory, id(numbered), 54321, 256, step=4, size=4), "co_firstlineno"),
         code_linetable=_required(_find(memory, id(code), id(code.co_linetable), 256), "co_linetable"),
-        unicode_data=sys.getsizeof("") - 1, bytes_size=16, bytes_data=sys.getsizeof(b"") - 1)
+        unicode_data=sys.getsizeof("") - 1, unicode_compact_data=_required(_compact_text(memory), "a compact string's text"),
+        bytes_size=16, bytes_data=sys.getsizeof(b"") - 1, **_gil(memory, runtime, interp, tstate))
+
+
+def _compact_text(memory: Memory) -> int | None:
+    """Where a compact non-ASCII (latin-1) string keeps its text."""
+    text = "".join(map(chr, range(0xe0, 0xf0)))
+    try:
+        found = memory.read(id(text), 256).find(text.encode("latin-1"))
+    except OSError:
+        return None
+    return found if found > 0 else None
+
+
+def _gil(memory: Memory, runtime: int, interp: int, tstate: int) -> dict:
+    """Where the GIL's state (struct _gil_runtime_state: interval, last_holder, locked) is:
+    found by its first two fields (the switch interval, this thread as the last holder), then
+    checked read while this thread holds the GIL (locked) and, on 3.12+, through the
+    interpreter's pointer to it. {} when not found: the holder is then unknown."""
+    interval = round(sys.getswitchinterval() * 1e6)
+    signature = interval.to_bytes(8, "little") + tstate.to_bytes(8, "little")
+    base = runtime if sys.version_info[:2] == (3, 11) else interp
+    try:
+        block = os.pread(memory.fd, GIL_SEARCH, base)
+    except OSError:
+        return {}
+    at = block.find(signature)
+    while at >= 0:
+        # ctypes.string_at keeps the GIL (os.pread lets it go, and `locked` with it)
+        if at % 8 == 0 and int.from_bytes(ctypes.string_at(base + at + 16, 4), "little") == 1:
+            if base == runtime:
+                return {"gil_mode": "runtime", "gil_offset": at}
+            pointer = _find(memory, interp, interp + at, min(at, GIL_SEARCH))
+            if pointer is not None:
+                return {"gil_mode": "pointer", "gil_offset": pointer}
+        at = block.find(signature, at + 1)
+    return {}
+
+
+def handed_layout() -> str:
+    """This interpreter's layout and ``_PyRuntime`` address as JSON, for gdb's reader in a
+    helper attached to this process ("" when the layout was not found)."""
+    try:
+        layout = discover()
+    except (UnsupportedLayout, OSError):
+        return ""
+    runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+    return json.dumps({"layout": asdict(layout), "runtime": runtime})
 
 
 def runtime_offset() -> tuple[str, int]:
@@ -204,82 +227,20 @@ def runtime_offset() -> tuple[str, int]:
     raise UnsupportedLayout("_PyRuntime is in no mapped file")
 
 
-class FrameReader:
-    """Each thread's Python frames in a process of the same Python build, innermost first:
-    (qualified name, file, line, entered from C)."""
+class FrameReader(StackReader):
+    """The one stack reader (``gdb.pystack.StackReader``) over ``/proc/PID/mem`` of a process
+    of the same Python build."""
 
     def __init__(self, pid: int, layout: Layout, runtime: int):
-        self.memory, self.layout, self.runtime = Memory(pid), layout, runtime
-        self.codes: dict[int, tuple] = {}
+        self.memory = Memory(pid)
+        super().__init__(self.memory.read, layout, runtime)
 
-    def thread_states(self) -> dict[int, int]:
-        """OS thread id -> thread state address."""
-        layout, memory, found = self.layout, self.memory, {}
+    def by_os_thread(self) -> dict[int, int]:
+        """OS thread id -> thread state address; empty while the list cannot be read."""
         try:
-            interp = memory.word(self.runtime + layout.runtime_interp_head)
-            tstate = memory.word(interp + layout.interp_threads_head)
-            while tstate and len(found) < 4096:
-                found[memory.word(tstate + layout.tstate_native_id)] = tstate
-                tstate = memory.word(tstate + layout.tstate_next)
+            return {native: tstate for tstate, _, native in self.thread_states()}
         except OSError:
-            pass
-        return found
-
-    def frames(self, tstate: int) -> tuple[tuple[str, str, int, bool], ...]:
-        layout, memory = self.layout, self.memory
-        try:
-            frame = memory.word(tstate + layout.tstate_frame)
-            if layout.tstate_frame_inner is not None:
-                frame = memory.word(frame + layout.tstate_frame_inner) if frame else 0
-        except OSError:
-            return ()
-        result, entered = [], False
-        while frame and len(result) < MAX_FRAMES:
-            try:
-                block = memory.read(frame, layout.frame_instr + 16)
-            except OSError:
-                break
-            word = lambda offset: int.from_bytes(block[offset:offset + 8], "little")  # noqa: E731
-            code, previous, instr = word(layout.frame_code), word(layout.frame_previous), word(layout.frame_instr)
-            if layout.entry == "shim" and block[layout.entry_offset] == SHIM_OWNER:
-                if result:
-                    result[-1] = result[-1][:3] + (True,)  # the frame before a shim was entered from C
-                frame = previous
-                continue
-            entered = layout.entry == "flag" and bool(block[layout.entry_offset])
-            name, filename, line = self._code(code, instr)
-            result.append((name, filename, line, entered))
-            frame = previous
-        return tuple(result)
-
-    def _code(self, code: int, instr: int) -> tuple[str, str, int]:
-        layout, memory = self.layout, self.memory
-        try:
-            header = memory.read(code, layout.code_start)
-            pointers = (header[layout.code_qualname:layout.code_qualname + 8],
-                        header[layout.code_filename:layout.code_filename + 8])
-            cached = self.codes.get(code)
-            if cached is None or cached[0] != pointers:
-                first = int.from_bytes(header[layout.code_firstlineno:layout.code_firstlineno + 4], "little", signed=True)
-                table = int.from_bytes(header[layout.code_linetable:layout.code_linetable + 8], "little")
-                size = memory.word(table + layout.bytes_size)
-                cached = (pointers, self._text(int.from_bytes(pointers[0], "little")),
-                          self._text(int.from_bytes(pointers[1], "little")), first,
-                          memory.read(table + layout.bytes_data, min(size, 1 << 16)) if size else b"")
-                self.codes[code] = cached
-            _, name, filename, first, table = cached
-            offset = max((instr - (code + layout.code_start)) // 2, 0)
-            return name, filename, line_for_offset(table, first, offset) or first
-        except (OSError, IndexError):
-            return "?", "?", 0
-
-    def _text(self, address: int) -> str:
-        length = self.memory.word(address + 16)
-        data = self.memory.read(address + self.layout.unicode_data, min(length, 4096))
-        try:
-            return data.decode("ascii")
-        except UnicodeDecodeError:  # not a compact ASCII string: its data is elsewhere
-            return "?"
+            return {}
 
     def close(self) -> None:
         self.memory.close()

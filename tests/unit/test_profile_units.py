@@ -145,7 +145,7 @@ def entered_from_c(_):
     waiting_here()
 worker = threading.Thread(target=lambda: list(map(entered_from_c, [0])), name="w"); worker.start(); started.wait()
 reader = pyframes.FrameReader(os.getpid(), layout, runtime)
-frames = reader.frames(reader.thread_states()[worker.native_id])
+frames = reader.frames(reader.by_os_thread()[worker.native_id])
 done.set(); worker.join()
 print(json.dumps([list(f) for f in frames]))
 """
