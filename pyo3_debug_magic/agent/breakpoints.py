@@ -53,6 +53,23 @@ class Breakpoints:
         self.addresses: set[int] = set()      # where gdb has put int3 instructions
         self.log: list[dict] = []
         self.sources_cache: tuple[model.SourceRecord, ...] | None = None
+        self.lookups: dict[tuple, tuple] = {}  # function searches, until the loaded debug info changes
+
+    def forget_debug_info(self) -> None:
+        """A library was loaded or unloaded, or gdb read one's symbols: list and search again."""
+        self.sources_cache = None
+        self.lookups.clear()
+
+    def _symbol_search(self, pattern: str, limit: int) -> dict:
+        """gdb's ``-symbol-info-functions`` for ``pattern`` (0.3 s or more over libpython's debug
+        info), remembered while the loaded debug info stays the same."""
+        key = (pattern, limit, self.context.gdb.symbols.reads)
+        if key not in self.lookups:
+            if len(self.lookups) > 256:
+                self.lookups.clear()
+            self.lookups[key] = self.context.gdb.command(
+                f"-symbol-info-functions --name {mi_quote(pattern)} --max-results {int(limit)}", 30).payload
+        return self.lookups[key]
 
     # ----- the log of hits ------------------------------------------------------------
     def record_hit(self, hit: dict) -> None:
@@ -165,7 +182,7 @@ class Breakpoints:
             return False
         self.context.gdb.console(source_paths.gdb_command(*mapping))
         source_paths.remember(*mapping)
-        self.sources_cache = None
+        self.forget_debug_info()
         self.context.notify(f"sources of {mapping[0]} are read from {mapping[1]} (remembered for later kernels)")
         return True
 
@@ -199,8 +216,7 @@ class Breakpoints:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", wanted):
             raise UsageProblem(f"not a Rust name: {wanted!r}", "crate and function names are Rust identifiers")
         pattern = "^" + crate + "::" if crate else "::" + name + "$"
-        payload = self.context.gdb.command(
-            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 2000", 30).payload
+        payload = self._symbol_search(pattern, 2000)
         return tuple(sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
                              for symbol in group.get("symbols", [])
                              if crate or is_user_source(group.get("fullname"))} - {""}))
@@ -210,8 +226,7 @@ class Breakpoints:
         tail, a generic (each instance), a closure, a trait method as the user writes it."""
         last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
         pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
-        payload = self.context.gdb.command(
-            f"-symbol-info-functions --name {mi_quote(pattern)} --max-results 500", 30).payload
+        payload = self._symbol_search(pattern, 500)
         found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
                  for symbol in group.get("symbols", [])
                  if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]

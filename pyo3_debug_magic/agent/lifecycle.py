@@ -65,7 +65,7 @@ class Lifecycle:
             self.context.crash = request.crash
         if self.context.attached:
             return self.status()
-        self.breakpoints.sources_cache = None
+        self.breakpoints.forget_debug_info()
         self.context.send_event(model.AttachProgress(doing="starting gdb"))
         gdb = self._ensure_gdb()
         self.context.send_event(model.AttachProgress(doing=f"attaching gdb to pid {self.context.target_pid}"))

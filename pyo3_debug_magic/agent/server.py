@@ -190,7 +190,7 @@ class Agent:
             event = parse_record(gdb.mi.events.popleft())
             try:
                 if isinstance(event, LibrariesChanged):
-                    self.breakpoints.sources_cache = None
+                    self.breakpoints.forget_debug_info()
                 elif isinstance(event, Stopped):
                     self._on_stopped(event)
                 elif isinstance(event, BreakpointChanged):

@@ -45,6 +45,7 @@ class LazySymbols:
         self.progress = progress or (lambda doing: None)  # what is being read (for a slow attach)
         self.deferred: set[str] = set()
         self.tried: set[str] = set()  # read once already: a frame still unnamed there has no symbol
+        self.reads = 0  # libraries read so far: what gdb knows changes with each
 
     def after_attach(self, session, defer_all: bool = False) -> None:
         """Read what is needed at once among the libraries loaded before the attach (nothing
@@ -85,6 +86,7 @@ class LazySymbols:
     def read(self, session, path: str) -> None:
         self.deferred.discard(path)
         self.tried.add(path)
+        self.reads += 1
         if "\n" not in path and "\r" not in path:
             self.progress(f"reading the symbols of {os.path.basename(path)}")
             session.console(f"sharedlibrary ^{gdb_regex(path)}$", 60)
