@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up exactly as the demo does, then run pytest (extra args pass through
-# to both phases): what shares nothing on two workers (pytest-xdist), then alone the tests marked
+# to both phases): what shares nothing on four workers (pytest-xdist; the tests mostly wait, so
+# four fit two cores), then alone the tests marked
 # `serial` (they measure time or change a shared file).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +9,7 @@ bash "$ROOT/scripts/setup.sh" || exit $?
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 status=0
-"$PY" -m pytest -n "${PYO3_DEBUG_MAGIC_TEST_WORKERS:-2}" --dist load --phase parallel "$@" || status=$?
+"$PY" -m pytest -n "${PYO3_DEBUG_MAGIC_TEST_WORKERS:-4}" --dist load --phase parallel "$@" || status=$?
 "$PY" -m pytest --phase serial "$@"
 serial=$?
 [ $status -eq 5 ] && status=0   # 5: a filter left no test in that phase

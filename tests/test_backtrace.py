@@ -74,6 +74,29 @@ def test_views_read_the_same_when_every_attach_shows_its_progress_line(demo_crat
         assert kernel.shutdown() == []
 
 
+CALLBACK_THREAD = ("import threading\nready, done = threading.Event(), threading.Event()\n"
+                   "def callback(value):\n    ready.set()\n    done.wait(60)\n    return value\n"
+                   "waiter = threading.Thread(target=lambda: rustdemo.call_python(callback, 3), name='callback-thread',"
+                   " daemon=True)\nwaiter.start(); ready.wait(10)")
+
+
+def test_a_threads_callback_from_rust_is_shown_above_the_rust_that_called_it(loaded_kernel, gdb_path):
+    """A thread's target calls Rust, which calls a Python callback that waits: the callback and
+    what it called sit above the Rust frame, the target and threading's own frames below it."""
+    assert loaded_kernel.run(CALLBACK_THREAD).results == ["True"]
+    try:
+        shown = loaded_kernel.run("%native_bt --engine gdb", timeout=60)
+        assert shown.status == "ok", shown.text
+        block = thread_block(shown.output, "callback-thread")
+        order = [re.search(pattern, block, re.M) for pattern in (
+            r"^\s*py Event\.wait\s", r"^\s*py callback\s", r"rustdemo::call_python\s+at src/lib.rs:",
+            r"^\s*py <lambda>\s", r"^\s*py Thread\.run\s", r"^\s*py Thread\._bootstrap\s")]
+        assert all(order), block
+        assert [m.start() for m in order] == sorted(m.start() for m in order), block
+    finally:
+        loaded_kernel.run("done.set(); waiter.join(10)")
+
+
 def test_py_spy_engine_demangles_and_marks_threads(worker_kernel):
     result = worker_kernel.run("%native_bt --engine py-spy", timeout=60)
     assert result.status == "ok", result.text

@@ -163,6 +163,9 @@ def test_quit_removes_all_breakpoints_and_continues(debug_kernel):
 def test_delete_disable_enable(debug_kernel):
     break_at(debug_kernel, "square")
     assert "disabled" in debug_kernel.run("%native_disable 1").output
+    listed = debug_kernel.run("%native_break").output  # a disabled breakpoint still says where it is
+    assert re.search(rf"^1 +pause +n +0 +src/lib.rs:{marker_line('square')} -> \S+/src/lib.rs:{marker_line('square')}$",
+                     listed, re.M), listed
     quiet = debug_kernel.run("rustdemo.square(4)", answers=[], timeout=60)
     assert quiet.results == ["16"] and quiet.prompts == []
     debug_kernel.run("%native_enable 1")

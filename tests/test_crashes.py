@@ -55,6 +55,9 @@ def test_crash_is_reported_after_the_restart(demo_crate, gdb_path, state_dir, fu
         report = kernel.run("%native_crash")
         assert report.output.startswith(loaded.output.split("crashed: ")[1].split(" (`%native")[0])
         assert "crashed thread:" in report.output and "<- cell" in report.output
+        # which process it was, that it is not this one, and when it died
+        assert re.search(rf"of pid \d+, an earlier process than this one \(pid {kernel.pid}\), crashed "
+                         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ s ago\)", report.output), report.output
         if function == "abort":
             assert "rustdemo: about to abort" in report.output  # the tail of the kernel's stderr
         if function == "stack_overflow":

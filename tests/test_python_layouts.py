@@ -136,6 +136,7 @@ def test_the_layout_found_at_runtime_is_the_one_debug_info_describes(version, gd
         discovered = json.loads(target.stdout.readline())
         shown = subprocess.run([gdb_path, "-nx", "-batch", "-p", str(target.pid), "-ex",
                                 f"source {ROOT / 'pyo3_debug_magic/gdb/pystack.py'}", "-ex",
+                                f"source {ROOT / 'pyo3_debug_magic/gdb/pystack_gdb.py'}", "-ex",
                                 "python print('LAYOUT', json.dumps(asdict(layout_from_debug_info())))"],
                                capture_output=True, text=True, timeout=90)
     finally:

@@ -23,6 +23,15 @@ def shown(result) -> list[str]:
     return [d.get("text/plain", "") for d in result.displays]
 
 
+def highlighted_source_line(page: str) -> tuple[int, str]:
+    """The line the HTML source excerpt marks: (its number, its text)."""
+    from html import unescape
+
+    marked = re.search(r'<span style="background-color: #ffffcc">(.*?)\n', page, re.S).group(1)
+    number, text = re.fullmatch(r"\s*(\d+)(.*)", unescape(re.sub(r"<[^>]+>", "", marked)), re.S).groups()
+    return int(number), text
+
+
 @pytest.fixture(params=["outside-any-crate", "beside-another-crate"])
 def notebook_folder(request, tmp_path):
     """The kernel's working directory: an analysis folder, or one holding a different crate
@@ -299,6 +308,9 @@ def test_each_layout_pauses_at_a_breakpoint_set_before_import(request, layout, g
         assert f"{name} = {value}" in shown(paused), shown(paused)
         stop = next(v for v in shown(paused) if "native breakpoint" in v)
         assert f"src/lib.rs:{line}" in stop and source.read_text().splitlines()[line - 1].strip() in stop, stop
+        # the notebook's view marks that line too (the mixed crate's excerpt starts on a blank line)
+        page = next(d["text/html"] for d in paused.displays if "native breakpoint" in d.get("text/html", ""))
+        assert highlighted_source_line(page) == (line, source.read_text().splitlines()[line - 1]), page
         stepped = re.search(r"stepped to \S+ at \S*src/lib.rs:(\d+)", paused.output)
         assert stepped and int(stepped.group(1)) > line, paused.text  # `n` went on in the function
         listing = kernel.run("%native_break").output
@@ -426,5 +438,25 @@ def test_a_trait_method_set_before_import_stays_pending_and_says_to_import_first
         full = kernel.run("%native_break my_pkg::Counter::add", timeout=60)  # gdb's full path binds on import
         paused = kernel.run("import my_pkg\nmy_pkg.Counter().add(4)", answers=["p amount", "c"], timeout=90)
         assert full.status == "ok" and paused.results == ["4"] and "amount = 4" in shown(paused), paused.text
+    finally:
+        assert kernel.shutdown() == []
+
+
+def test_a_pending_name_the_import_did_not_bind_is_named_with_close_matches(mixed_project, gdb_path, tmp_path):
+    """A typo, or the module's name where Rust knows the crate by another, is said in the
+    cell that imports the module, not left pending in silence."""
+    kernel = KernelHarness(env={"PYTHONPATH": str(mixed_project)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        for location in ("my_pkg::dobule", "_core::combine"):
+            created = kernel.run(f"%native_break {location}", timeout=60)
+            assert created.status == "ok" and "-> pending" in created.output, created.text
+        imported = kernel.run("import my_pkg\nmy_pkg.double(2)", timeout=60)
+        assert imported.results == ["4"], imported.text
+        assert re.search(r"breakpoint 1 \(my_pkg::dobule\) is still pending: _core\.\S+\.so was just loaded "
+                         r"\(.*\) and has no function by that name; close matches: my_pkg::double;", imported.text)
+        assert "breakpoint 2 (_core::combine) is still pending" in imported.text
+        assert "close matches: my_pkg::combine;" in imported.text, imported.text
+        assert "still pending" not in kernel.run("import my_pkg\nmy_pkg.double(3)").text  # said once
     finally:
         assert kernel.shutdown() == []

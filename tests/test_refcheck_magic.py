@@ -84,6 +84,27 @@ def test_in_a_kernel_the_report_is_an_html_table_and_the_over_release_is_survive
         kernel.shutdown()
 
 
+def test_an_error_in_the_users_own_code_shows_the_users_frames_only(demo_crate):
+    """As %timeit does: the user's NameError in what a magic ran, without the package's frames."""
+    import re
+
+    kernel = KernelHarness()
+    try:
+        assert kernel.run("%load_ext pyo3_debug_magic\nimport rustdemo").status == "ok"
+        for cell, error, line in [
+                ("%refcheck rustdemo.leak_reference(o)", ("NameError", "name 'o' is not defined"),
+                 "rustdemo.leak_reference(o)"),
+                ("%native_profile rustdemo.grnd(10)", ("AttributeError", "module 'rustdemo' has no attribute 'grnd'"),
+                 "rustdemo.grnd(10)")]:
+            failed = kernel.run(cell, timeout=60)
+            assert failed.status == "error" and (failed.error["ename"], failed.error["evalue"]) == error, failed.text
+            shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(failed.error["traceback"]))
+            assert "pyo3_debug_magic" not in shown and line in shown.split("skipping hidden")[-1], shown
+            assert "samples shown" not in failed.output  # nothing was sampled before it raised
+    finally:
+        kernel.shutdown()
+
+
 PLUGIN_TESTS = textwrap.dedent('''
     import rustdemo
 

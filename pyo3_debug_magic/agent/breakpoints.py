@@ -392,7 +392,9 @@ def _addresses(bkpt: dict) -> tuple[str, ...]:
 
 
 def locations_of(bkpt: dict) -> tuple[model.BreakpointLocation, ...]:
+    """Its locations; a disabled breakpoint's own location stays active (it is still there)."""
+    several = bool(bkpt.get("locations"))
     rows = bkpt.get("locations") or ([bkpt] if bkpt.get("addr") not in (None, "<PENDING>") else [])
     return tuple(model.BreakpointLocation(r.get("addr"), r.get("fullname"), int(r.get("line") or 0) or None,
-                                          r.get("func"), r.get("enabled", "y") == "y") for r in rows)
+                                          r.get("func"), r.get("enabled", "y") == "y" or not several) for r in rows)
 

@@ -38,6 +38,7 @@ class BreakpointChanged:
 @dataclass(frozen=True)
 class LibrariesChanged:
     loaded: bool
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def parse_record(record: dict):
     if message == "breakpoint-modified":
         return BreakpointChanged(payload.get("bkpt") or {})
     if message in ("library-loaded", "library-unloaded"):
-        return LibrariesChanged(message == "library-loaded")
+        return LibrariesChanged(message == "library-loaded", payload.get("target-name") or payload.get("id") or "")
     if message == "running":
         return Running(str(payload.get("thread-id", "")))
     return Other(message)

@@ -28,6 +28,7 @@ from pyo3_debug_magic.agent.events import (BreakpointChanged, LibrariesChanged, 
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbExitedError, GdbTimeoutError
 from pyo3_debug_magic.agent.lifecycle import Lifecycle
 from pyo3_debug_magic.agent.pauses import Pauses
+from pyo3_debug_magic.agent.pending import PendingCheck
 from pyo3_debug_magic.agent.stalls import StallWatch
 from pyo3_debug_magic.agent.watchdog import HangWatchdog
 
@@ -42,6 +43,7 @@ class Agent:
         self.sock = sock
         self.context = AgentContext(target_pid, self._send_event)
         self.breakpoints = Breakpoints(self.context)
+        self.pending = PendingCheck(self.context, self.breakpoints)
         self.pauses = Pauses(self.context, self.breakpoints)
         self.terminal = CrashTerminal(self.context, *terminal)
         self.watchdog = HangWatchdog(self.context, self.pauses, self.terminal)
@@ -191,6 +193,8 @@ class Agent:
             try:
                 if isinstance(event, LibrariesChanged):
                     self.breakpoints.forget_debug_info()
+                    if event.loaded:
+                        self.pending.library_loaded(event.path)
                 elif isinstance(event, Stopped):
                     self._on_stopped(event)
                 elif isinstance(event, BreakpointChanged):
@@ -199,6 +203,11 @@ class Agent:
                 self.lifecycle.recover_from_stuck_gdb(str(error))
             except GdbCommandError as error:
                 self.context.notify(f"gdb: {error}")
+        if self.pending.loaded:
+            try:
+                self.pending.check()
+            except (GdbTimeoutError, GdbExitedError) as error:
+                self.lifecycle.recover_from_stuck_gdb(str(error))
 
     def _on_stopped(self, stop: Stopped) -> None:
         pauses, gdb = self.pauses, self.context.gdb

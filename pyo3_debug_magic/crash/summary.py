@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints.locations import is_user_source
-from pyo3_debug_magic.stacks.merging import is_cell_file, python_thread_for
+from pyo3_debug_magic.stacks.merging import (interleaved, native_frames, python_frames_from_memory,
+                                             python_thread_for)
 
 
 def _as_int(text: str | None) -> int | None:
@@ -33,15 +34,25 @@ def crash_summary(record: model.CrashRecord) -> str:
         if frame:
             where = f" in {frame.func} at {frame.file}:{frame.line}"
         python = python_thread_for(thread, record.python)
-        frames = python.frames if python else ()
-        cell = next((f for f in frames if is_cell_file(f.file or "")), None)
+        callers = _python_callers(thread, python_frames_from_memory(python.frames) if python else ())
+        cell = next((f for f in callers if f.is_cell), None)
         if cell:
             where += f", called from cell line {cell.line}"
-        elif frames and record.running:  # a test: the line of the test that called into Rust
-            where += f", called from {_test_path(frames[0].file or '?', record.running)}:{frames[0].line}"
+        elif callers and record.running:  # a test: the line of the test that called into Rust
+            where += f", called from {_test_path(callers[0].file or '?', record.running)}:{callers[0].line}"
         elif record.thread != 1:
             where += f" (thread {record.thread})"
     return what + where
+
+
+def _python_callers(thread: model.ThreadRow, frames: tuple[model.PythonFrame, ...]) -> list:
+    """The Python frames outward of the faulting Rust frame, innermost first: a callback that
+    Rust called (and that called the Rust that crashed) is not what called into Rust."""
+    entries = interleaved(native_frames(thread.frames), frames)
+    if entries is None:
+        return list(frames)
+    fault = next((i for i, e in enumerate(entries) if e.kind == "native" and e.user), -1)
+    return [e for e in entries[fault + 1:] if e.kind == "python"]
 
 
 def _test_path(file: str, node_id: str) -> str:

@@ -22,6 +22,7 @@ from pyo3_debug_magic.gdb.symbols import LazySymbols
 
 GDB_SIDE = Path(__file__).with_name("gdb_side.py")
 PYSTACK = Path(__file__).with_name("pystack.py")
+PYSTACK_GDB = Path(__file__).with_name("pystack_gdb.py")  # sourced after PYSTACK: it drives its reader
 PYO3_PRINTERS = Path(__file__).with_name("pyo3_printers.py")
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 # Signals the kernel uses for itself: gdb must neither stop on nor swallow them.
@@ -34,7 +35,7 @@ COMMON_SETTINGS = (
     "maint set internal-error quit no", "maint set internal-error corefile no",
     "maint set internal-warning quit no",
     "set print elements 50", "set print repeats 20",
-    f"source {PYSTACK}", f"source {GDB_SIDE}",
+    f"source {PYSTACK}", f"source {PYSTACK_GDB}", f"source {GDB_SIDE}",
 )
 LIVE_SETTINGS = (
     "set unwindonsignal on", "set breakpoint pending on",

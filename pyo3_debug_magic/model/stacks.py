@@ -39,6 +39,7 @@ class PythonFrame:
     line: int
     function: str
     is_cell: bool = False
+    entered: bool | None = None    # called from C (one interpreter eval frame ends here); None: not known
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import os
 import re
 import sys
 
@@ -15,8 +16,14 @@ from pyo3_debug_magic.errors import DebugMagicError
 from pyo3_debug_magic.stacks.merging import is_cell_file
 
 
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+USER_TEXT_FILES = ("<refcheck>",)  # what the magics compile from what was typed, besides cells
+
+
 def user_errors_as_usage(method):
-    """Our errors become IPython's one-line UsageError; anything else keeps its traceback."""
+    """Our errors become IPython's one-line UsageError; an error of the user's own code that a
+    magic ran (its expression, its cell) is shown as a cell would show it, with the user's
+    frames only, as %timeit does; anything else keeps its whole traceback."""
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
@@ -26,8 +33,26 @@ def user_errors_as_usage(method):
             raise UsageError(userinput.printable(str(error))) from None
         except UsageError as error:  # argparse's messages may echo what was typed
             raise UsageError(userinput.printable(str(error))) from None
+        except BaseException as error:  # noqa: BLE001 - re-raised: only its traceback is cut
+            users = users_frames(error.__traceback__)
+            if users is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of what it shows
+            raise error.with_traceback(users)
 
     return wrapper
+
+
+def users_frames(traceback):
+    """The part of ``traceback`` that is the user's code run by a magic: what follows our own
+    frames, when it starts in a cell or in text the magic compiled; None when it does not
+    (an error of ours, or of a library we called, keeps every frame)."""
+    while traceback is not None and traceback.tb_frame.f_code.co_filename.startswith(PACKAGE):
+        traceback = traceback.tb_next
+    if traceback is None:
+        return None
+    filename = traceback.tb_frame.f_code.co_filename
+    return traceback if is_cell_file(filename) or filename in USER_TEXT_FILES else None
 
 
 def parse_args(magic, line: str):

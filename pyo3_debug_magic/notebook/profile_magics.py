@@ -100,7 +100,8 @@ class NativeProfileMagics(Magics):
                 write(profile, options.output, options.format)
                 profile = replace(profile, output=options.output)
             type(self).last_profile = profile
-            self._show_after_cell(profile)
+            if run.error is None or profile.samples:  # a cell that raised at once has nothing to show
+                self._show_after_cell(profile)
         if run.error is not None:
             raise run.error
         return run.result

@@ -192,7 +192,7 @@ class RefcheckExplorer:
         self.detail = w.HTML()
         self.row_list.observe(lambda change: self._show(change["new"]), names="value")
         verdict = "OK" if report.ok else "LEAK"
-        self.widget = w.VBox([w.HTML(f"<b>refcheck {escape(report.label)}: {verdict}</b><br>{escape(report.verdict)}"),
+        self.widget = w.VBox([w.HTML(f"<b>refcheck {escape(report.label)}: {verdict}</b><br>{render_html.with_code(report.verdict)}"),
                               self.row_list, self.detail], layout=w.Layout(border="1px solid #ccc", padding="4px"))
         self.widget.add_class("pyo3-refcheck-explorer")
         if self.rows:

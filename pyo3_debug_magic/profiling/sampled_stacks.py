@@ -8,7 +8,8 @@ import subprocess
 from collections import Counter
 from typing import NamedTuple
 
-EVAL_FUNCTIONS = {"_PyEval_EvalFrameDefault", "PyEval_EvalFrameDefault"}  # not _PyEval_EvalFrame: its caller
+from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS
+
 THREAD_START = "std::sys::backtrace::__rust_begin_short_backtrace"
 # libc's start of a process or thread: the outermost frames of every stack, never of interest
 LIBC_START = {"_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main", "clone", "clone3",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import linecache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ def evaluate_call(source: str, namespace: dict) -> ParsedCall:
         raise UsageProblem("the call is nested too deeply to parse",
                            "assign parts of it to variables first") from None
     call = tree.body
+    # a traceback through the user's expression shows its text, as a cell's does
+    linecache.cache["<refcheck>"] = (len(source), None, source.strip().splitlines(True), "<refcheck>")
     if not isinstance(call, ast.Call):
         raise UsageProblem(f"{source.strip()!r} is not a call",
                            "write one call, e.g. `%refcheck mymod.process(data)`, or use `%%refcheck` for statements")

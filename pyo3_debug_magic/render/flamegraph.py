@@ -11,6 +11,7 @@ from html import escape
 from importlib import resources
 
 from pyo3_debug_magic.model import Profile
+from pyo3_debug_magic.render.html import with_code
 from pyo3_debug_magic.render.profile_text import call_tree, header, top_rows
 
 COLOURS = {"python": "#4b8bbe", "user": "#dea584", "native": "#c9c9c9", "thread": "#9a9ae0", "root": "#e8e8e8"}
@@ -45,7 +46,7 @@ def profile_html(profile: Profile) -> str:
     # COLOURS broke the script when each placeholder was replaced in turn)
     values = {"ID": json.dumps(element_id), "DATA": data, "COLOURS": json.dumps(COLOURS)}
     script = re.sub(r"\b(ID|DATA|COLOURS)\b", lambda found: values[found.group(1)], template("flamegraph.js"))
-    notes = "".join(f"<li class=\"note\">{escape(note)}</li>" for note in profile.notes)
+    notes = "".join(f"<li class=\"note\">{with_code(note)}</li>" for note in profile.notes)
     head = "<tr><th>self</th><th>total</th><th>function</th><th>where</th><th></th></tr>"
     rows = "".join(
         f"<tr><td>{escape(s)}</td><td>{escape(t)}</td><td title=\"{escape(row.function)}\"><code>{escape(name)}</code></td>"

@@ -60,7 +60,9 @@ def source_snippet(frame, source, context: int = 3) -> str:
     lines = source.lines[start - source.first:end - source.first + 1]
     formatter = HtmlFormatter(noclasses=True, linenos="inline", linenostart=start,
                               hl_lines=[frame.line - start + 1], style="default")
-    return highlight("\n".join(lines) + "\n", RustLexer(), formatter)
+    # stripnl=False: by default the lexer drops leading blank lines, and every number and the
+    # highlight after them went one line off
+    return highlight("\n".join(lines) + "\n", RustLexer(stripnl=False), formatter)
 
 
 def backtrace(merged, selected: int = 0) -> str:
@@ -170,7 +172,7 @@ def thread_stacks(threads, full: bool = False, open_: bool = True) -> str:
 def snapshot(view, full: bool = False) -> str:
     notes = [line for line in (*view.notes, text.hidden_threads(view.hidden)) if line]
     return (f"<div class=\"pyo3-native-bt\">{thread_stacks(view.threads, full)}"
-            + "".join(f"<p><i>{escape(note)}</i></p>" for note in notes) + "</div>")
+            + "".join(f"<p><i>{with_code(note)}</i></p>" for note in notes) + "</div>")
 
 
 def locals_html(variables) -> str:
@@ -229,9 +231,9 @@ def crash_report(report) -> str:
 
 def hang_report(report) -> str:
     return (f"<div class=\"pyo3-native-hang\"><p><b>native debugger: the main thread looks stuck</b> "
-            f"({escape(report.reason)}); {escape(text.hang_gil(report.stack))}.</p>"
-            f"{thread_stacks([report.stack])}<p>{escape(text.HANG_PAUSE_OFFER if report.can_pause else text.HANG_ADVICE)}</p>"
-            + (f"<p><i>({escape(report.note)})</i></p>" if report.note else "") + "</div>")
+            f"({with_code(report.reason)}); {with_code(text.hang_gil(report.stack))}.</p>"
+            f"{thread_stacks([report.stack])}<p>{with_code(text.HANG_PAUSE_OFFER if report.can_pause else text.HANG_ADVICE)}</p>"
+            + (f"<p><i>({with_code(report.note)})</i></p>" if report.note else "") + "</div>")
 
 
 def breakpoint_table(rows) -> str:
@@ -265,7 +267,7 @@ def log_hits(hits) -> str:
 
 
 def after_cell(notes: list[str], hits) -> str:
-    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+    items = "".join(f"<li>{with_code(note)}</li>" for note in notes)
     return (f"<div class=\"pyo3-native-after-cell\" style=\"border-left:3px solid #888;padding-left:6px\">"
             f"<b>{escape(text.AFTER_CELL_TITLE)}</b>" + (f"<ul>{items}</ul>" if items else "")
             + (log_hits(hits) if hits else "") + "</div>")

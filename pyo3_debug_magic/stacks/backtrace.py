@@ -2,12 +2,13 @@
 report, ``%native_core``, a hang) is built here, from one engine's capture, as model objects.
 
 Engines: ``gdb`` (the attached agent: Python frames read from memory, py-spy's frames when
-libpython has no debug info), ``gdb core`` (a core file) and ``py-spy`` (``py-spy dump``).
+they cannot be), ``gdb core`` (a core file) and ``py-spy`` (``py-spy dump``).
 """
 from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import replace
 
 from pyo3_debug_magic.stacks import merging, sources
@@ -114,7 +115,7 @@ def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:
     crashed = [t for t in threads if t.label == str(record.thread)]
     others, hidden = merging.for_display([t for t in threads if t.label != str(record.thread)], None,
                                         record.pid, show_all=False)
-    origin = f"pid {record.pid}" if record.pid else f"core file {record.core}"
+    origin = _process_that_crashed(record) if record.pid else f"core file {record.core}"
     row = next((r for r in record.threads if r.thread == record.thread), None)
     native = merging.native_frames(row.frames) if row else ()
     source = None
@@ -129,6 +130,17 @@ def crash_report(record: CrashRecord, path: str | None = None) -> CrashReport:
         stderr_tail=record.stderr_tail, capture_error=record.capture_error, path=path, source=source,
         source_lines=sources.around(source),
         hidden=tuple(hidden))
+
+
+def _process_that_crashed(record: CrashRecord) -> str:
+    """"pid N", and when it is not this process: that it was an earlier one, and when it died."""
+    if record.pid == os.getpid() or not record.time:
+        return f"pid {record.pid}"
+    seconds = max(time.time() - record.time, 0)
+    ago = (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
+           else f"{seconds / 3600:.0f} h" if seconds < 172800 else f"{seconds / 86400:.0f} days")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.time))
+    return f"pid {record.pid}, an earlier process than this one (pid {os.getpid()}), crashed {when} ({ago} ago)"
 
 
 def hang_report(event: HangSeen) -> HangReport:

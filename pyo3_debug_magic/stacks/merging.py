@@ -9,6 +9,7 @@ from dataclasses import replace
 from types import FrameType
 
 from pyo3_debug_magic.breakpoints.locations import is_user_source
+from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS
 from pyo3_debug_magic.model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
                                     PythonThread, StackEntry, ThreadRow, ThreadStack)
 
@@ -61,10 +62,17 @@ def python_frames(frame: FrameType | None, limit: int = 50) -> tuple[PythonFrame
     return _through_outermost_cell(frames)
 
 
+IPYTHON_MACHINERY = re.compile(r"/(IPython|ipykernel)/")
+
+
 def _through_outermost_cell(frames) -> tuple[PythonFrame, ...]:
-    """Innermost first, cut after the outermost cell frame (IPython's own frames are noise)."""
+    """Innermost first, cut after the outermost cell frame when IPython ran that cell (its own
+    frames below are noise); a thread whose target is a function of a cell keeps its own
+    ``Thread.run`` and ``_bootstrap`` frames."""
     cells = [i for i, f in enumerate(frames) if f.is_cell]
-    return tuple(frames[:cells[-1] + 1] if cells else frames)
+    if not cells or not any(IPYTHON_MACHINERY.search(f.file or "") for f in frames[cells[-1] + 1:]):
+        return tuple(frames)
+    return tuple(frames[:cells[-1] + 1])
 
 
 def thread_python_frames(ident: int | None) -> tuple[PythonFrame, ...]:
@@ -115,11 +123,39 @@ def looks_idle(function_names: list[str]) -> bool:
     return any(IDLE_FUNCTIONS.search(name or "") for name in function_names[:4])
 
 
+def interleaved(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> list[StackEntry] | None:
+    """Innermost first, each Python frame where it runs: every interpreter eval frame (walking
+    out from the innermost) takes the Python frames up to the one entered from C, so a Rust
+    function that called back into Python sits below its callback, above its caller. Kept
+    native frames as ``merge`` keeps them. None when the Python frames do not say where they
+    were entered (py-spy's) or no eval frame was unwound."""
+    if not python or any(f.entered is None for f in python) or not any(f.function in EVAL_FUNCTIONS for f in native):
+        return None
+    entries, index, in_runtime = [], 0, False
+    for frame in native:
+        if frame.function in EVAL_FUNCTIONS:
+            while index < len(python):
+                entries.append(_python_entry(python[index]))
+                index += 1
+                if python[index - 1].entered:
+                    break
+        in_runtime = in_runtime or frame.runtime
+        if not in_runtime or (not frame.runtime and frame.user):
+            entries.append(StackEntry("native", frame.function, frame.file, frame.line, user=frame.user))
+    return entries + [_python_entry(f) for f in python[index:]]  # an unwinder that stopped early
+
+
+def _python_entry(frame: PythonFrame) -> StackEntry:
+    return StackEntry("python", frame.function, frame.file, frame.line, frame.is_cell)
+
+
 def from_gdb(row: ThreadRow, python: tuple[PythonFrame, ...], holds_gil: bool | None) -> ThreadStack:
     native = native_frames(row.frames)
-    merged = merge(native, python)
-    entries = [StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.native]
-    entries += [StackEntry("python", f.function, f.file, f.line, f.is_cell) for f in merged.python]
+    entries = interleaved(native, python)
+    if entries is None:
+        merged = merge(native, python)
+        entries = [StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.native]
+        entries += [_python_entry(f) for f in merged.python]
     return ThreadStack(str(row.thread), row.name, row.lwp, holds_gil,
                        looks_idle([f.function for f in native]), tuple(entries), row.paused,
                        row.locals, demangle(row.locals_of) if row.locals_of else None)

@@ -21,7 +21,7 @@ AT_LINE_20 = {"func": "mycrate::compute", "file": "src/lib.rs", "fullname": LIB,
     ({"type": "notify", "message": "stopped", "payload": None}, Stopped(0, None)),  # a call's silent stop
     ({"type": "notify", "message": "breakpoint-modified", "payload": {"bkpt": {"number": "2"}}},
      BreakpointChanged({"number": "2"})),
-    ({"type": "notify", "message": "library-loaded", "payload": {"id": "/x.so"}}, LibrariesChanged(True)),
+    ({"type": "notify", "message": "library-loaded", "payload": {"id": "/x.so"}}, LibrariesChanged(True, "/x.so")),
     ({"type": "notify", "message": "library-unloaded", "payload": {}}, LibrariesChanged(False)),
     ({"type": "notify", "message": "running", "payload": {"thread-id": "all"}}, Running("all")),
     ({"type": "notify", "message": "thread-created", "payload": {}}, Other("thread-created")),
@@ -76,3 +76,28 @@ def test_what_a_stop_means(name, event, context, decision):
 
 def test_where_a_stop_happened_is_what_a_step_compares():
     assert stop("end-stepping-range").where == HERE
+
+
+def test_a_pending_breakpoints_module_and_the_names_it_may_have_meant():
+    from pyo3_debug_magic.agent.pending import close_matches, module_names
+
+    assert module_names("/site/my_pkg/_core.cpython-311-x86_64-linux-gnu.so") == {"_core", "my_pkg"}
+    assert module_names("/site/mycrate/mycrate.abi3.so") == {"mycrate"}
+    assert module_names("/usr/lib/x86_64-linux-gnu/libc.so.6") == set()
+    functions = ["mycrate::grind", "mycrate::ground_truth", "mycrate::Counter::add", "_core::twice"]
+    assert close_matches("mycrate::grnd", functions)[0] == "mycrate::grind"
+    assert close_matches("my_pkg::twice", functions) == ["_core::twice"]  # the package's name, Rust's crate
+    assert close_matches("mycrate::zzzz", functions) == []
+
+
+def test_a_disabled_breakpoint_keeps_its_location_and_a_disabled_location_is_left_out():
+    from pyo3_debug_magic.agent.breakpoints import locations_of
+
+    one = {"number": "1", "enabled": "n", "addr": "0x10", "fullname": "/c/src/lib.rs", "line": "20", "func": "c::f"}
+    assert [(loc.line, loc.enabled) for loc in locations_of(one)] == [(20, True)]
+    several = {"number": "2", "enabled": "y", "addr": "<MULTIPLE>", "locations": [
+        {"number": "2.1", "enabled": "y", "addr": "0x20", "fullname": "/c/src/lib.rs", "line": "30"},
+        {"number": "2.2", "enabled": "n", "addr": "0x30", "fullname": "/pyo3/src/lib.rs", "line": "30"}]}
+    assert [(loc.fullname, loc.enabled) for loc in locations_of(several)] == [
+        ("/c/src/lib.rs", True), ("/pyo3/src/lib.rs", False)]
+    assert locations_of({"number": "3", "enabled": "y", "addr": "<PENDING>"}) == ()

@@ -201,3 +201,12 @@ def test_the_page_is_built_from_its_template_files_with_every_placeholder_filled
     assert page.count("<script>") == 1 and f'document.getElementById("{element}")' in script
     assert not re.search(r"\b(ID|DATA|COLOURS)\b", script.split("views = ", 1)[0] + script.split('view = "native"', 1)[1])
     assert f"#{element} .fg-frame" in style and "#ID" not in style
+
+
+def test_notes_in_html_show_code_not_backticks():
+    from pyo3_debug_magic.render import html as render_html
+
+    profile = profiles.build(parsed(), samples=3, errors=0, rate=100, seconds=0.03, by_thread=False)
+    notes = profile_html(profile).split("<ul>", 1)[1].split("</ul>", 1)[0]
+    assert "<code>--rate 500</code>" in notes and "`" not in notes, notes
+    assert render_html.after_cell(["run `%native_crash`"], ()).count("<code>%native_crash</code>") == 1

@@ -271,3 +271,35 @@ def test_renderers_show_the_source_lines_the_model_carries_and_never_read_files(
     assert "source not available" in render_text.stop_view(bare) and "source not available" in render_html.stop_view(bare)
     moved = replace(stop, selected=1)  # lines of frame 0 are not shown for frame 1
     assert "let line20" not in render_text.stop_view(moved)
+
+
+def test_the_html_source_excerpt_numbers_and_marks_the_right_lines_around_blank_ones():
+    """Pygments' lexers drop leading blank lines by default: an excerpt starting on one was
+    numbered one line off and marked the line after the stop."""
+    import re as regex
+    from html import unescape
+
+    lines = tuple("" if n in (27, 33) else f"let x{n} = {n};" for n in range(1, 41))
+    frame = NativeFrame(0, "mycrate::compute", "src/lib.rs", "/x/src/lib.rs", 30, user=True)
+    page = render_html.source_snippet(frame, model.SourceLines("/x/src/lib.rs", 1, lines))
+    marked = regex.search(r'<span style="background-color: #ffffcc">(.*?)\n', page, regex.S).group(1)
+    body = page.split("<pre", 1)[1].split(">", 1)[1].split("</pre>")[0]
+    shown = [unescape(regex.sub(r"<[^>]+>", "", row)) for row in body.rstrip("\n").split("\n")]
+    assert [row[:2] for row in shown] == [str(n) for n in range(27, 34)]
+    assert all(row[2:] == lines[int(row[:2]) - 1] for row in shown), shown
+    assert unescape(regex.sub(r"<[^>]+>", "", marked)) == "30" + lines[29]
+
+
+def test_a_crash_report_of_another_process_says_it_was_earlier_and_when():
+    import os
+    import time
+
+    from pyo3_debug_magic.stacks.backtrace import crash_report
+
+    died = time.time() - 300
+    report = crash_report(model.CrashRecord(signal="SIGSEGV", thread=1, pid=os.getpid() + 1, time=died))
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(died))
+    assert report.origin == (f"pid {os.getpid() + 1}, an earlier process than this one (pid {os.getpid()}), "
+                             f"crashed {when} (5 min ago)")
+    assert crash_report(model.CrashRecord(signal="SIGSEGV", thread=1, pid=os.getpid(), time=died)).origin == \
+        f"pid {os.getpid()}"

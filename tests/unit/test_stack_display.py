@@ -100,3 +100,61 @@ def test_a_stop_in_your_crate_without_locals_says_why_and_one_with_locals_does_n
     assert stop(Paused(thread=1, frames=(frame,), locals=(Variable("value", "3"),))).locals_note is None
     elsewhere = GdbFrame(0, "memcpy", None, None, None, "libc.so.6")
     assert stop(Paused(thread=1, frames=(elsewhere,))).locals_note is None
+
+
+# ----- a thread whose Rust calls back into Python: each Python frame where it runs ---------------
+def callback_thread():
+    """A threading.Thread whose target (a lambda in a cell) calls Rust, which calls a Python
+    callback that waits in Event.wait: gdb's frames and the reader's, innermost first."""
+    from pyo3_debug_magic.model import GdbFrame, PythonFrame, ThreadRow
+
+    from pathlib import Path
+
+    lib, cell = "/usr/lib/libpython3.11.so", "/tmp/ipykernel_1/2.py"
+    crate = str(Path(__file__).resolve().parents[2] / "examples" / "rustdemo" / "src" / "lib.rs")  # on disk: yours
+    gdb_frames = [("futex_wait", None, None, "/lib/libc.so.6"), ("PyThread_acquire_lock_timed", None, None, lib),
+                  ("_PyEval_EvalFrameDefault", None, None, lib), ("_PyObject_Call", None, None, lib),
+                  ("pyo3::types::any::call1", "/cargo/pyo3/src/types/any.rs", None, None),
+                  ("mycrate::run_with", crate, crate, None), ("pyo3::impl_::trampoline", "/cargo/pyo3/t.rs", None, None),
+                  ("cfunction_vectorcall_O", None, None, lib), ("_PyEval_EvalFrameDefault", None, None, lib),
+                  ("thread_run", None, None, lib), ("start_thread", None, None, "/lib/libc.so.6"),
+                  ("clone3", None, None, "/lib/libc.so.6")]
+    row = ThreadRow(3, "worker", 7, 77, frames=tuple(GdbFrame(i, f, file, full, 40 if full else None, library)
+                                                    for i, (f, file, full, library) in enumerate(gdb_frames)))
+    python = (PythonFrame(THREADING, 327, "Condition.wait", entered=False),
+              PythonFrame(THREADING, 629, "Event.wait", entered=False),
+              PythonFrame(cell, 4, "callback", entered=True),
+              PythonFrame(cell, 6, "<lambda>", entered=False),
+              PythonFrame(THREADING, 982, "Thread.run", entered=False),
+              PythonFrame(THREADING, 1045, "Thread._bootstrap_inner", entered=False),
+              PythonFrame(THREADING, 1002, "Thread._bootstrap", entered=True))
+    return row, python
+
+
+def test_a_callback_sits_above_the_rust_that_called_it_and_the_threads_own_frames_stay():
+    from pyo3_debug_magic.stacks.merging import from_gdb, python_frames_from_memory
+
+    row, python = callback_thread()
+    stack = from_gdb(row, python_frames_from_memory(python), None)
+    assert [e.function for e in stack.entries] == [
+        "futex_wait", "Condition.wait", "Event.wait", "callback", "mycrate::run_with", "<lambda>", "Thread.run",
+        "Thread._bootstrap_inner", "Thread._bootstrap"]
+
+
+def test_a_crash_in_rust_under_a_callback_is_called_from_the_line_that_called_into_rust():
+    from dataclasses import replace
+
+    from pyo3_debug_magic.crash.summary import crash_summary
+    from pyo3_debug_magic.model import CrashRecord, PythonStacks, PythonThread
+
+    row, python = callback_thread()
+    row = replace(row, frames=row.frames[5:])  # the crash is in mycrate::run_with itself
+    python = python[3:]                       # the callback has returned
+    record = CrashRecord(signal="SIGSEGV", thread=3, threads=(row,),
+                         python=PythonStacks((PythonThread(7, 77, None, python),), True))
+    assert crash_summary(record) == f"SIGSEGV in mycrate::run_with at {row.frames[0].file}:40, called from cell line 6"
+    row2, python2 = callback_thread()
+    frames = (replace(row2.frames[5], level=0, func="mycrate::inner", file="src/lib.rs", line=9),) + row2.frames[2:]
+    record = CrashRecord(signal="SIGSEGV", thread=3, threads=(replace(row2, frames=frames),),
+                         python=PythonStacks((PythonThread(7, 77, None, python2[2:]),), True))
+    assert crash_summary(record).endswith("src/lib.rs:9, called from cell line 4")  # the callback called it
