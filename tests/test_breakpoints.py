@@ -65,6 +65,21 @@ def test_finish_returns_to_the_caller(debug_kernel):
     assert "thread 1 returned (value 42) to rustdemo::__pyfunction_compute" in finished  # the value, in words
 
 
+def test_a_pause_in_a_callback_chain_shows_each_python_frame_where_it_runs(debug_kernel):
+    """Cell -> Rust (call_python) -> Python (the lambda) -> Rust (square), paused in square:
+    the lambda sits between square and call_python, the cell below call_python; in both views."""
+    break_at(debug_kernel, "square")
+    result = debug_kernel.run("rustdemo.call_python(lambda v: rustdemo.square(v) + 1, 4)", answers=["c"], timeout=90)
+    assert result.results == ["17"], result.text
+    stop = next(v for v in shown(result) if "native breakpoint 1 hit" in v)
+    order = [re.search(p, stop, re.M) for p in (r"^>?#0\s+rustdemo::square\s", r"^\s*py\s+<lambda>\s+at .*:1\s",
+                                                r"^\s*#\d+\s+rustdemo::call_python\s", r"^\s*py\s+<module>\s+at .*:1\s+<- cell")]
+    assert all(order) and [m.start() for m in order] == sorted(m.start() for m in order), stop
+    page = next(d["text/html"] for d in result.displays if "native breakpoint 1 hit" in d.get("text/html", ""))
+    places = [page.find(name) for name in ("rustdemo::square", "&lt;lambda&gt;", "rustdemo::call_python", "&lt;module&gt;")]
+    assert -1 not in places and places == sorted(places), page
+
+
 def test_py_evaluates_in_the_python_frame_that_called_rust(debug_kernel):
     break_at(debug_kernel, "square")
     result = debug_kernel.run("secret = {'k': 41}\nrustdemo.square(secret['k'] + 1)",

@@ -49,6 +49,18 @@ def test_an_interrupt_the_kernel_cannot_honour_is_diagnosed(loaded_kernel):
 
 
 @pytest.mark.kernel
+def test_an_interrupt_of_an_idle_kernel_is_no_hang(loaded_kernel):
+    """Interrupt pressed with no cell running: nothing is reported, nothing is appended to the
+    cell that ended last (the main thread idles in epoll_wait, which is no hang)."""
+    kernel = loaded_kernel
+    assert "attached" in kernel.run("%native_attach").output
+    kernel.manager.interrupt_kernel()
+    shown = displays_within(kernel, 4)  # the hang check would come after 2 s
+    assert not any("looks stuck" in text for text in shown), shown
+    assert kernel.run("1 + 1").results == ["2"] and kernel.heartbeat_ok()
+
+
+@pytest.mark.kernel
 def test_native_watch_reports_a_long_cell_by_itself(loaded_kernel):
     kernel = loaded_kernel
     assert "longer than 1 s" in kernel.run("%native_watch --after 1").output

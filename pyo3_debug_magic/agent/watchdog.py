@@ -47,6 +47,9 @@ class HangWatchdog:
         self.shown: Pause | None = None          # the main thread, handed off to show a hang
         self.release_at: float | None = None
         self.in_progress: HangInProgress | None = None
+        # between a cell's start and end (at first: the attaching cell may still be running);
+        # an Interrupt of an idle kernel is no hang
+        self.cell_running = True
 
     @property
     def hang_after(self) -> float:
@@ -54,10 +57,12 @@ class HangWatchdog:
 
     # ----- the cell's timers ------------------------------------------------------------
     def cell_starts(self) -> None:
+        self.cell_running = True
         self.check_at = None
         self.watch_deadline = time.monotonic() + self.watch_after if self.watch_after else None
 
     def cell_done(self) -> None:
+        self.cell_running = False
         self.check_at = self.watch_deadline = None
 
     def watch(self, seconds: float | None) -> float | None:
@@ -65,7 +70,7 @@ class HangWatchdog:
         return self.watch_after
 
     def interrupt_seen(self) -> None:
-        if not self.pauses.active and self.check_at is None:
+        if self.cell_running and not self.pauses.active and self.check_at is None:
             self.check_at = time.monotonic() + self.hang_after
 
     def next_timer_in(self) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints.locations import is_user_source
-from pyo3_debug_magic.stacks.merging import (interleaved, native_frames, python_frames_from_memory,
+from pyo3_debug_magic.stacks.merging import (entries_of, merge, native_frames, python_frames_from_memory,
                                              python_thread_for)
 
 
@@ -48,9 +48,10 @@ def crash_summary(record: model.CrashRecord) -> str:
 def _python_callers(thread: model.ThreadRow, frames: tuple[model.PythonFrame, ...]) -> list:
     """The Python frames outward of the faulting Rust frame, innermost first: a callback that
     Rust called (and that called the Rust that crashed) is not what called into Rust."""
-    entries = interleaved(native_frames(thread.frames), frames)
-    if entries is None:
+    merged = merge(native_frames(thread.frames), frames)
+    if not merged.python_at:
         return list(frames)
+    entries = entries_of(merged)
     fault = next((i for i, e in enumerate(entries) if e.kind == "native" and e.user), -1)
     return [e for e in entries[fault + 1:] if e.kind == "python"]
 

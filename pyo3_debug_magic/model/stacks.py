@@ -117,11 +117,25 @@ class SourceLines:
 
 @dataclass(frozen=True)
 class MergedStack:
-    """Native frames down to the interpreter, then the Python frames that called in."""
+    """Native frames down to the interpreter, and the Python frames, innermost first."""
 
     native: tuple[NativeFrame, ...]
     python: tuple[PythonFrame, ...] = ()
     hidden_runtime_frames: int = 0
+    # for each Python frame, how many of ``native`` run inside it (it goes before native[n]);
+    # () when not known: the Python frames all go after the native ones
+    python_at: tuple[int, ...] = ()
+
+    def in_order(self) -> list:
+        """Native and Python frames innermost first, each Python frame where it runs."""
+        at = self.python_at or (len(self.native),) * len(self.python)
+        frames, index = [], 0
+        for position, frame in enumerate(self.native):
+            while index < len(self.python) and at[index] <= position:
+                frames.append(self.python[index])
+                index += 1
+            frames.append(frame)
+        return frames + list(self.python[index:])
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from pyo3_debug_magic.model import Stop
+from pyo3_debug_magic.model import PythonFrame, Stop
 from pyo3_debug_magic.render import refcheck_text, text
 
 _STYLE = {"OK": "color:#1a7f37", "LEAK": "color:#cf222e;font-weight:bold",
@@ -67,10 +67,19 @@ def source_snippet(frame, source, context: int = 3) -> str:
 
 def backtrace(merged, selected: int = 0) -> str:
     """The stop's backtrace: the user's Rust frames coloured, runs of pyo3/std frames folded
-    and unfoldable in the page, then the Python frames."""
+    and unfoldable in the page, each Python frame where it runs."""
     rows = []
-    for part in text.backtrace_parts(merged, selected):
-        if isinstance(part, list):
+    parts = list(text.backtrace_parts(merged, selected))
+    note = text.hidden_note_at(parts, merged)
+    hidden = _pre(escape(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)"))
+    for index, part in enumerate(parts):
+        if index == note:
+            rows.append(hidden)
+        if isinstance(part, PythonFrame):
+            cell = "  &lt;- cell" if part.is_cell else ""
+            rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">  py  {escape(part.function)}  at "
+                             f"{place(part.file, part.line)}{cell}</span>"))
+        elif isinstance(part, list):
             inner = "\n".join(escape(text.native_frame_line(frame, selected)) for frame in part)
             rows.append(f"<details style=\"{LIBRARY_STYLE}\"><summary>      ... {len(part)} frames in pyo3/std "
                         f"(#{part[0].level}-#{part[-1].level})</summary>{_pre(inner)}</details>")
@@ -79,12 +88,8 @@ def backtrace(merged, selected: int = 0) -> str:
             where = place(part.file, part.line) if part.file and part.line else escape(part.where)
             line = f"{marker}#{part.level:<3} {escape(part.function)}  at {where}"
             rows.append(_pre(f"<span style=\"{RUST_STYLE}\"><b>{line}</b></span>" if part.user else line))
-    if merged.hidden_runtime_frames:
-        rows.append(_pre(escape(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")))
-    for frame in merged.python:
-        cell = "  &lt;- cell" if frame.is_cell else ""
-        rows.append(_pre(f"<span style=\"{PYTHON_STYLE}\">  py  {escape(frame.function)}  at "
-                         f"{place(frame.file, frame.line)}{cell}</span>"))
+    if note == len(parts):
+        rows.append(hidden)
     return "".join(rows)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pyo3_debug_magic.model import (AttachStatus, CrashReport, HangReport, MergedStack, Snapshot, SourceLines,
-                                    StackEntry, Stop, ThreadStack, Variable)
+from pyo3_debug_magic.model import (AttachStatus, CrashReport, HangReport, MergedStack, PythonFrame, Snapshot,
+                                    SourceLines, StackEntry, Stop, ThreadStack, Variable)
 
 
 def attach_status(status: AttachStatus) -> str:
@@ -72,8 +72,17 @@ def _fold_runs(items, shown):
 
 
 def backtrace_parts(merged: MergedStack, selected: int = 0):
-    """The native frames as shown: a frame, or a run of pyo3/std frames (a list) folded."""
-    return _fold_runs(merged.native, lambda frame: frame.level in (0, selected) or frame.user)
+    """The frames as shown, innermost first, each Python frame where it runs: a native or
+    Python frame, or a run of pyo3/std frames (a list) folded."""
+    return _fold_runs(merged.in_order(), lambda frame: isinstance(frame, PythonFrame) or frame.level in (0, selected)
+                      or frame.user)
+
+
+def hidden_note_at(parts: list, merged: MergedStack) -> int | None:
+    """Where "(N interpreter and runtime frames hidden)" goes: before the first Python frame."""
+    if not merged.hidden_runtime_frames:
+        return None
+    return next((i for i, part in enumerate(parts) if isinstance(part, PythonFrame)), len(parts))
 
 
 def native_frame_line(frame, selected: int = 0) -> str:
@@ -84,16 +93,19 @@ def native_frame_line(frame, selected: int = 0) -> str:
 def backtrace(merged: MergedStack, selected: int = 0) -> str:
     """User frames in full; runs of pyo3/std frames folded into one line (`bt` shows levels)."""
     rows = []
-    for part in backtrace_parts(merged, selected):
+    parts = list(backtrace_parts(merged, selected))
+    note = hidden_note_at(parts, merged)
+    for index, part in enumerate(parts):
+        if index == note:
+            rows.append(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")
         if isinstance(part, list):
             rows.append(f"      ... {len(part)} frames in pyo3/std (#{part[0].level}-#{part[-1].level})")
+        elif isinstance(part, PythonFrame):
+            rows.append(f"  py  {part.function}  at {part.file}:{part.line}{'  <- cell' if part.is_cell else ''}")
         else:
             rows.append(native_frame_line(part, selected))
-    if merged.hidden_runtime_frames:
+    if note == len(parts):
         rows.append(f"      ({merged.hidden_runtime_frames} interpreter and runtime frames hidden)")
-    for frame in merged.python:
-        cell = "  <- cell" if frame.is_cell else ""
-        rows.append(f"  py  {frame.function}  at {frame.file}:{frame.line}{cell}")
     return "\n".join(rows)
 
 

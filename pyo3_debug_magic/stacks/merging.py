@@ -10,6 +10,7 @@ from types import FrameType
 
 from pyo3_debug_magic.breakpoints.locations import is_user_source
 from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS
+from pyo3_debug_magic.stacks import pyframes
 from pyo3_debug_magic.model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
                                     PythonThread, StackEntry, ThreadRow, ThreadStack)
 
@@ -75,22 +76,41 @@ def _through_outermost_cell(frames) -> tuple[PythonFrame, ...]:
     return tuple(frames[:cells[-1] + 1])
 
 
-def thread_python_frames(ident: int | None) -> tuple[PythonFrame, ...]:
-    """The Python frames of another thread (it must not be running Python right now)."""
+def thread_python_frames(ident: int | None, limit: int = 50) -> tuple[PythonFrame, ...]:
+    """The Python frames of another thread of this process (it must hold still: paused, its
+    GIL handed over): read by the stack reader, which says where each was entered from C (so
+    the merge can place them), else from the interpreter's own frame objects."""
     if ident is None:
         return ()
-    return python_frames(sys._current_frames().get(ident))
+    read = pyframes.own_thread_frames(ident)
+    if read is None:
+        return python_frames(sys._current_frames().get(ident), limit)
+    return _through_outermost_cell([PythonFrame(file, line, name, is_cell_file(file), entered)
+                                    for name, file, line, entered in read[:limit]])
 
 
 def merge(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> MergedStack:
     """Native frames up to the first interpreter frame; past it, only the user's own Rust
-    frames (an outer Rust call on a Rust -> Python -> Rust stack); then the Python frames."""
-    kept, in_runtime = [], False
+    frames (an outer Rust call on a Rust -> Python -> Rust stack). Each Python frame goes where
+    it runs when the frames say where they were entered from C: every interpreter eval frame
+    (walking out from the innermost) takes the Python frames up to that one, so a callback from
+    Rust sits above the Rust that called it. Otherwise (py-spy's frames) they all go last."""
+    ordered = bool(python) and all(f.entered is not None for f in python) and any(
+        f.function in EVAL_FUNCTIONS for f in native)
+    kept, in_runtime, at, index = [], False, [], 0
     for frame in native:
+        if ordered and frame.function in EVAL_FUNCTIONS:
+            while index < len(python):
+                at.append(len(kept))
+                index += 1
+                if python[index - 1].entered:
+                    break
         in_runtime = in_runtime or frame.runtime
         if not in_runtime or (not frame.runtime and frame.user):
             kept.append(frame)
-    return MergedStack(tuple(kept), tuple(python), hidden_runtime_frames=len(native) - len(kept))
+    at += [len(kept)] * (len(python) - index)  # an unwinder that stopped early: outermost
+    return MergedStack(tuple(kept), tuple(python), hidden_runtime_frames=len(native) - len(kept),
+                       python_at=tuple(at) if ordered else ())
 
 
 IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nanosleep|sem_wait|"
@@ -123,39 +143,19 @@ def looks_idle(function_names: list[str]) -> bool:
     return any(IDLE_FUNCTIONS.search(name or "") for name in function_names[:4])
 
 
-def interleaved(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> list[StackEntry] | None:
-    """Innermost first, each Python frame where it runs: every interpreter eval frame (walking
-    out from the innermost) takes the Python frames up to the one entered from C, so a Rust
-    function that called back into Python sits below its callback, above its caller. Kept
-    native frames as ``merge`` keeps them. None when the Python frames do not say where they
-    were entered (py-spy's) or no eval frame was unwound."""
-    if not python or any(f.entered is None for f in python) or not any(f.function in EVAL_FUNCTIONS for f in native):
-        return None
-    entries, index, in_runtime = [], 0, False
-    for frame in native:
-        if frame.function in EVAL_FUNCTIONS:
-            while index < len(python):
-                entries.append(_python_entry(python[index]))
-                index += 1
-                if python[index - 1].entered:
-                    break
-        in_runtime = in_runtime or frame.runtime
-        if not in_runtime or (not frame.runtime and frame.user):
-            entries.append(StackEntry("native", frame.function, frame.file, frame.line, user=frame.user))
-    return entries + [_python_entry(f) for f in python[index:]]  # an unwinder that stopped early
-
-
 def _python_entry(frame: PythonFrame) -> StackEntry:
     return StackEntry("python", frame.function, frame.file, frame.line, frame.is_cell)
 
 
+def entries_of(merged: MergedStack) -> list[StackEntry]:
+    """A merged stack as the lines of a thread's view, innermost first."""
+    return [_python_entry(f) if isinstance(f, PythonFrame) else
+            StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.in_order()]
+
+
 def from_gdb(row: ThreadRow, python: tuple[PythonFrame, ...], holds_gil: bool | None) -> ThreadStack:
     native = native_frames(row.frames)
-    entries = interleaved(native, python)
-    if entries is None:
-        merged = merge(native, python)
-        entries = [StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.native]
-        entries += [_python_entry(f) for f in merged.python]
+    entries = entries_of(merge(native, python))
     return ThreadStack(str(row.thread), row.name, row.lwp, holds_gil,
                        looks_idle([f.function for f in native]), tuple(entries), row.paused,
                        row.locals, demangle(row.locals_of) if row.locals_of else None)

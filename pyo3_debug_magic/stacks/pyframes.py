@@ -10,6 +10,7 @@ debug info. Python 3.11 to 3.13; anything else raises ``UnsupportedLayout``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import sys
@@ -21,7 +22,8 @@ from pyo3_debug_magic.gdb.pystack import SHIM_OWNER, Layout, StackReader, Unsupp
 FRAME_OBJECT_FRAME = 24       # PyFrameObject: ob_refcnt, ob_type, f_back, f_frame (3.11 to 3.13)
 GIL_SEARCH = 1 << 20          # bytes of _PyRuntime (3.11) or the interpreter (3.12+) searched for the GIL
 
-__all__ = ["Layout", "UnsupportedLayout", "discover", "handed_layout", "runtime_offset", "FrameReader"]
+__all__ = ["Layout", "UnsupportedLayout", "discover", "handed_layout", "own_thread_frames", "runtime_offset",
+           "FrameReader"]
 
 
 class Memory:
@@ -62,8 +64,9 @@ def _required(value, what: str):
     return value
 
 
+@functools.cache
 def discover() -> Layout:
-    """The offsets of this interpreter, found in itself and checked."""
+    """The offsets of this interpreter, found in itself and checked (once per process)."""
     if not (3, 11) <= sys.version_info[:2] <= (3, 13):
         raise UnsupportedLayout(f"Python {sys.version_info[0]}.{sys.version_info[1]} (3.11 to 3.13 are read)")
     memory = Memory(os.getpid())
@@ -198,6 +201,24 @@ def _gil(memory: Memory, runtime: int, interp: int, tstate: int) -> dict:
                 return {"gil_mode": "pointer", "gil_offset": pointer}
         at = block.find(signature, at + 1)
     return {}
+
+
+def own_thread_frames(ident: int) -> tuple[tuple[str, str, int, bool], ...] | None:
+    """The Python frames of this process's thread ``ident`` (``threading.get_ident()``) as the
+    stack reader sees them, with where each was entered from C; None when the layout is not
+    found here. The thread must hold still (paused, its GIL handed over)."""
+    try:
+        layout = discover()
+        reader = FrameReader(os.getpid(), layout, ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime")))
+    except (UnsupportedLayout, OSError, ValueError):
+        return None
+    try:
+        tstate = next((t for t, thread_id, _ in reader.thread_states() if thread_id == ident), None)
+        return reader.frames(tstate) if tstate else None
+    except OSError:
+        return None
+    finally:
+        reader.close()
 
 
 def handed_layout() -> str:

@@ -303,3 +303,25 @@ def test_a_crash_report_of_another_process_says_it_was_earlier_and_when():
                              f"crashed {when} (5 min ago)")
     assert crash_report(model.CrashRecord(signal="SIGSEGV", thread=1, pid=os.getpid(), time=died)).origin == \
         f"pid {os.getpid()}"
+
+
+def test_the_stop_backtrace_puts_each_python_frame_where_it_runs():
+    from pyo3_debug_magic.stacks.merging import merge
+
+    lib, crate = "/usr/lib/libpython3.11.so", str(Path(__file__).resolve().parents[2] / "examples/rustdemo/src/lib.rs")
+    native = (NativeFrame(0, "rustdemo::square", "src/lib.rs", crate, 32, user=True),
+              NativeFrame(1, "pyo3::impl_::trampoline", "t.rs", "/cargo/pyo3/t.rs", 9),
+              NativeFrame(2, "_PyEval_EvalFrameDefault", None, None, None, lib, runtime=True),
+              NativeFrame(3, "rustdemo::call_python", "src/lib.rs", crate, 40, user=True),
+              NativeFrame(4, "_PyEval_EvalFrameDefault", None, None, None, lib, runtime=True))
+    python = (model.PythonFrame("/tmp/ipykernel_1/2.py", 1, "<lambda>", True, entered=True),
+              model.PythonFrame("/tmp/ipykernel_1/2.py", 1, "<module>", True, entered=True))
+    view = render_text.backtrace(merge(native, python))
+    names = [line.split()[1] for line in view.splitlines()
+             if "frames" not in line]
+    assert names == ["rustdemo::square", "<lambda>", "rustdemo::call_python", "<module>"], view
+    assert view.index("interpreter and runtime frames hidden") < view.index("<lambda>")
+    # py-spy's frames do not say where they were entered: they go last, as before
+    unknown = tuple(model.PythonFrame(f.file, f.line, f.function, True) for f in python)
+    assert render_text.backtrace(merge(native, unknown)).index("call_python") < \
+        render_text.backtrace(merge(native, unknown)).index("<lambda>")
