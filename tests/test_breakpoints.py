@@ -52,6 +52,10 @@ def test_pause_print_next_finish_continue(debug_kernel):
     stepped = next(v for v in views if "thread 1 stepped to rustdemo::compute" in v)
     assert f"src/lib.rs:{line + 1}" in stepped                         # `n` moved one line, said in words
     assert "end-stepping-range" not in views and "allow_threads" not in stepped  # no jargon, no repeated GIL note
+    # the hand-off is explained at the session's first stop; the loop's later hits carry a marker
+    assert "implicit allow_threads" in first
+    hits = [v for v in views if "native breakpoint 1 hit" in v]
+    assert len(hits) >= 2 and all("allow_threads" not in v and "(GIL handed over while paused)" in v for v in hits[1:])
     assert "term = 3" in views
     # the breakpoint is in a loop: the remaining hits were answered with `c` by the harness
     assert len(result.prompts) >= len(answers)

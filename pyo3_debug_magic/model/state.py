@@ -181,6 +181,7 @@ class Stop:
     returned: str | None = None       # the value a `finish` returned
     signal: str | None = None         # a crash: the signal it stopped with (the thread cannot run on)
     source_lines: SourceLines | None = None  # the selected frame's source when the stop was built
+    gil_explained: bool = False       # an earlier stop said what the hand-off does: a short marker now
 
     @property
     def frame(self) -> NativeFrame | None:

@@ -41,6 +41,7 @@ class PauseConsole:
         self._events: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stepping: set[int] = set()
+        self._gil_explained = False          # the hand-off paragraph was shown once: a marker after
         self.interrupted = threading.Event()
         self._ended: set[tuple] = set()      # (session, pause id) the agent ended: never prompted
         self._dead_sessions: set = set()     # the agent went away: all its pauses ended
@@ -143,6 +144,8 @@ class PauseConsole:
         self.interrupted.clear()
         compact = stop.thread in self._stepping
         self._stepping.discard(stop.thread)
+        if stop.handed_off and not compact:
+            stop, self._gil_explained = replace(stop, gil_explained=self._gil_explained), True
         view = render_text.stop_view(stop, compact=compact)
         self.show(view, render_html.stop_view(stop, compact=compact))
         if not self.can_prompt():

@@ -102,7 +102,9 @@ def stop_view(state: Stop, compact: bool = False) -> str:
         parts.append(f"<details open><summary>backtrace</summary>{backtrace(state.stack, state.selected)}</details>")
     shown = _pre(escape(state.locals_note)) if state.locals_note else locals_html(state.locals)
     parts.append(f"<details open><summary>locals</summary>{shown}</details>")
-    if state.handed_off and not compact:
+    if state.handed_off and not compact and state.gil_explained:
+        parts.append(f"<p><i>{escape(text.GIL_MARKER)}</i></p>")
+    elif state.handed_off and not compact:
         parts.append("<p><i>The GIL was released at this line so the process's other Python threads keep running (an implicit "
                      "<code>allow_threads</code>); it is taken back before the thread runs on.</i></p>")
     return "".join(parts) + "</div>"

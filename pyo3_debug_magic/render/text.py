@@ -163,9 +163,12 @@ def stop_title(state: Stop) -> tuple[str, str]:
     return f"thread {state.thread} stopped ({state.reason or 'no reason given'}):", where
 
 
+GIL_MARKER = "(GIL handed over while paused)"
+
+
 def stop_view(state: Stop, compact: bool = False) -> str:
     """The whole stop: where, source, merged backtrace, locals, and, on a pause's first view
-    (not after each step), the GIL note."""
+    (not after each step), the GIL note: in full the first time, then as a short marker."""
     frame = state.frame
     title, where = stop_title(state)
     parts = [f"{title} {where}", source_snippet(frame, state.source_lines, context=1 if compact else 4)]
@@ -173,7 +176,8 @@ def stop_view(state: Stop, compact: bool = False) -> str:
         parts += ["backtrace:", backtrace(state.stack, state.selected)]
     parts += ["locals:", state.locals_note if state.locals_note else locals_table(state.locals)]
     if state.handed_off and not compact:
-        parts.append("(the GIL was released at this line so the process's other Python threads keep running, an implicit "
+        parts.append(GIL_MARKER if state.gil_explained else
+                     "(the GIL was released at this line so the process's other Python threads keep running, an implicit "
                      "allow_threads; it is taken back before the thread runs on)")
     if state.signal:
         parts.append("commands: bt up down frame N list locals p EXPR help; c or q lets the process die")

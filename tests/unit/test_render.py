@@ -68,6 +68,14 @@ def test_stop_view_text_has_where_source_backtrace_locals_and_the_gil_note(tmp_p
     assert "implicit allow_threads" in view and view.rstrip().endswith("py EXPR q help")
 
 
+def test_the_gil_note_is_said_in_full_once_then_as_a_marker(tmp_path):
+    from dataclasses import replace as replaced
+
+    later = replaced(a_stop(tmp_path), gil_explained=True)
+    for view in (render_text.stop_view(later), render_html.stop_view(later)):
+        assert "allow_threads" not in view and "GIL handed over while paused" in view
+
+
 def test_stop_view_compact_after_a_step_and_without_a_hand_off(tmp_path):
     view = render_text.stop_view(a_stop(tmp_path, reason="end-stepping-range", handed_off=False), compact=True)
     assert view.startswith("thread 1 stepped to mycrate::compute at src/lib.rs:20")
