@@ -207,9 +207,12 @@ class NativeDebugger(DebuggerSettings):
         if self.attached:
             self._request(p.CellStarts(allowed, because))
 
-    def cell_done(self) -> None:
-        if self.attached:
-            self._request(p.CellDone())
+    def cell_done(self) -> list[str]:
+        """The cell ended; what the helper has to say about it (a pending breakpoint that the
+        cell's import did not bind)."""
+        if not self.attached:
+            return []
+        return [str(note) for note in (self._request(p.CellDone()) or {}).get("notes", [])]
 
     def watch(self, seconds: float | None) -> None:
         """Report where the main thread is when a cell runs longer than ``seconds`` (None: off)."""

@@ -30,13 +30,18 @@ def close_matches(typed: str, functions: list[str]) -> list[str]:
 
 
 class PendingCheck:
-    """Collects the extension modules gdb saw loaded; after the batch of events, says which
-    pending function breakpoints of theirs stayed pending."""
+    """Collects the extension modules gdb saw loaded; after the batch of events, notes which
+    pending function breakpoints of theirs stayed pending (the kernel shows them after the cell)."""
 
     def __init__(self, context: AgentContext, breakpoints: Breakpoints):
         self.context, self.breakpoints = context, breakpoints
         self.loaded: list[str] = []
         self.told: set[int] = set()
+        self.unsaid: list[str] = []
+
+    def take(self) -> list[str]:
+        notes, self.unsaid = self.unsaid, []
+        return notes
 
     def library_loaded(self, path: str) -> None:
         if module_names(path):
@@ -62,7 +67,7 @@ class PendingCheck:
                 except (GdbCommandError, ValueError):
                     continue
                 self.told.add(number)
-                self.context.notify(
+                self.unsaid.append(
                     f"breakpoint {number} ({spec.location}) is still pending: {os.path.basename(path)} was just loaded "
                     f"({path}) and has no function by that name"
                     + (f"; close matches: {', '.join(matches)}" if matches else "")

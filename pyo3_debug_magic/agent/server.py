@@ -64,7 +64,7 @@ class Agent:
             p.BreakEnable: lambda r: self.breakpoints.enable(r.numbers, r.enabled),
             p.SuspendBreakpoints: lambda r: tuple(self.breakpoints.disable_all()),
             p.BreakCondition: lambda r: self.breakpoints.set_condition(r.number, r.condition),
-            p.CellStarts: self.cell_starts, p.CellDone: lambda r: self.watchdog.cell_done() or {},
+            p.CellStarts: self.cell_starts, p.CellDone: self.cell_done,
             p.Watch: lambda r: {"watch_after": self.watchdog.watch(r.seconds)},
             p.HangShown: lambda r: self.watchdog.hang_done() or {},
             p.PauseHung: lambda r: self.watchdog.pause_here(),
@@ -279,6 +279,19 @@ class Agent:
         self.pauses.refusals_shown.clear()
         self.watchdog.cell_starts()
         return {"pausing_allowed": self.pauses.pausing_allowed}
+
+    def cell_done(self, request: p.CellDone) -> dict:
+        """A cell ended: its timers stop. What gdb said while it ran (a module it imported) is
+        read first, so the notes about it are this cell's."""
+        gdb = self.context.session
+        if gdb is not None and self.context.attached:
+            try:
+                gdb.command("-list-features")  # answered after every record gdb wrote before it
+                self._process_gdb_events()
+            except (GdbCommandError, GdbTimeoutError, GdbExitedError):
+                pass
+        self.watchdog.cell_done()
+        return {"notes": self.pending.take()}
 
     def snapshot(self, request: p.TakeSnapshot) -> model.RawSnapshot:
         """Every thread's native and Python frames (threads stopped for it are resumed); Python

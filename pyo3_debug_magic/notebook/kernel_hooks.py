@@ -83,7 +83,7 @@ def _post_run_cell(result=None) -> None:
     debugger = get_debugger()
     if debugger.attached:
         try:
-            debugger.cell_done()
+            notes += [f"native debugger: {note}" for note in debugger.cell_done()]
             hits = _shown_hits(debugger.take_log_hits(), notes)
         except DebugMagicError as error:
             notes.append(f"native debugger: {error}")
