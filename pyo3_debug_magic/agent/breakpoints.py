@@ -121,11 +121,11 @@ class Breakpoints:
         gdb, kept = self.context.gdb, []
         # gdb numbers locations by address, and a later library may have renumbered them since
         # this event was sent: act on the breakpoint as it is now
-        bkpt = self._current(number)
+        bkpt = self.current(number)
         if bkpt is None:
             return
         if self._map_sources_built_elsewhere(number, bkpt, spec):
-            bkpt = self._current(number) or bkpt
+            bkpt = self.current(number) or bkpt
         spec = self.specs.get(number, spec)
         held = spec.held
         several = bool(bkpt.get("locations"))
@@ -156,7 +156,7 @@ class Breakpoints:
                               for loc in kept)
             self.context.notify(f"breakpoint {number} resolved: {where}")
 
-    def _current(self, number: int) -> dict | None:
+    def current(self, number: int) -> dict | None:
         try:
             body = self.context.gdb.command(f"-break-info {int(number)}").payload.get("BreakpointTable", {})
         except GdbCommandError:  # deleted meanwhile

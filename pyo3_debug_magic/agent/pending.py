@@ -39,6 +39,11 @@ class PendingCheck:
         self.told: set[int] = set()
         self.unsaid: list[str] = []
 
+    def waiting(self) -> bool:
+        """A pending function breakpoint not talked about yet: a module a cell imported may be its."""
+        return any(_function(spec.location) and spec.pending and number not in self.told
+                   for number, spec in self.breakpoints.specs.items())
+
     def take(self) -> list[str]:
         notes, self.unsaid = self.unsaid, []
         return notes
@@ -53,12 +58,12 @@ class PendingCheck:
         for path in paths:
             names = module_names(path)
             for number, spec in list(self.breakpoints.specs.items()):
-                function = spec.location.split()[0] if "::" in spec.location else ""
+                function = _function(spec.location)
                 crate = (spec.crate or function.split("::")[0]).replace("-", "_")
                 if not function or not spec.pending or number in self.told or crate not in names:
                     continue
                 try:
-                    bkpt = self.breakpoints._current(number)
+                    bkpt = self.breakpoints.current(number)
                     if bkpt is None or bkpt.get("addr") != "<PENDING>":
                         continue  # bound
                     known = sorted({f for name in sorted(names) if name.isidentifier()
@@ -72,3 +77,8 @@ class PendingCheck:
                     f"({path}) and has no function by that name"
                     + (f"; close matches: {', '.join(matches)}" if matches else "")
                     + f"; `%native_delete {number}` and set it again with the name Rust gives it")
+
+
+def _function(location: str) -> str:
+    """The Rust path a function breakpoint names ("" for FILE:LINE)."""
+    return location.split()[0] if "::" in location else ""

@@ -281,10 +281,10 @@ class Agent:
         return {"pausing_allowed": self.pauses.pausing_allowed}
 
     def cell_done(self, request: p.CellDone) -> dict:
-        """A cell ended: its timers stop. What gdb said while it ran (a module it imported) is
-        read first, so the notes about it are this cell's."""
+        """A cell ended: its timers stop. While a function breakpoint is pending, what gdb said
+        during the cell (a module it imported) is read first, so the notes about it are this cell's."""
         gdb = self.context.session
-        if gdb is not None and self.context.attached:
+        if gdb is not None and self.context.attached and self.pending.waiting():
             try:
                 gdb.command("-list-features")  # answered after every record gdb wrote before it
                 self._process_gdb_events()

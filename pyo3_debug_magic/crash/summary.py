@@ -48,10 +48,7 @@ def crash_summary(record: model.CrashRecord) -> str:
 def _python_callers(thread: model.ThreadRow, frames: tuple[model.PythonFrame, ...]) -> list:
     """The Python frames outward of the faulting Rust frame, innermost first: a callback that
     Rust called (and that called the Rust that crashed) is not what called into Rust."""
-    merged = merge(native_frames(thread.frames), frames)
-    if not merged.python_at:
-        return list(frames)
-    entries = entries_of(merged)
+    entries = entries_of(merge(native_frames(thread.frames), frames))  # unplaced: all after the native
     fault = next((i for i, e in enumerate(entries) if e.kind == "native" and e.user), -1)
     return [e for e in entries[fault + 1:] if e.kind == "python"]
 

@@ -34,6 +34,21 @@ class UnsupportedLayout(Exception):
     pass
 
 
+def eval_frame_runs(eval_frames, entered):
+    """For each Python frame (innermost first), the position among the native frames (innermost
+    first, ``eval_frames`` telling which are the interpreter's eval loop) of the eval frame that
+    runs it: walking out, each eval frame runs the Python frames up to the one entered from C.
+    Frames that no unwound eval frame runs get ``len(eval_frames)``."""
+    runs, index = [], 0
+    for position, is_eval in enumerate(eval_frames):
+        while is_eval and index < len(entered):
+            runs.append(position)
+            index += 1
+            if entered[index - 1]:
+                break
+    return runs + [len(eval_frames)] * (len(entered) - index)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one Python build keeps what the reader follows (byte offsets, 64-bit)."""
@@ -130,7 +145,8 @@ class StackReader:
                     result[-1] = result[-1][:3] + (True,)  # the frame before a shim was entered from C
                 frame = previous
                 continue
-            entered = layout.entry == "flag" and bool(block[layout.entry_offset])
+            # 3.10 runs each frame object in an eval call of its own
+            entered = layout.frames == "object" or (layout.entry == "flag" and bool(block[layout.entry_offset]))
             if layout.frames == "object":
                 lasti = int.from_bytes(block[layout.frame_instr:layout.frame_instr + 4], "little", signed=True)
                 name, filename, line = self._code(code, lasti * 2 if lasti >= 0 else None)

@@ -154,8 +154,7 @@ def python_stacks():
     for tstate, thread_id, native_id in reader.thread_states():
         threads.append({"thread_id": thread_id, "native_thread_id": native_id,
                         "holds_gil": holder is not None and holder == tstate,
-                        "frames": [{"function": name, "file": filename, "line": line,
-                                    "entered": entered or layout.frames == "object"}
+                        "frames": [{"function": name, "file": filename, "line": line, "entered": entered}
                                    for name, filename, line, entered in reader.frames(tstate)]})
     return {"threads": threads, "gil_known": holder is not None}
 

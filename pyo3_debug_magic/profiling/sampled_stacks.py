@@ -8,7 +8,7 @@ import subprocess
 from collections import Counter
 from typing import NamedTuple
 
-from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS
+from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS, eval_frame_runs
 
 THREAD_START = "std::sys::backtrace::__rust_begin_short_backtrace"
 # libc's start of a process or thread: the outermost frames of every stack, never of interest
@@ -121,24 +121,17 @@ def merge(pcs: tuple[int, ...], python: tuple, symbols: dict) -> tuple[list[str]
     """One sample's frames, outermost first, as collapsed-format text, and whether native and
     Python frames lined up. Each interpreter eval frame (walking out from the innermost) takes
     the Python frames up to the one entered from C; other interpreter frames are left out."""
-    merged, index, lined_up = [], 0, True
-    for pc in pcs:  # innermost first
-        path, frames = symbols.get(pc, ("?", [Symbol(hex(pc), "?", 0)]))
-        if is_interpreter(path):
-            if any(frame.function in EVAL_FUNCTIONS for frame in frames):
-                if index >= len(python):
-                    lined_up = False
-                while index < len(python):
-                    name, filename, line, entered = python[index]
-                    merged.append(f"{name} ({filename}:{line})")
-                    index += 1
-                    if entered:
-                        break
-            continue
-        merged.extend(f"{f.function} ({f.file}:{f.line})" for f in frames)
-    if index < len(python):  # the unwinder stopped early: the rest goes outermost
-        lined_up = False
-        merged.extend(f"{name} ({filename}:{line})" for name, filename, line, _ in python[index:])
+    found = [symbols.get(pc, ("?", [Symbol(hex(pc), "?", 0)])) for pc in pcs]  # innermost first
+    evals = [is_interpreter(path) and any(f.function in EVAL_FUNCTIONS for f in frames) for path, frames in found]
+    runs = eval_frame_runs(evals, [entered for *_, entered in python])
+    # an eval frame without Python frames, or Python frames left over (the unwinder stopped early)
+    lined_up = all(run < len(found) for run in runs) and all(p in runs for p, is_eval in enumerate(evals) if is_eval)
+    merged = []
+    for position, (path, frames) in enumerate([*found, ("", [])]):
+        merged.extend(f"{name} ({filename}:{line})" for (name, filename, line, _), run in zip(python, runs)
+                      if run == position)
+        if not is_interpreter(path):
+            merged.extend(f"{f.function} ({f.file}:{f.line})" for f in frames)
     merged.reverse()
     while merged and merged[0].split(" (")[0] in LIBC_START:
         merged.pop(0)

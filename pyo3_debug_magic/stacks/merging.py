@@ -9,7 +9,7 @@ from dataclasses import replace
 from types import FrameType
 
 from pyo3_debug_magic.breakpoints.locations import is_user_source
-from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS
+from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS, eval_frame_runs
 from pyo3_debug_magic.stacks import pyframes
 from pyo3_debug_magic.model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
                                     PythonThread, StackEntry, ThreadRow, ThreadStack)
@@ -95,22 +95,17 @@ def merge(native: tuple[NativeFrame, ...], python: tuple[PythonFrame, ...]) -> M
     it runs when the frames say where they were entered from C: every interpreter eval frame
     (walking out from the innermost) takes the Python frames up to that one, so a callback from
     Rust sits above the Rust that called it. Otherwise (py-spy's frames) they all go last."""
-    ordered = bool(python) and all(f.entered is not None for f in python) and any(
-        f.function in EVAL_FUNCTIONS for f in native)
-    kept, in_runtime, at, index = [], False, [], 0
+    evals = [f.function in EVAL_FUNCTIONS for f in native]
+    ordered = bool(python) and all(f.entered is not None for f in python) and any(evals)
+    kept, in_runtime, kept_before = [], False, []
     for frame in native:
-        if ordered and frame.function in EVAL_FUNCTIONS:
-            while index < len(python):
-                at.append(len(kept))
-                index += 1
-                if python[index - 1].entered:
-                    break
+        kept_before.append(len(kept))
         in_runtime = in_runtime or frame.runtime
         if not in_runtime or (not frame.runtime and frame.user):
             kept.append(frame)
-    at += [len(kept)] * (len(python) - index)  # an unwinder that stopped early: outermost
-    return MergedStack(tuple(kept), tuple(python), hidden_runtime_frames=len(native) - len(kept),
-                       python_at=tuple(at) if ordered else ())
+    kept_before.append(len(kept))  # an unwinder that stopped early: what is left goes outermost
+    at = tuple(kept_before[run] for run in eval_frame_runs(evals, [f.entered for f in python])) if ordered else ()
+    return MergedStack(tuple(kept), tuple(python), hidden_runtime_frames=len(native) - len(kept), python_at=at)
 
 
 IDLE_FUNCTIONS = re.compile(r"(futex|poll|epoll_wait|select|nanosleep|clock_nanosleep|sem_wait|"

@@ -137,7 +137,7 @@ def _discover(memory: Memory) -> Layout:
         getattr(pythonapi, name).restype = ctypes.c_void_p
         getattr(pythonapi, name).argtypes = [ctypes.c_void_p] if name != "PyInterpreterState_Head" else []
     interp = pythonapi.PyInterpreterState_Head()
-    runtime = ctypes.addressof(ctypes.c_char.in_dll(pythonapi, "_PyRuntime"))
+    runtime = own_runtime()
     holder = threading.Event()
     helper = threading.Thread(target=holder.wait, daemon=True)
     helper.start()  # a second thread state, so the list has a next pointer to find
@@ -203,13 +203,18 @@ def _gil(memory: Memory, runtime: int, interp: int, tstate: int) -> dict:
     return {}
 
 
+def own_runtime() -> int:
+    """The address of this interpreter's ``_PyRuntime``, where the stack reader starts."""
+    return ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+
+
 def own_thread_frames(ident: int) -> tuple[tuple[str, str, int, bool], ...] | None:
     """The Python frames of this process's thread ``ident`` (``threading.get_ident()``) as the
     stack reader sees them, with where each was entered from C; None when the layout is not
     found here. The thread must hold still (paused, its GIL handed over)."""
     try:
         layout = discover()
-        reader = FrameReader(os.getpid(), layout, ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime")))
+        reader = FrameReader(os.getpid(), layout, own_runtime())
     except (UnsupportedLayout, OSError, ValueError):
         return None
     try:
@@ -228,13 +233,12 @@ def handed_layout() -> str:
         layout = discover()
     except (UnsupportedLayout, OSError):
         return ""
-    runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
-    return json.dumps({"layout": asdict(layout), "runtime": runtime})
+    return json.dumps({"layout": asdict(layout), "runtime": own_runtime()})
 
 
 def runtime_offset() -> tuple[str, int]:
     """(the file holding ``_PyRuntime``, its offset from that file's first mapping)."""
-    runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+    runtime = own_runtime()
     first: dict[str, int] = {}
     with open("/proc/self/maps") as maps:
         for line in maps:

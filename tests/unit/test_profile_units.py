@@ -137,7 +137,7 @@ READER = """
 import ctypes, json, os, sys, threading
 from pyo3_debug_magic.stacks import pyframes
 layout = pyframes.discover()
-runtime = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+runtime = pyframes.own_runtime()
 started, done = threading.Event(), threading.Event()
 def waiting_here():
     started.set(); done.wait()
