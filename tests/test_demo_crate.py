@@ -57,3 +57,24 @@ def test_over_release_survives_its_first_call(demo_crate):
     assert sys.getrefcount(victim) == before + 1  # first call: +2 kept, -1 released
     rustdemo.over_release(victim)
     assert sys.getrefcount(victim) == before  # then -1 per call
+
+
+def test_a_search_cut_short_says_so_and_refuses_no_line(demo_crate):
+    """The pre-import check reads debug info within a time budget: a module it did not reach
+    is counted, and a line past the one crate it did read is not refused (the unread module
+    may hold another crate's src/lib.rs)."""
+    from pyo3_debug_magic.breakpoints import preimport
+    from pyo3_debug_magic.breakpoints.locations import parse_location
+
+    module = str(demo_crate.extension)
+    other = sorted((demo_crate.source.parent.parent / "target").glob("*/librustdemo.so"))[0]  # cargo's copy
+    past = parse_location("src/lib.rs:100000")
+    whole = preimport.files_in_importable_modules(past, modules=[module])
+    assert [f.module for f in whole.found] == [module] and whole.unread == 0
+    with pytest.raises(preimport.UsageProblem, match="no code at or after src/lib.rs:100000"):
+        preimport.check_before_import(past, None, modules=[module])
+    # the first module's answer is kept from above; the second one is not reached in no time
+    cut = preimport.files_in_importable_modules(past, budget=-1, modules=[module, str(other)])
+    assert [f.module for f in cut.found] == [module] and cut.unread == 1
+    note = preimport.check_before_import(past, None, modules=[module, str(other)], budget=-1)
+    assert "checked in its debug info before the import (1 more importable module not read" in note, note

@@ -20,7 +20,7 @@ from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.breakpoints.builds import rebuilt_extensions
 from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate
 
-BUDGET_SECONDS = 2.0
+BUDGET_SECONDS = 5.0  # a loaded 2-core machine read three debug builds in over 2 s
 MAX_DEPTH = 3          # site-packages/pkg/sub/module.so
 MAX_FILES = 20_000     # files looked at per sys.path entry
 
@@ -75,22 +75,29 @@ def importable_extensions(path_entries=None) -> list[str]:
     return sorted(set(found))
 
 
+@dataclass(frozen=True)
+class Search:
+    """What the importable modules' debug info said about a file, and how many were not read in time."""
+
+    found: tuple[FileInModule, ...]
+    unread: int = 0
+
+
 def files_in_importable_modules(location: Location, budget: float = BUDGET_SECONDS,
-                                modules: list[str] | None = None) -> list[FileInModule]:
+                                modules: list[str] | None = None) -> Search:
     """Where ``location``'s file has code among the importable extension modules (within ``budget``)."""
     deadline = time.monotonic() + budget
     found = []
-    for module in (importable_extensions() if modules is None else modules):
-        if time.monotonic() > deadline:
-            break
+    candidates = importable_extensions() if modules is None else modules
+    for read, module in enumerate(candidates):
         if not has_debug_info(module):
             continue
         try:
             files = _lines_with_code(module, location.path or "", deadline)
         except OutOfTime:
-            break
+            return Search(tuple(found), len(candidates) - read)
         found += [FileInModule(module, fullname, max(lines)) for fullname, lines in files.items() if lines]
-    return found
+    return Search(tuple(found))
 
 
 _read: dict[tuple, dict[str, set[int]]] = {}  # (module, mtime, size, source) -> what it said
@@ -107,26 +114,31 @@ def _lines_with_code(module: str, source: str, deadline: float) -> dict[str, set
     return _read[key]
 
 
-def check_before_import(location: Location, crate: str | None, modules: list[str] | None = None) -> str:
+def check_before_import(location: Location, crate: str | None, modules: list[str] | None = None,
+                        budget: float = BUDGET_SECONDS) -> str:
     """Raise a UsageProblem when the debug info of importable modules shows ``location`` cannot
     bind (past the code, or in two crates without ``--crate``); else a note on where it will."""
-    found = files_in_importable_modules(location, modules=modules)
+    search = files_in_importable_modules(location, budget, modules)
+    found = search.found
     if crate:
         found = [f for f in found if in_crate(f.fullname, crate) or _module_name(f.module) == crate.replace("-", "_")]
     by_file = {f.fullname: f for f in found}
+    unread = (f" ({search.unread} more importable module{'s' if search.unread != 1 else ''} not read "
+              f"within {max(budget, 0):.0f} s)") if search.unread else ""
     if len(by_file) > 1:
         listing = ", ".join(f"{_crate_label(f)} ({name})" for name, f in sorted(by_file.items()))
-        raise UsageProblem(f"{location.path} is in several crates Python can import: {listing}",
+        raise UsageProblem(f"{location.path} is in several crates Python can import: {listing}{unread}",
                            "add `--crate NAME` to pick one")
     if not by_file:
         return ""
     only = next(iter(by_file.values()))
     name = _crate_label(only)
-    if location.line and location.line > only.last_line:
+    # an unread module may hold another crate's file of that name: refuse a line only when sure
+    if location.line and location.line > only.last_line and (crate or not search.unread):
         raise UsageProblem(f"no code at or after {location.path}:{location.line} in {Path(only.module).name} "
                            f"(its debug info has code up to line {only.last_line})",
                            "pick a line inside a function body")
-    return f"{Path(only.module).name} (crate {name}) has it: checked in its debug info before the import"
+    return f"{Path(only.module).name} (crate {name}) has it: checked in its debug info before the import{unread}"
 
 
 def _crate_label(found: FileInModule) -> str:

@@ -84,6 +84,7 @@ class NativeProfileMagics(Magics):
                 raise UsageError(f"-o {options.output}: the folder {folder} does not exist or cannot be written; "
                                  "create it or give another path")
         code = self._compile(source)
+        from pyo3_debug_magic.profiling.profiles import MIN_MEANINGFUL_SAMPLES
         from pyo3_debug_magic.profiling.run import ProfileOptions, run_profiled
 
         run = run_profiled(code, ProfileOptions(options.rate, options.gil, options.idle, options.threads,
@@ -100,7 +101,8 @@ class NativeProfileMagics(Magics):
                 write(profile, options.output, options.format)
                 profile = replace(profile, output=options.output)
             type(self).last_profile = profile
-            if run.error is None or profile.samples:  # a cell that raised at once has nothing to show
+            if run.error is None or profile.samples >= MIN_MEANINGFUL_SAMPLES:
+                # a cell that raised at once: its few samples say nothing, the traceback does
                 self._show_after_cell(profile)
         if run.error is not None:
             raise run.error
