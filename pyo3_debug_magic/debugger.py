@@ -41,7 +41,7 @@ class NativeDebugger(DebuggerSettings):
         self._attach_doing = ""
         self._aside_seconds: tuple[float, float | None] | None = None
         # called as (seconds, what it does, finished) while an attach has taken over a second
-        self.attach_progress: Callable[[float, str, bool], None] | None = None
+        self.attach_progress: Callable[..., None] | None = None  # (seconds, doing, finished, verb)
         self.observe(self._settings_changed)
 
     @property
@@ -263,6 +263,11 @@ class NativeDebugger(DebuggerSettings):
             raise NotAttachedError()
         return AttachStatus.from_agent(self._session.request(p.Status()))
 
+    def thread_numbers(self) -> dict[int, int]:
+        """{OS thread id: gdb's thread number}, for views of other engines to number as gdb does."""
+        status = self._request(p.Status())
+        return {t.lwp: int(t.id) for t in status.threads if t.lwp and str(t.id).isdigit()}
+
     def detach(self, stop_helper: bool = False) -> str:
         """Detach gdb. The agent and its gdb stay, idle, with the symbols gdb read, so the next
         attach is quick ("kept"); ``stop_helper`` ends them too (returns how the agent ended)."""
@@ -270,11 +275,21 @@ class NativeDebugger(DebuggerSettings):
             raise NotAttachedError()
         if stop_helper:
             return self.close()
+        reported = []
+
+        def slow(seconds: float) -> None:  # a loaded machine: said, never a failure
+            if seconds >= max(self.attach_progress_after, 1.0) and self.attach_progress is not None:
+                reported.append(seconds)
+                self.attach_progress(seconds, "", False, "detach")
+
+        started = time.monotonic()
         try:
-            self._session.request(p.Detach(), timeout=SLOW_REQUEST_TIMEOUT)
+            self._session.request(p.Detach(), timeout=SLOW_REQUEST_TIMEOUT, while_waiting=slow)
         except Exception:
             self.close()
             raise
+        if reported and self.attach_progress is not None:
+            self.attach_progress(time.monotonic() - started, "", True, "detach")
         self._gdb_attached = False
         return "kept"
 

@@ -61,12 +61,56 @@ def test_pause_print_next_finish_continue(debug_kernel):
     assert len(result.prompts) >= len(answers)
 
 
-def test_finish_returns_to_the_caller(debug_kernel):
-    break_at(debug_kernel, "compute-result")
-    result = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["finish", "c"], timeout=90)
-    assert result.results == ["42"], result.text
+def test_finish_returns_to_the_rust_caller_with_the_value(debug_kernel):
+    break_at(debug_kernel, "busy-inner", "--temporary")
+    result = debug_kernel.run("rustdemo.busy_work(3)", answers=["finish", "c"], timeout=90)
+    assert result.status == "ok" and len(result.prompts) == 2, result.text
     finished = next(v for v in shown(result) if "thread 1 returned" in v)
-    assert "thread 1 returned (value 42) to rustdemo::__pyfunction_compute" in finished  # the value, in words
+    assert re.search(r"thread 1 returned \(value \d+\) to rustdemo::busy_work at src/lib.rs:\d+", finished), finished
+
+
+def test_leaving_a_pyfunction_never_stops_in_pyo3s_wrapper(debug_kernel):
+    """`finish` or `n` off the end of a #[pyfunction] returns into PyO3's generated wrapper
+    (junk locals, no code of the user's): the thread runs on, and the value is said."""
+    break_at(debug_kernel, "compute-result")
+    finished = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["finish"], timeout=90)
+    assert finished.results == ["42"] and len(finished.prompts) == 1, finished.text
+    assert "left rustdemo::compute (returned 42) for PyO3's wrapper" in finished.output, finished.text
+    assert not any("__pyfunction_compute" in v.split("backtrace:")[0] for v in shown(finished)), finished.text
+    stepped = debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=["n", "n", "n", "n"], timeout=90)
+    assert stepped.results == ["42"] and 2 <= len(stepped.prompts) <= 4, stepped.text
+    assert "left rustdemo::compute for PyO3's wrapper" in stepped.output, stepped.text
+    views = [v for v in shown(stepped) if "stepped to" in v]
+    assert views and all("stepped to rustdemo::compute at src/lib.rs" in v for v in views), views
+
+
+def test_step_over_a_pyo3_call_stays_in_the_users_code(debug_kernel):
+    """`s` on a line that calls a PyO3 API (`callback.call1`) goes to the next line of the
+    user's function, not into pyo3/src/types/any.rs."""
+    line = marker_line("call-python")
+    break_at(debug_kernel, "call-python")
+    result = debug_kernel.run("rustdemo.call_python(lambda v: v + 1, 4)", answers=["s", "c"], timeout=90)
+    assert result.results == ["5"], result.text
+    stepped = next(v for v in shown(result) if "stepped to" in v)
+    assert f"stepped to rustdemo::call_python at src/lib.rs:{line + 1}" in stepped, stepped
+    assert "pyo3" not in stepped.split("\n")[0] and "result   = 5 (int" in stepped, stepped
+
+
+def test_a_pymethods_line_is_refused_with_the_functions_to_break_on(debug_kernel):
+    """Only PyO3's generated code sits on `#[pymethods]`: nine locations in generated
+    trampolines before; now a refusal that names the methods."""
+    line = next(n for n, text in enumerate(LIB_RS.read_text().splitlines(), 1) if text.startswith("#[pymethods]"))
+    refused = debug_kernel.run(f"%native_break src/lib.rs:{line}", timeout=60)
+    assert refused.status == "error" and "holds only code PyO3 generated" in refused.stderr, refused.text
+    assert "`%native_break rustdemo::Basket::describe`" in refused.stderr, refused.text
+    assert "no native breakpoints" in debug_kernel.run("%native_break").output  # nothing was left behind
+    signature = marker_line("call-python") - 1  # `fn call_python(...)`: the wrapper converts arguments there too
+    moved = debug_kernel.run(f"%native_break src/lib.rs:{signature}", timeout=60)
+    assert moved.status == "ok" and f"the breakpoint is on line {signature + 1}" in moved.output, moved.text
+    paused = debug_kernel.run("rustdemo.call_python(lambda v: v, 2)", answers=["c"], timeout=90)
+    assert paused.results == ["2"] and len(paused.prompts) == 1, paused.text  # one pause, in the function
+    stop = next(v for v in shown(paused) if "native breakpoint" in v)
+    assert f"rustdemo::call_python at src/lib.rs:{signature + 1}" in stop.splitlines()[0], stop
 
 
 def test_a_pause_in_a_callback_chain_shows_each_python_frame_where_it_runs(debug_kernel):

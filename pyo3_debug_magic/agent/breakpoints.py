@@ -2,21 +2,19 @@
 log of hits (log breakpoints, unattended and refused pauses) the kernel shows after a cell."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints import source_paths
+from pyo3_debug_magic.breakpoints.generated import generated_only_problem, is_generated
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.procfs import memory_map, working_directory
-from pyo3_debug_magic.breakpoints.locations import (SYMBOL_HASH, built_elsewhere, crate_of, crate_relative,
-                                                    function_matches, in_crate, is_user_source,
-                                                    without_generics)
+from pyo3_debug_magic.breakpoints.locations import built_elsewhere, crate_of, crate_relative, in_crate, is_user_source
 from pyo3_debug_magic.breakpoints.resolver import Resolver
 from pyo3_debug_magic.protocol import BreakInsert, SetBreakpoint, from_wire
 from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.agent.debug_info import LoadedDebugInfo
 from pyo3_debug_magic.gdb.mi import GdbCommandError, mi_quote
-from pyo3_debug_magic.gdb.symbols import gdb_regex
 
 LOG_KEPT = 10_000
 
@@ -38,6 +36,7 @@ class BreakpointSpec:
     seen: tuple[str, ...] | None = None     # its locations' addresses at the last change
     announced: bool = False                 # "breakpoint N resolved" was said
     told_elsewhere: bool = False            # "compiled in a folder this machine does not have" was said
+    wrappers_skipped: bool = False          # its locations in PyO3's generated code are off
     unattended_hits: int = 0
 
     @classmethod
@@ -52,24 +51,7 @@ class Breakpoints:
         self.specs: dict[int, BreakpointSpec] = {}
         self.addresses: set[int] = set()      # where gdb has put int3 instructions
         self.log: list[dict] = []
-        self.sources_cache: tuple[model.SourceRecord, ...] | None = None
-        self.lookups: dict[tuple, tuple] = {}  # function searches, until the loaded debug info changes
-
-    def forget_debug_info(self) -> None:
-        """A library was loaded or unloaded, or gdb read one's symbols: list and search again."""
-        self.sources_cache = None
-        self.lookups.clear()
-
-    def _symbol_search(self, pattern: str, limit: int) -> dict:
-        """gdb's ``-symbol-info-functions`` for ``pattern`` (0.3 s or more over libpython's debug
-        info), remembered while the loaded debug info stays the same."""
-        key = (pattern, limit, self.context.gdb.symbols.reads)
-        if key not in self.lookups:
-            if len(self.lookups) > 256:
-                self.lookups.clear()
-            self.lookups[key] = self.context.gdb.command(
-                f"-symbol-info-functions --name {mi_quote(pattern)} --max-results {int(limit)}", 30).payload
-        return self.lookups[key]
+        self.debug_info = LoadedDebugInfo(context)
 
     # ----- the log of hits ------------------------------------------------------------
     def record_hit(self, hit: dict) -> None:
@@ -145,6 +127,13 @@ class Breakpoints:
                 held = True
         if kept and held:
             held = False
+        user_code = [loc for loc in kept if not is_generated(loc.get("func"))]
+        if user_code and len(user_code) < len(kept):
+            # a signature line: PyO3's wrapper converts the arguments on it too; stop in the function
+            for location in kept:
+                if is_generated(location.get("func")) and location.get("enabled") == "y":
+                    gdb.command(f"-break-disable {location['number']}")
+            kept, spec = user_code, replace(spec, wrappers_skipped=True)
         spec = replace(spec, held=held, seen=_addresses(bkpt))
         announce = (spec.pending or spec.held is False) and kept and not spec.announced
         if announce:
@@ -154,6 +143,8 @@ class Breakpoints:
         if announce:
             where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
                               for loc in kept)
+            if not user_code:
+                where += " ({}; {})".format(*generated_only_problem(spec.location, [loc.get("func") for loc in kept]))
             self.context.notify(f"breakpoint {number} resolved: {where}")
 
     def current(self, number: int) -> dict | None:
@@ -182,72 +173,33 @@ class Breakpoints:
             return False
         self.context.gdb.console(source_paths.gdb_command(*mapping))
         source_paths.remember(*mapping)
-        self.forget_debug_info()
+        self.debug_info.forget()
         self.context.notify(f"sources of {mapping[0]} are read from {mapping[1]} (remembered for later kernels)")
         return True
 
-    def foreign(self, number: int | None, fullname: str | None) -> bool:
+    def awaiting_modules(self) -> bool:
+        """A breakpoint that a module a cell imports may resolve (pending, or held outside the user's crate)."""
+        return any(spec.pending or spec.held for spec in self.specs.values())
+
+    def foreign(self, number: int | None, fullname: str | None, function: str | None = None) -> bool:
         """A hit of breakpoint ``number`` in ``fullname`` is not for the user: a location outside
-        their crates (or ``--crate``) that is not disabled yet (its module loaded an instant
-        ago, or it is the breakpoint's only location). Such hits run on unseen."""
+        their crates (or ``--crate``), or in PyO3's wrapper of their function, that is not
+        disabled yet (its module loaded an instant ago, or it is the breakpoint's only
+        location). Such hits run on unseen."""
         spec = self.specs.get(number or 0)
-        return bool(spec and spec.user_only) and not self._ours(spec, fullname)
+        return bool(spec and spec.user_only) and (not self._ours(spec, fullname)
+                                                  or spec.wrappers_skipped and is_generated(function))
 
     @staticmethod
     def _ours(spec: BreakpointSpec, fullname: str | None) -> bool:
         return ((is_user_source(fullname) or fullname == spec.source)  # the kernel chose that file
                 and (not spec.crate or in_crate(fullname, spec.crate)))
 
-    # ----- what the loaded modules hold -------------------------------------------------
-    def sources(self) -> tuple[model.SourceRecord, ...]:
-        """Every source file with line info in the loaded shared objects (read again only after
-        a library was loaded or unloaded: gdb takes 0.1 s or more to list them)."""
-        if self.sources_cache is None:
-            payload = self.context.gdb.command("-file-list-exec-source-files --group-by-objfile", 30).payload
-            self.sources_cache = tuple(
-                model.SourceRecord(group.get("filename"), source.get("fullname"), source.get("filename"))
-                for group in payload.get("files", []) for source in group.get("sources", []))
-        return self.sources_cache
-
-    def functions(self, crate: str = "", name: str = "") -> tuple[str, ...]:
-        """Names of the functions with debug info in ``crate``, or called ``name`` in any of the
-        user's crates (for "did you mean")."""
-        wanted = crate or name
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", wanted):
-            raise UsageProblem(f"not a Rust name: {wanted!r}", "crate and function names are Rust identifiers")
-        pattern = "^" + crate + "::" if crate else "::" + name + "$"
-        payload = self._symbol_search(pattern, 2000)
-        return tuple(sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
-                             for symbol in group.get("symbols", [])
-                             if crate or is_user_source(group.get("fullname"))} - {""}))
-
-    def find_function(self, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
-        """The functions of the user's crates (of ``crate``) that ``text`` names: a path or its
-        tail, a generic (each instance), a closure, a trait method as the user writes it."""
-        last = without_generics(text.rsplit("::", 1)[-1]) or text.rsplit("::", 1)[-1]
-        pattern = "\\(^\\|::\\)" + gdb_regex(last) + "\\(<.*>\\)\\?$"  # a basic regex, as gdb reads it
-        payload = self._symbol_search(pattern, 500)
-        found = [(group.get("fullname"), symbol) for group in payload.get("symbols", {}).get("debug", [])
-                 for symbol in group.get("symbols", [])
-                 if is_user_source(group.get("fullname")) and (not crate or in_crate(group.get("fullname"), crate))]
-        impls = sorted({s.get("name", "") for _, s in found if "{impl#" in s.get("name", "")})
-        spellings = {}
-        if impls:
-            self.context.gdb.call_python("symbol_spellings", impls[:100])
-            spellings = (self.context.gdb.mi.take_message("spellings") or {}).get("names", {})
-        matches = []
-        for fullname, symbol in found:
-            name = symbol.get("name", "")
-            spelled = SYMBOL_HASH.sub("", spellings.get(name, ""))
-            if function_matches(text, name, spelled):
-                matches.append(model.FunctionMatch(name, spelled or name, fullname, int(symbol.get("line") or 0)))
-        return tuple(matches)
-
     # ----- requests ---------------------------------------------------------------------
     def set(self, request: SetBreakpoint) -> model.BreakpointCreated:
         """``%native_break``: resolve the location in the target's terms, insert, check."""
         pid = self.context.target_pid  # a relative path and a rebuilt module are the kernel's, not ours
-        resolver = Resolver(self, working_directory(pid), memory_map(pid))
+        resolver = Resolver(self.debug_info, working_directory(pid), memory_map(pid))
         placement = resolver.place(request.location, request.crate, request.force)
         if placement.resolved.pending and placement.parsed.line and not request.insert_pending:
             return model.BreakpointCreated(0, True, pending_note=placement.resolved.note)  # the kernel checks first
@@ -261,6 +213,9 @@ class Breakpoints:
         except UsageProblem:
             self.delete([created.number])
             raise
+        if created.locations and all(is_generated(loc.func) for loc in created.locations):
+            self.delete([created.number])
+            raise UsageProblem(*generated_only_problem(request.location, [loc.func for loc in created.locations]))
         lines = sorted({loc.line for loc in created.locations if loc.line})
         asked = placement.parsed.line
         line_note = (f"line {asked} has no code; the breakpoint is on line {lines[0]}"

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pyo3_debug_magic import model
-from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.breakpoints.generated import first_user_level
 from pyo3_debug_magic.protocol import to_wire
 from pyo3_debug_magic.crash.summary import crash_summary, hex_or_none, looks_like_stack_overflow
 from pyo3_debug_magic.agent.context import AgentContext

@@ -15,7 +15,7 @@ from pyo3_debug_magic.prompt.commands import crash_prompt
 from pyo3_debug_magic.prompt.reader import CommandReader, TerminalWriter
 from pyo3_debug_magic.crash.in_test_run import crash_text, junit_xml
 from pyo3_debug_magic.agent.context import AgentContext
-from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.breakpoints.generated import first_user_level
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError
 
 RUNNING_LIMIT = 4096  # bytes of the running file read: a node id, never a whole file

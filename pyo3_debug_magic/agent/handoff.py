@@ -10,7 +10,10 @@ inside libc, the allocator or the interpreter, where a call can corrupt or deadl
 """
 from __future__ import annotations
 
+from pyo3_debug_magic.breakpoints.generated import is_users_code
 from pyo3_debug_magic.breakpoints.locations import is_user_source
+
+STEP_REASONS = ("end-stepping-range", "function-finished")
 
 CHECK_GIL = "((int (*)(void))PyGILState_Check)()"
 SAVE_THREAD = "(long)((void *(*)(void))PyEval_SaveThread)()"
@@ -43,3 +46,20 @@ def is_safe_point(frame) -> bool:
     """May we call into the process from a thread whose innermost frame (``model.GdbFrame``,
     None when gdb has none) is ``frame``?"""
     return frame is not None and (is_rust_line(frame) or is_user_source(frame.fullname))
+
+
+def way_back_to_users_code(frames) -> tuple[str, int | None]:
+    """Where a step that ended at a safe point (``frames`` innermost first) goes on, as
+    debuggers' "just my code" does: ("pause", None) in the user's code; ("finish", level) out
+    of library code (std, pyo3, a dependency) to the user's Rust frame that called it;
+    ("leave", None) when the user's Rust code has returned to PyO3's wrapper, which hands the
+    value to Python: native stepping ends there."""
+    if frames and is_users_code(frames[0].fullname, frames[0].func):
+        return "pause", None
+    for frame in frames[1:]:
+        if is_users_code(frame.fullname, frame.func):
+            return "finish", frame.level - 1
+        if not is_rust_line(frame) or is_user_source(frame.fullname):  # Python's C code, or PyO3's wrapper
+            break
+    return "leave", None
+

@@ -2,6 +2,7 @@
 or dies. The exit path (``cleanup``) leaves no breakpoint, no stopped thread and no GIL behind."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -21,7 +22,8 @@ from pyo3_debug_magic.gdb.symbols import LazySymbols
 from pyo3_debug_magic.agent.watchdog import HangWatchdog
 
 ATTACH_TIMEOUT = 20.0
-DETACH_TIMEOUT = 5.0
+DETACH_TIMEOUT = 30.0  # a loaded machine took over 5 s; the kernel shows progress meanwhile
+QUIT_RETRIES_FOR = 20.0  # s a thread waiting for its GIL may delay the detach
 GDB_DEATH_GRACE = 1.0  # s to see whether the kernel dies of a SIGTRAP after gdb's death
 
 
@@ -65,7 +67,7 @@ class Lifecycle:
             self.context.crash = request.crash
         if self.context.attached:
             return self.status()
-        self.breakpoints.forget_debug_info()
+        self.breakpoints.debug_info.forget()
         self.context.send_event(model.AttachProgress(doing="starting gdb"))
         gdb = self._ensure_gdb()
         self.context.send_event(model.AttachProgress(doing=f"attaching gdb to pid {self.context.target_pid}"))
@@ -112,7 +114,7 @@ class Lifecycle:
     def status(self) -> model.AgentStatus:
         session, threads = self.context.session, ()
         if self.context.attached and session is not None:
-            threads = tuple(model.ThreadInfo(str(t.get("id")), t.get("name"), t.get("state"))
+            threads = tuple(model.ThreadInfo(str(t.get("id")), t.get("name"), t.get("state"), _lwp(t.get("target-id")))
                             for t in session.command("-thread-info", 5).payload.get("threads", []))
         return model.AgentStatus(
             attached=self.context.attached, target_pid=self.context.target_pid,
@@ -191,7 +193,7 @@ class Lifecycle:
         self.crashes.release()
         session.deadline = None
         try:
-            deadline = time.monotonic() + DETACH_TIMEOUT * 4
+            deadline = time.monotonic() + QUIT_RETRIES_FOR
             while True:
                 try:
                     self.quit()  # no breakpoint may outlive us: the kernel would die of SIGTRAP
@@ -222,3 +224,9 @@ class Lifecycle:
         if self.context.session is not None:
             self.context.session.mi.close()
             self.context.session = None
+
+
+def _lwp(target_id: str | None) -> int | None:
+    """``Thread 0x7f... (LWP 1234)`` -> 1234."""
+    found = re.search(r"\(LWP (\d+)\)", target_id or "")
+    return int(found.group(1)) if found else None

@@ -44,7 +44,8 @@ class Pauses:
         self.active: dict[int, Pause] = {}
         self.serial = 0
         self.stepping_from: dict[int, tuple] = {}  # thread -> (where, retried, command) of a step
-        self.steps_out: dict[int, int] = {}        # thread -> `finish`es made to leave C code
+        self.steps_out: dict[int, int] = {}        # thread -> `finish`es made to leave C or library code
+        self.stepping_out_of: dict[int, tuple] = {}  # thread -> where a step, next or finish began
         self.needs_handoff: set[int] = set()       # paused threads that hold the GIL again
         self.stalled: dict[int, tuple] = {}        # hits whose hand-off gdb has not answered yet
         self.late_tstates: dict[int, int] = {}     # SaveThread results that came after our wait
@@ -71,8 +72,20 @@ class Pauses:
             self.refuse(thread, number, top, "it stopped outside Rust code, where calling into the "
                                              "process is not safe")
             return
+        left = self.stepping_out_of.pop(thread, None)
+        if reason in handoff.STEP_REASONS and self.steps_out.get(thread, 0) < MAX_STEPS_OUT:
+            way, level = handoff.way_back_to_users_code(frames)
+            if way == "finish":  # a step into std, pyo3 or a dependency: back out to the user's line
+                self.steps_out[thread] = self.steps_out.get(thread, 0) + 1
+                self.stepping_out_of[thread] = left
+                gdb.command(f"-exec-finish --thread {thread} --frame {int(level)}")
+                return
+            if way == "leave":
+                self.steps_out.pop(thread, None)
+                self.leave_to_python(thread, left, returned)
+                return
         if self.steps_out.pop(thread, None):
-            returned = None  # the value of the C function a step was finished out of: not the user's
+            returned = None  # the value of the code a step was finished out of: not the user's
         if self.calls_unsafe:
             self.refuse(thread, number, top, self.calls_unsafe)
             return
@@ -159,6 +172,15 @@ class Pauses:
                 self.pause(thread, reason, number, where)
             except (GdbCommandError, GdbTimeoutError) as error:
                 self.context.notify(f"pausing thread {thread} failed: {error}")
+
+    def leave_to_python(self, thread: int, left: tuple | None, returned: str | None) -> None:
+        """A step out of the user's Rust function into PyO3's wrapper: the rest is PyO3 and
+        Python, which native stepping does not show; the thread runs on, and the user is told."""
+        self.context.gdb.continue_thread(thread)
+        function = left[0] if left and left[0] else "the Rust function"
+        value = f" (returned {returned})" if returned not in (None, "") else ""
+        self.context.notify(f"thread {thread} left {function}{value} for PyO3's wrapper, which hands the "
+                            "result to Python: native stepping ends there; it runs on to the next breakpoint")
 
     def refuse(self, thread: int, number: int | None, top: model.GdbFrame | None, why: str) -> None:
         """A pause that cannot be made safely: the thread runs on as it was, and the user is told."""
@@ -279,6 +301,8 @@ class Pauses:
             raise UsageProblem(f"thread {pause.thread} could not take its GIL back ({error})",
                                "it stays paused; try again in a moment") from None
         del self.active[pause.thread]
+        if how != "continue" and pause.where:
+            self.stepping_out_of[pause.thread] = pause.where
         if how in ("next", "step") and pause.where:
             self.stepping_from[pause.thread] = (pause.where, False, RESUME_COMMANDS[how])
         frame_option = f" --frame {int(frame)}" if how == "finish" else ""

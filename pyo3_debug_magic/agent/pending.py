@@ -67,7 +67,7 @@ class PendingCheck:
                     if bkpt is None or bkpt.get("addr") != "<PENDING>":
                         continue  # bound
                     known = sorted({f for name in sorted(names) if name.isidentifier()
-                                    for f in self.breakpoints.functions(name)})
+                                    for f in self.breakpoints.debug_info.functions(name)})
                     matches = close_matches(function, known)
                 except (GdbCommandError, ValueError):
                     continue

@@ -192,7 +192,7 @@ class Agent:
             event = parse_record(gdb.mi.events.popleft())
             try:
                 if isinstance(event, LibrariesChanged):
-                    self.breakpoints.forget_debug_info()
+                    self.breakpoints.debug_info.forget()
                     if event.loaded:
                         self.pending.library_loaded(event.path)
                 elif isinstance(event, Stopped):
@@ -216,7 +216,7 @@ class Agent:
         started_at = pauses.stepping_from.pop(stop.thread, None) if stop.thread else None
         decision = decide(stop, StopContext(hang.row.thread if hang else None, pauses.pausing_allowed,
                                             started_at, len(pauses.active),
-                                            self.breakpoints.foreign(stop.breakpoint, stop.fullname)))
+                                            self.breakpoints.foreign(stop.breakpoint, stop.fullname, stop.func)))
         if decision.cancels_hang:
             self.watchdog.cancel()
         action = decision.action
@@ -281,10 +281,10 @@ class Agent:
         return {"pausing_allowed": self.pauses.pausing_allowed}
 
     def cell_done(self, request: p.CellDone) -> dict:
-        """A cell ended: its timers stop. While a function breakpoint is pending, what gdb said
+        """A cell ended: its timers stop. While a breakpoint waits for a module, what gdb said
         during the cell (a module it imported) is read first, so the notes about it are this cell's."""
         gdb = self.context.session
-        if gdb is not None and self.context.attached and self.pending.waiting():
+        if gdb is not None and self.context.attached and (self.pending.waiting() or self.breakpoints.awaiting_modules()):
             try:
                 gdb.command("-list-features")  # answered after every record gdb wrote before it
                 self._process_gdb_events()

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from pyo3_debug_magic import model
-from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.breakpoints.generated import first_user_level
 from pyo3_debug_magic.stacks.merging import python_thread_for
 from pyo3_debug_magic.agent import handoff
 from pyo3_debug_magic.errors import UsageProblem

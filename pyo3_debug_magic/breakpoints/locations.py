@@ -114,11 +114,6 @@ def in_crate(path: str, crate: str) -> bool:
     return (crate_of(path) or "").replace("-", "_") == crate.replace("-", "_") or _in_crate(path, crate)
 
 
-def first_user_level(frames) -> int | None:
-    """The level of the innermost frame (``model.GdbFrame``) in the user's own crate, if any."""
-    return next((f.level for f in frames if is_user_source(f.fullname)), None)
-
-
 def parse_location(text: str) -> Location:
     """``src/lib.rs:42`` or ``crate::function``; anything else is refused before gdb sees it."""
     text = text.strip()

@@ -15,7 +15,7 @@ from pyo3_debug_magic.crash.summary import crash_summary, hex_or_none, looks_lik
 from pyo3_debug_magic.gdb.session import GdbSession, start_gdb
 from pyo3_debug_magic.gdb.mi import GdbCommandError, mi_quote
 from pyo3_debug_magic.errors import UsageProblem
-from pyo3_debug_magic.breakpoints.locations import first_user_level
+from pyo3_debug_magic.breakpoints.generated import first_user_level
 from pyo3_debug_magic.model import CrashRecord
 
 

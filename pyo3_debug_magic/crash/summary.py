@@ -4,7 +4,7 @@ was a stack overflow. Pure functions over ``model.CrashRecord``: the helper's ca
 from __future__ import annotations
 
 from pyo3_debug_magic import model
-from pyo3_debug_magic.breakpoints.locations import is_user_source
+from pyo3_debug_magic.breakpoints.generated import is_users_code
 from pyo3_debug_magic.stacks.merging import (entries_of, merge, native_frames, python_frames_from_memory,
                                              python_thread_for)
 
@@ -30,7 +30,7 @@ def crash_summary(record: model.CrashRecord) -> str:
     thread = next((t for t in record.threads if t.thread == record.thread), None)
     where = ""
     if thread:
-        frame = next((f for f in thread.frames if is_user_source(f.fullname)), None)
+        frame = next((f for f in thread.frames if is_users_code(f.fullname, f.func)), None)
         if frame:
             where = f" in {frame.func} at {frame.file}:{frame.line}"
         python = python_thread_for(thread, record.python)

@@ -92,7 +92,8 @@ def _locations(breakpoint):
         source = getattr(location, "source", None) or (None, None)
         found.append({"address": hex(location.address) if location.address else None,
                       "fullname": getattr(location, "fullname", None) or source[0],
-                      "line": source[1], "enabled": location.enabled})
+                      "line": source[1], "enabled": location.enabled,
+                      "func": getattr(location, "function", None)})
     return found
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pyo3_debug_magic import model
 from pyo3_debug_magic.breakpoints import source_paths
 from pyo3_debug_magic.errors import NotAttachedError
-from pyo3_debug_magic.breakpoints.locations import first_user_level, is_user_source
+from pyo3_debug_magic.breakpoints.generated import first_user_level, is_users_code
 from pyo3_debug_magic.protocol import from_wire
 from pyo3_debug_magic.tools import RUST_PRINTERS_MISSING, debug_file_directories, find_rust_pretty_printers
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbMI, GdbTimeoutError, MIResult, mi_quote
@@ -43,6 +43,8 @@ LIVE_SETTINGS = (
     # SIGINT stops so an Interrupt during a pause can end it cleanly
     "handle SIGINT stop print pass",  # (noprint would imply nostop)
     f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
+    # `s` steps over std's and PyO3's functions, as "just my code" does (an extended regex)
+    "skip -rfu ^<?&?(mut[[:space:]])?(core|alloc|std|pyo3|pyo3_ffi)::",
 )
 OPTIONAL_SETTINGS = (  # newer gdbs only: a failure is not an error
     "set direct-call-timeout 5", "set indirect-call-timeout 5",
@@ -122,11 +124,6 @@ def python_stacks_from(message: dict | None) -> model.PythonStacks:
     return from_wire(model.PythonStacks, {k: v for k, v in message.items() if k != "kind"})
 
 
-def is_user_frame(frame: model.GdbFrame) -> bool:
-    """A frame of the user's own code (not pyo3's generated ``__pyfunction`` wrappers)."""
-    return is_user_source(frame.fullname) and not frame.func.split("::")[-1].startswith("__py")
-
-
 class GdbSession:
     """The attached gdb. Every command is bounded by ``timeout`` and, while a request runs, by
     the kernel's own wait for it (``deadline``): no inner wait outlasts the outer one."""
@@ -204,7 +201,7 @@ class GdbSession:
         crashed printing pyo3's wrapper locals)."""
         frames = frames if frames is not None else self.frames(thread)
         row = frames[frame] if 0 <= frame < len(frames) else None
-        mode = "--all-values" if row is not None and is_user_frame(row) else "--simple-values"
+        mode = "--all-values" if row is not None and is_users_code(row.fullname, row.func) else "--simple-values"
         try:
             payload = self.command(f"-stack-list-variables --thread {int(thread)} --frame {int(frame)} "
                                    f"{mode}").payload

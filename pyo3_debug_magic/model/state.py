@@ -26,6 +26,7 @@ class ThreadInfo:
     id: str
     name: str | None = None
     state: str | None = None
+    lwp: int | None = None  # the OS thread id
 
 
 @dataclass(frozen=True)

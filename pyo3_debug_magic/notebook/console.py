@@ -26,6 +26,7 @@ from pyo3_debug_magic.prompt.reader import CommandReader
 from pyo3_debug_magic.render import html as render_html
 from pyo3_debug_magic.render import text as render_text
 
+RAN_ON_NOTED = 2.0  # s a cell ran on after the Interrupt that is worth a word
 HANG_QUESTION = "(native) p pauses the stuck thread here, Enter lets it run on: "
 
 
@@ -48,6 +49,8 @@ class PauseConsole:
         self.reader = reader or CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
         self._prompting = threading.Event()  # a pause is on screen, waiting for a command
+        self._interrupted_at: float | None = None  # when the Interrupt ended this cell's pauses
+        self._cell_ending = threading.Event()  # between a cell's end and its after-cell block
 
     def handle(self, event: Event) -> None:
         if isinstance(event, (Interrupted, AgentExited, GdbDied)):
@@ -56,14 +59,23 @@ class PauseConsole:
             # the agent lives on after gdb died (pause ids go on counting): only its pauses ended
             self._ended.update((event.session, pause) for pause in getattr(event, "ended", ()))
             if isinstance(event, Interrupted):
-                self.notes.append("native pause ended by the Interrupt button: the GIL was given back "
-                                  "and the thread resumed" + "".join(f"; {p}" for p in event.problems))
+                self._interrupted_at = time.monotonic()
+                # said at once: Rust code without `py.check_signals()` may run on for a long time
+                self.show("native pause ended by the Interrupt button: the GIL was given back and the thread "
+                          "resumed; Rust code cannot be stopped midway: KeyboardInterrupt is raised when it "
+                          "returns to Python or calls `py.check_signals()`"
+                          + ("; the (native) box above has closed: what is typed there goes nowhere"
+                             if self._prompting.is_set() else "")
+                          + "".join(f"; {p}" for p in event.problems))
             else:
                 if isinstance(event, AgentExited):
                     self._dead_sessions.add(event.session)
                 self.show(f"native debugger: {event.message}")
             self.interrupted.set()
             self.reader.cancel()
+            return
+        if isinstance(event, Notice) and self._cell_ending.is_set():
+            self.notes.append(f"native debugger: {event.message}")  # shown in the after-cell block
             return
         self._events.put(event)
         self.start()
@@ -129,6 +141,11 @@ class PauseConsole:
             pass
 
     # ----- one pause ----------------------------------------------------------------
+    def cell_ending(self) -> None:
+        """The cell has ended: a notice from now on (the helper reads what gdb said during the
+        cell before it answers its end) joins the after-cell block instead of the next cell."""
+        self._cell_ending.set()
+
     def take_notes(self, settle: float = 2.0) -> list[str]:
         """Notes for the cell that just ended. A cell can only end while its pause is on screen
         if the agent ended that pause (Interrupt, agent gone); its event may still be on its
@@ -137,6 +154,14 @@ class PauseConsole:
         while self._prompting.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
         notes, self.notes = self.notes, []
+        self._cell_ending.clear()
+        if self._interrupted_at is not None:
+            ran_on = time.monotonic() - self._interrupted_at
+            self._interrupted_at = None
+            if ran_on >= RAN_ON_NOTED:
+                notes.append(f"the cell ran on for {ran_on:.1f} s after the Interrupt ended its pause: "
+                             "Rust code is interrupted only where it calls `py.check_signals()?` (put one "
+                             "in long loops) or when it returns to Python")
         return notes
 
     def _pause(self, stop: Stop, key: tuple, ident: int | None) -> None:

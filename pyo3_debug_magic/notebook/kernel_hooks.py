@@ -78,8 +78,9 @@ def _pre_run_cell(info=None) -> None:
 
 
 def _post_run_cell(result=None) -> None:
-    notes = _console.take_notes() if _console is not None else []
-    hits = []
+    if _console is not None:
+        _console.cell_ending()  # notices the helper sends from here on are this cell's
+    notes, hits = [], []
     debugger = get_debugger()
     if debugger.attached:
         try:
@@ -87,5 +88,6 @@ def _post_run_cell(result=None) -> None:
             hits = _shown_hits(debugger.take_log_hits(), notes)
         except DebugMagicError as error:
             notes.append(f"native debugger: {error}")
+    notes = (_console.take_notes() if _console is not None else []) + notes
     if notes or hits:  # one titled block, not messages scattered below the result
         show(render_text.after_cell(notes, hits), render_html.after_cell(notes, hits))

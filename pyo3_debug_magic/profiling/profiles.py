@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+from pyo3_debug_magic.breakpoints.generated import is_generated
 from pyo3_debug_magic.breakpoints.locations import crate_relative, is_user_source
 from pyo3_debug_magic.model import FunctionRow, Profile, ProfileFrame, SampledStack, ThreadUsage
 from pyo3_debug_magic.profiling.sampled_stacks import threads_of
@@ -62,9 +63,9 @@ def _frame(name: str, where: str) -> ProfileFrame:
         name = f"[{os.path.basename(file)}]" if file not in ("?", "") else "[unknown]"
     if python:
         return ProfileFrame("python", name, file, int(line) or None, is_cell=is_cell_file(file))
-    user = is_user_source(file)
-    return ProfileFrame("native", clean_rust_name(name), crate_relative(file) if user else _short(file),
-                        int(line) or None, user=user)
+    in_crate = is_user_source(file)
+    return ProfileFrame("native", clean_rust_name(name), crate_relative(file) if in_crate else _short(file),
+                        int(line) or None, user=in_crate and not is_generated(name))
 
 
 def _short(file: str) -> str:

@@ -17,10 +17,12 @@ def attach_status(status: AttachStatus) -> str:
     return "\n".join([shown, *notes])
 
 
-def attach_progress(seconds: float, doing: str, finished: bool) -> str:
+def attach_progress(seconds: float, doing: str, finished: bool, verb: str = "attach") -> str:
+    """The one line an attach (or a detach) that takes a while updates."""
     if finished:
-        return f"native debugger: gdb attached in {seconds:.1f} s"
-    return f"native debugger: attaching, {doing or 'starting'} ({seconds:.1f} s)"
+        return f"native debugger: gdb {verb}ed in {seconds:.1f} s"
+    return f"native debugger: {verb}ing, {doing or ('starting' if verb == 'attach' else 'letting the threads go')} " \
+           f"({seconds:.1f} s)"
 
 
 def detached(how: str) -> str:

@@ -59,7 +59,8 @@ def capture(engine: str, debugger=None, threads: list[int] | None = None, with_l
     from pyo3_debug_magic.stacks import pyspy
 
     attached = debugger is not None and debugger.attached
-    found = numbered_as_gdb_does(pyspy.dump(pid, nonblocking=attached, py_spy=getattr(debugger, "py_spy", None)), pid)
+    found = numbered_as_gdb_does(pyspy.dump(pid, nonblocking=attached, py_spy=getattr(debugger, "py_spy", None)), pid,
+                                 debugger.thread_numbers() if attached and pid == os.getpid() else None)
     if threads:
         found = [t for t in found if t.label in {str(n) for n in threads}]
     notes = ()
@@ -69,10 +70,19 @@ def capture(engine: str, debugger=None, threads: list[int] | None = None, with_l
     return Snapshot("py-spy", tuple(found), notes=notes)
 
 
-def numbered_as_gdb_does(threads, pid: int):
-    """py-spy's threads labelled 1, 2, ... as gdb numbers them when it attaches (the main
-    thread first, then by OS thread id), not by OS thread id: one numbering for both engines."""
+def numbered_as_gdb_does(threads, pid: int, gdb_numbers: dict[int, int] | None = None):
+    """py-spy's threads labelled as gdb numbers them, not by OS thread id: one numbering for
+    both engines. ``gdb_numbers`` ({OS thread id: number}) from an attached gdb; without it,
+    as gdb would on attaching now (the main thread first, then by OS thread id)."""
     ordered = sorted(threads, key=lambda t: (t.os_thread_id != pid, t.os_thread_id or 0))
+    if gdb_numbers:
+        after = max(gdb_numbers.values(), default=0)
+        numbers = []
+        for thread in ordered:  # a thread started since gdb last listed them: after gdb's numbers
+            if thread.os_thread_id not in gdb_numbers:
+                after += 1
+            numbers.append(gdb_numbers.get(thread.os_thread_id, after))
+        return [replace(thread, label=str(n)) for n, thread in zip(numbers, ordered)]
     return [replace(thread, label=str(number)) for number, thread in enumerate(ordered, 1)]
 
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from types import FrameType
 
-from pyo3_debug_magic.breakpoints.locations import is_user_source
+from pyo3_debug_magic.breakpoints.generated import is_users_code
 from pyo3_debug_magic.gdb.pystack import EVAL_FUNCTIONS, eval_frame_runs
 from pyo3_debug_magic.stacks import pyframes
 from pyo3_debug_magic.model import (GdbFrame, MergedStack, NativeFrame, PythonFrame, PythonStacks,
@@ -40,7 +40,7 @@ def native_frames(raw: tuple[GdbFrame, ...]) -> tuple[NativeFrame, ...]:
     for frame in raw:
         function = demangle(frame.func or "??")
         frames.append(NativeFrame(frame.level, function, frame.file, frame.fullname, frame.line,
-                                  frame.library, user=is_user_source(frame.fullname),
+                                  frame.library, user=is_users_code(frame.fullname, function),
                                   runtime=in_python_runtime(function, frame.file, frame.library)))
     return tuple(frames)
 
