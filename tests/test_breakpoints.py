@@ -277,6 +277,21 @@ def test_interrupt_while_paused_resumes_and_raises_keyboard_interrupt(debug_kern
     assert debug_kernel.run("rustdemo.compute([1, 2, 3])", answers=[], timeout=30).results == ["42"]
 
 
+def test_interrupt_of_a_pause_in_a_long_rust_loop_says_the_rust_runs_on_and_for_how_long(debug_kernel):
+    """Rust code cannot be stopped midway: the Interrupt ends the pause at once, and the cell
+    says why the loop runs on (until it returns or calls py.check_signals()) and for how long."""
+    break_at(debug_kernel, "busy-inner", "--temporary")
+
+    def interrupt(prompt):
+        debug_kernel.manager.interrupt_kernel()
+        return None
+
+    result = debug_kernel.run("rustdemo.busy_work(500_000_000)", answers=interrupt, timeout=120)
+    assert result.status == "error" and result.error["ename"] == "KeyboardInterrupt", result.text
+    assert "Rust code cannot be stopped midway" in result.output and "py.check_signals()" in result.output
+    assert re.search(r"the cell ran on for \d+\.\d s after the Interrupt ended its pause", result.output), result.text
+
+
 @pytest.mark.parametrize("python", [None, IPYKERNEL6_PYTHON], ids=["ipykernel7", "ipykernel6.29"])
 def test_interrupt_with_the_prompt_unanswered_leaves_no_stale_reader(demo_crate, gdb_path, python):
     """The user presses Interrupt instead of answering `(native)`: the console's wait must end,

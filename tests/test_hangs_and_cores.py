@@ -5,6 +5,7 @@ import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -58,6 +59,41 @@ def test_an_interrupt_of_an_idle_kernel_is_no_hang(loaded_kernel):
     shown = displays_within(kernel, 4)  # the hang check would come after 2 s
     assert not any("looks stuck" in text for text in shown), shown
     assert kernel.run("1 + 1").results == ["2"] and kernel.heartbeat_ok()
+
+
+@pytest.mark.kernel
+def test_interrupt_pressed_again_and_again_on_a_hung_cell_keeps_questions_and_answers_in_step(loaded_kernel):
+    """Interrupt (a report asks), Interrupt again with the question up, `p`; Interrupt while
+    paused (the pause ends and says its box has closed), then a new report asks again and
+    pauses again: every prompt is a live one, answered in order."""
+    kernel = loaded_kernel
+    question = "(native) p pauses the stuck thread here"
+    assert "attached" in kernel.run("%native_attach").output
+    asked = []
+
+    def answer(prompt):
+        asked.append(prompt)
+        if len(asked) in (1, 2):  # with the question up, then at the pause: Interrupt again
+            kernel.manager.interrupt_kernel()
+            time.sleep(3)
+        if len(asked) == 2:
+            return None  # a user who pressed Interrupt types nothing
+        return "p" if prompt.startswith(question) else "c"
+
+    def interrupt_once_spinning():
+        wait_for(spinning(kernel.pid), 30, "the main thread spinning in spin_forever")
+        kernel.manager.interrupt_kernel()
+
+    threading.Thread(target=interrupt_once_spinning, daemon=True).start()
+    stuck = kernel.run("rustdemo.spin_forever()", answers=answer, timeout=90,
+                       until=lambda shown: len(asked) >= 4 and shown.output.rstrip().endswith("continuing"))
+    assert stuck.status == "running", stuck.text
+    assert [p.startswith(question) for p in asked] == [True, False, True, False] and asked[1] == "(native) ", asked
+    text = stuck.output
+    assert text.count("thread 1 paused where it was stuck") == 2, text
+    assert "native pause ended by the Interrupt button" in text and "the (native) box above has closed" in text, text
+    assert "no longer held" not in text, text
+    assert kernel.heartbeat_ok()
 
 
 @pytest.mark.kernel

@@ -356,7 +356,8 @@ class Pauses:
         if main is not None and ignores_signal(self.context.target_pid):
             problems.append("this process ignores SIGINT (it was started with SIGINT ignored, e.g. in "
                             "the background), so no KeyboardInterrupt is raised: the cell runs to its end")
-        self.context.send_event(model.Interrupted(ended=tuple(ended), problems=tuple(problems)))
+        self.context.send_event(model.Interrupted(ended=tuple(ended), problems=tuple(problems),
+                                                  resumed_at=time.time()))
 
     def forget(self) -> list[int]:
         """gdb is gone: every pause has ended with it; their ids."""

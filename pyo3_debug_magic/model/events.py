@@ -33,6 +33,7 @@ class Interrupted(Event):
     kind: ClassVar[str] = "interrupted"
     ended: tuple[int, ...] = ()
     problems: tuple[str, ...] = ()
+    resumed_at: float = 0.0  # time.time() as the pauses ended (the kernel may see the event only later)
 
 
 @dataclass(frozen=True)

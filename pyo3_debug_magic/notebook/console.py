@@ -49,7 +49,7 @@ class PauseConsole:
         self.reader = reader or CommandReader()
         self.notes: list[str] = []  # shown at the end of the cell (kernel_hooks._post_run_cell)
         self._prompting = threading.Event()  # a pause is on screen, waiting for a command
-        self._interrupted_at: float | None = None  # when the Interrupt ended this cell's pauses
+        self._interrupted_at: float | None = None  # when (time.time()) the Interrupt ended this cell's pauses
         self._cell_ending = threading.Event()  # between a cell's end and its after-cell block
 
     def handle(self, event: Event) -> None:
@@ -59,8 +59,9 @@ class PauseConsole:
             # the agent lives on after gdb died (pause ids go on counting): only its pauses ended
             self._ended.update((event.session, pause) for pause in getattr(event, "ended", ()))
             if isinstance(event, Interrupted):
-                self._interrupted_at = time.monotonic()
-                # said at once: Rust code without `py.check_signals()` may run on for a long time
+                # Rust code holding the GIL keeps this thread from running: this is said only
+                # once it lets go, and the cell's end says how long after the Interrupt that was
+                self._interrupted_at = event.resumed_at or time.time()
                 self.show("native pause ended by the Interrupt button: the GIL was given back and the thread "
                           "resumed; Rust code cannot be stopped midway: KeyboardInterrupt is raised when it "
                           "returns to Python or calls `py.check_signals()`"
@@ -156,7 +157,7 @@ class PauseConsole:
         notes, self.notes = self.notes, []
         self._cell_ending.clear()
         if self._interrupted_at is not None:
-            ran_on = time.monotonic() - self._interrupted_at
+            ran_on = time.time() - self._interrupted_at
             self._interrupted_at = None
             if ran_on >= RAN_ON_NOTED:
                 notes.append(f"the cell ran on for {ran_on:.1f} s after the Interrupt ended its pause: "
