@@ -10,7 +10,7 @@ from harness import marker_line
 MARKERS = ["compute-start", "compute-loop", "compute-result", "square", "call-python",
            "leak-reference", "over-release", "leak-result", "leak-native", "segfault", "abort",
            "stack-overflow", "illegal-instruction", "divide-by-zero", "bus-error", "spin", "worker-loop",
-           "thread-sum", "busy-inner", "panic"]
+           "thread-sum", "busy-inner", "panic", "rust-values"]
 
 
 def test_every_marker_is_present_once(demo_crate):

@@ -2,11 +2,14 @@
 
 ``Py<T>``, ``Bound<T>``, ``Borrowed<T>``, ``PyRef``/``PyRefMut`` and ``*mut ffi::PyObject``
 print as the Python value they hold: its type, refcount and, for str, bytes, int, float, bool
-and None, the value itself; list, tuple and dict their length. Everything is read from memory
+and None, the value itself; list and tuple their first items as ``repr`` shows them, dict its
+length. Everything is read from memory
 (no call into the paused or crashed process) with CPython's object layouts on 64-bit Linux,
 which need no libpython debug info. A Rust reference (``&T``, ``&mut T``) to a struct or a
 number is followed one level, so ``&self`` of a ``#[pyclass]`` shows its fields and ``&i64``
-its value. ``print/r`` (the console's ``p/r``) shows the raw form.
+its value. A slice iterator shows the items it has left, a ``Box<dyn Trait>`` the value of the
+type behind it (named by its vtable's symbol). ``print/r`` (the console's ``p/r``) shows the
+raw form.
 """
 import re
 import struct
@@ -14,6 +17,8 @@ import struct
 import gdb  # provided by gdb
 
 MAX_TEXT = 200
+MAX_ITEMS = 8  # of a list, a tuple or a slice iterator
+IMMORTAL_FROM = 999_999_999
 _version = None  # (major, minor) of the target's CPython
 
 
@@ -77,33 +82,65 @@ def _int_value(address):
 
 
 def describe(address):
-    """``'hello' (str, refcount 2)``: a PyObject read from memory."""
+    """``'hello' (str, refcount 2)``, ``[7, 8, 9] (list, refcount 1)``: a PyObject read from memory."""
     address = int(address)
     if address == 0:
         return "NULL"
     try:
         refcount = _i64(address) & 0xFFFFFFFF if _python_version() >= (3, 12) else _i64(address)
-        type_name = _c_string(_u64(_u64(address + 8) + 24))
-        if type_name == "str":
-            value = _str_value(address)
-        elif type_name in ("int", "bool"):
-            value = _int_value(address)
-            value = {"0": "False", "1": "True"}.get(value, value) if type_name == "bool" else value
-        elif type_name == "float":
-            value = repr(struct.unpack("<d", _read(address + 16, 8))[0])
-        elif type_name == "NoneType":
-            value = "None"
-        elif type_name == "bytes":
-            size = _i64(address + 16)
-            value = repr(_read(address + 32, min(size, MAX_TEXT))) + ("..." if size > MAX_TEXT else "")
-        elif type_name in ("list", "tuple", "dict"):
-            value = f"len {_i64(address + 16)}"  # ob_size, or a dict's ma_used
-        else:
-            value = f"<{type_name} object at {address:#x}>"
-        shown = value if value is not None else f"<{type_name} object at {address:#x}>"
-        return f"{shown} ({type_name}, refcount {refcount})"
+        type_name = _type_name(address)
+        shown = _value(address, type_name, nested=False)
+        length = _i64(address + 16) if type_name in ("list", "tuple") else 0
+        kind = f"{type_name} of {length}" if length > MAX_ITEMS else type_name
+        # small ints, None, True... start at 999999999 (3.11) or stay at 2**32 - 1 (3.12+)
+        counted = "immortal" if refcount >= IMMORTAL_FROM else f"refcount {refcount}"
+        return f"{shown} ({kind}, {counted})"
     except (gdb.MemoryError, gdb.error, struct.error, UnicodeDecodeError):
         return f"<PyObject at {address:#x}: unreadable>"
+
+
+def _type_name(address):
+    return _c_string(_u64(_u64(address + 8) + 24))
+
+
+def _value(address, type_name, nested):
+    """The object as ``repr`` begins to show it; a container inside a container is ``[…]``."""
+    if type_name == "str":
+        value = _str_value(address)
+    elif type_name in ("int", "bool"):
+        value = _int_value(address)
+        value = {"0": "False", "1": "True"}.get(value, value) if type_name == "bool" else value
+    elif type_name == "float":
+        value = repr(struct.unpack("<d", _read(address + 16, 8))[0])
+    elif type_name == "NoneType":
+        value = "None"
+    elif type_name == "bytes":
+        size = _i64(address + 16)
+        value = repr(_read(address + 32, min(size, MAX_TEXT))) + ("..." if size > MAX_TEXT else "")
+    elif type_name in ("list", "tuple"):
+        value = "[…]" if type_name == "list" else "(…)"
+        if not nested:
+            value = _items(address, type_name)
+    elif type_name == "dict":
+        value = f"len {_i64(address + 16)}"  # ma_used
+    else:
+        value = None
+    return value if value is not None else f"<{type_name} object at {address:#x}>"
+
+
+def _items(address, type_name):
+    """A list's or a tuple's first items (its ``ob_item``: a pointer in a list, inline in a tuple)."""
+    length = _i64(address + 16)
+    first = _u64(address + 24) if type_name == "list" else address + 24
+    shown = []
+    for index in range(min(length, MAX_ITEMS)):
+        item = _u64(first + 8 * index)
+        shown.append(_value(item, _type_name(item), nested=True) if item else "NULL")
+    if length > MAX_ITEMS:
+        shown.append("…")
+    if type_name == "tuple":
+        return "(" + ", ".join(shown) + ("," if length == 1 else "") + ")"
+    return "[" + ", ".join(shown) + "]"
 
 
 def _object_pointer(value, depth=0):
@@ -150,6 +187,52 @@ class ReferencePrinter:
             return f"{address:#x} <{error}>"
 
 
+class SliceIterPrinter:
+    """``core::slice::Iter<T>`` as the items it has left: ``slice::Iter(2 left) = {8, 9}``."""
+
+    def __init__(self, value):
+        start = value["ptr"]["pointer"]
+        end = value["end_or_len"] if "end_or_len" in [f.name for f in value.type.fields()] else value["end"]
+        size = start.type.target().sizeof
+        self.start = start
+        # end_or_len is the end pointer, or (a zero-sized T) the count itself
+        self.count = max(0, (int(end) - int(start)) // size) if size else int(end)
+
+    def to_string(self):
+        return f"slice::Iter({self.count} left)"
+
+    def children(self):
+        for index in range(min(self.count, MAX_ITEMS)):
+            yield f"[{index}]", (self.start + index).dereference()
+
+    @staticmethod
+    def display_hint():
+        return "array"
+
+
+class DynBoxPrinter:
+    """``Box<dyn Trait>`` as the value behind it: ``Box<dyn Display> = 5 (i64)``. gdb's Rust
+    support finds the concrete type from the vtable's debug info when it dereferences the box."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def to_string(self):
+        trait = re.search(r"<dyn ([\w:]+)", self.value.type.name or "")
+        title = f"Box<dyn {trait.group(1).rsplit('::', 1)[-1] if trait else '?'}>"
+        try:
+            gdb.set_convenience_variable("_pyo3_dyn_box", self.value)
+            inner = gdb.parse_and_eval("*$_pyo3_dyn_box")
+            kind = str(inner.dynamic_type)
+            if kind.startswith("dyn "):  # no debug info for the concrete type's vtable
+                return f"{title} at {int(self.value['pointer']):#x}"
+            return f"{title} = {inner.format_string()} ({kind})"
+        except (gdb.error, gdb.MemoryError, RuntimeError):
+            return f"{title} at {int(self.value['pointer']):#x}"
+
+
+SLICE_ITER = re.compile(r"^core::slice::iter::(Iter|IterMut)<")
+DYN_BOX = re.compile(r"^alloc::boxed::Box<dyn ")
 PYO3_HANDLE = re.compile(r"^pyo3::(instance::(Py|Bound|Borrowed)|pycell::(PyRef|PyRefMut))<")
 FOLLOWED = (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_INT, gdb.TYPE_CODE_FLT, gdb.TYPE_CODE_BOOL,
             gdb.TYPE_CODE_CHAR, gdb.TYPE_CODE_UNION)
@@ -160,6 +243,10 @@ def lookup(value):
     name = kind.name or str(kind)
     if PYO3_HANDLE.match(name):
         return PyObjectPrinter(value)
+    if SLICE_ITER.match(name):
+        return SliceIterPrinter(value)
+    if DYN_BOX.match(name):
+        return DynBoxPrinter(value)
     if kind.code == gdb.TYPE_CODE_PTR:
         target = kind.target().strip_typedefs()
         target_name = target.name or ""

@@ -17,6 +17,7 @@ from pyo3_debug_magic.errors import NotAttachedError
 from pyo3_debug_magic.breakpoints.generated import first_user_level, is_users_code
 from pyo3_debug_magic.protocol import from_wire
 from pyo3_debug_magic.tools import RUST_PRINTERS_MISSING, debug_file_directories, find_rust_pretty_printers
+from pyo3_debug_magic.gdb.rust_values import readable
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbMI, GdbTimeoutError, MIResult, mi_quote
 from pyo3_debug_magic.gdb.symbols import LazySymbols
 
@@ -182,7 +183,7 @@ class GdbSession:
             return re.sub(r"^\$\d+ = ", "", text)
         result = self.command(f"-data-evaluate-expression --thread {int(thread)} --frame {int(frame)} "
                               f"{mi_quote(expression)}")
-        return result.payload.get("value", "")
+        return readable(result.payload.get("value", ""))
 
     def frames(self, thread: int) -> tuple[model.GdbFrame, ...]:
         frames = self._frames(thread)
@@ -207,7 +208,7 @@ class GdbSession:
                                    f"{mode}").payload
         except GdbCommandError as error:
             return (model.Variable("<error>", str(error)),)
-        return tuple(model.Variable(v.get("name") or "?", v.get("value", "")[:2000], v.get("arg") == "1")
+        return tuple(model.Variable(v.get("name") or "?", readable(v.get("value", ""))[:2000], v.get("arg") == "1")
                      for v in payload.get("variables", []))
 
     def threads(self) -> list[dict]:

@@ -333,3 +333,4 @@ def test_the_stop_backtrace_puts_each_python_frame_where_it_runs():
     unknown = tuple(model.PythonFrame(f.file, f.line, f.function, True) for f in python)
     assert render_text.backtrace(merge(native, unknown)).index("call_python") < \
         render_text.backtrace(merge(native, unknown)).index("<lambda>")
+

@@ -6,8 +6,11 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use std::collections::HashMap;
+use std::fmt::Display;
 use std::hint::black_box;
-use std::sync::Mutex;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A multi-line computation on a few locals, to step through.
@@ -250,6 +253,27 @@ fn panic_now(message: &str) {
     panic!("rustdemo panicked: {message}"); // MARK: panic
 }
 
+/// Locals of the kinds a Rust author reads every day: the pretty-printers' subject.
+/// `rust_values([7, 8, 9])` returns 6.
+#[pyfunction]
+fn rust_values(items: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let numbers = vec![7_i64, 8, 9];
+    let mut rest = numbers.iter();
+    rest.next();
+    let maybe: Option<i64> = numbers.first().copied();
+    let nothing: Option<String> = None;
+    let parsed: Result<i64, String> = "42".parse::<i64>().map_err(|e| e.to_string());
+    let failed: Result<i64, String> = Err("bad digit".to_string());
+    let mut scores: HashMap<String, i64> = HashMap::new();
+    scores.insert("ada".to_string(), 36);
+    let shared = Rc::new(vec![1_i64, 2]);
+    let threaded = Arc::new(String::from("shared text"));
+    let shown: Box<dyn Display> = Box::new(5_i64);
+    let checked: PyResult<i64> = Ok(3);
+    black_box((&rest, &maybe, &nothing, &parsed, &failed, &scores, &shared, &threaded, &shown, &checked)); // MARK: rust-values
+    Ok(numbers.len() + items.len()?)
+}
+
 /// A `#[pyclass]` whose method takes Python values of any type: the PyO3 printers' subject.
 #[pyclass]
 struct Basket {
@@ -294,5 +318,6 @@ fn rustdemo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(threaded_sum, m)?)?;
     m.add_function(wrap_pyfunction!(busy_work, m)?)?;
     m.add_function(wrap_pyfunction!(panic_now, m)?)?;
+    m.add_function(wrap_pyfunction!(rust_values, m)?)?;
     Ok(())
 }
