@@ -5,6 +5,7 @@ import atexit
 import contextlib
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -142,6 +143,17 @@ class NativeDebugger(DebuggerSettings):
                                "passes there (with --log a plain cell took 10 s)",
                                "break in your crate instead, or add --force to break there anyway")
         source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
+        if self.target_pid in (None, os.getpid()) and not request.force:
+            _refuse_a_misspelt_crate(request, parsed)
+        renamed = ""
+        if parsed.function and "::" in parsed.function and self.target_pid in (None, os.getpid()):
+            first, rest = parsed.function.split("::", 1)
+            behind = None if _imported(first) else preimport.crate_behind_package(first)
+            if behind:  # the package's name for a crate Rust knows by its [lib] name
+                request = replace(request, location=request.location.replace(parsed.function, f"{behind[0]}::{rest}", 1))
+                parsed = locations.parse_location(request.location)
+                renamed = (f"{first}::{rest} is {behind[0]}::{rest} to Rust: {os.path.basename(behind[1])} is "
+                           f"crate `{behind[0]}` (its [lib] name) in package {first}")
         attached_now = self.ensure_attached()
         kind = "log" if request.log else "pause"
         asked = p.SetBreakpoint(
@@ -155,7 +167,7 @@ class NativeDebugger(DebuggerSettings):
                 found = preimport.check_before_import(parsed, request.crate)  # may refuse: nothing inserted
             created = self._request(replace(asked, insert_pending=True), timeout=SET_BREAKPOINT_TIMEOUT)
         pending_note = f"{created.pending_note}; {found}" if found else created.pending_note
-        notes = [pending_note if created.pending else "", created.moved_note,
+        notes = [renamed, pending_note if created.pending else "", created.moved_note,
                  attached_now.printers if attached_now and attached_now.printers != "loaded" else "",
                  created.line_note]
         return BreakpointInfo(created.number, kind, request.location, True, 0, request.condition, created.pending,
@@ -339,3 +351,23 @@ def get_debugger() -> NativeDebugger:
             _process_debugger = NativeDebugger()
             atexit.register(_process_debugger.close)
         return _process_debugger
+
+
+def _imported(name: str) -> bool:
+    """A module of that name (a crate's, as Rust paths begin) is imported in this process."""
+    return any(module.rsplit(".", 1)[-1] == name for module in list(sys.modules))
+
+
+def _refuse_a_misspelt_crate(request: BreakpointRequest, parsed) -> None:
+    """A crate name close to an extension module's but no module's: a typo that would otherwise
+    wait, pending, for a module that never comes."""
+    typed = request.crate or (parsed.function.split("::")[0] if parsed.function and "::" in parsed.function else "")
+    meant = preimport.misspelt_crate(typed) if typed and typed.isidentifier() or request.crate else None
+    if meant is None:
+        return
+    if request.crate:
+        raise UsageProblem(f"--crate {request.crate}: no extension module Python can import is called that",
+                           f"did you mean `--crate {meant}`? (--force sets it anyway)")
+    raise UsageProblem(f"{parsed.function}: no extension module Python can import is called {typed}",
+                       f"did you mean `{meant}::{parsed.function.split('::', 1)[1]}`? (--force sets it anyway)")
+

@@ -96,6 +96,18 @@ def test_step_over_a_pyo3_call_stays_in_the_users_code(debug_kernel):
     assert "pyo3" not in stepped.split("\n")[0] and "result   = 5 (int" in stepped, stepped
 
 
+def test_a_misspelt_crate_is_refused_with_the_name_meant(debug_kernel):
+    """A crate typo would wait, pending, for a module that never comes: refused, with the
+    name meant; a function typo's close matches are the user's functions, not PyO3's wrappers."""
+    for typed, meant in [(f"src/lib.rs:{marker_line('square')} --crate rustdmo", "did you mean `--crate rustdemo`?"),
+                         ("rustdmo::compute", "did you mean `rustdemo::compute`?")]:
+        refused = debug_kernel.run(f"%native_break {typed}", timeout=60)
+        assert refused.status == "error" and meant in refused.stderr, refused.text
+    assert "no native breakpoints" in debug_kernel.run("%native_break").output
+    typo = debug_kernel.run("%native_break rustdemo::compte", timeout=60)
+    assert "close matches: rustdemo::compute" in typo.stderr and "__pyfunction" not in typo.stderr, typo.text
+
+
 def test_a_pymethods_line_is_refused_with_the_functions_to_break_on(debug_kernel):
     """Only PyO3's generated code sits on `#[pymethods]`: nine locations in generated
     trampolines before; now a refusal that names the methods."""

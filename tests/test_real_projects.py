@@ -390,12 +390,46 @@ def test_a_location_is_checked_in_the_debug_info_of_modules_not_imported_yet(wor
         past = kernel.run(f"%native_break src/lib.rs:{length + 50} --crate beta", timeout=60)
         assert f"no code at or after src/lib.rs:{length + 50} in beta" in past.stderr, past.text
         assert f"code up to line {length - 1}" in past.stderr or f"code up to line {length}" in past.stderr, past.text
+        typo = kernel.run(f"%native_break src/lib.rs:{line} --crate bta", timeout=60)  # not a pending forever
+        assert typo.status == "error" and "--crate bta: no" in typo.stderr, typo.text
+        assert "did you mean `--crate beta`?" in typo.stderr, typo.text
         assert kernel.run("%native_break").output.strip() == "no native breakpoints"  # nothing left behind
         created = kernel.run(f"%native_break src/lib.rs:{line} --crate beta", timeout=60)
         assert created.status == "ok" and "checked in its debug info before the import" in created.output, \
             created.text
         paused = kernel.run("import beta\nbeta.shift(300)", answers=["c"], timeout=90)
         assert paused.results == ["200"] and len(paused.prompts) == 1, paused.text
+    finally:
+        assert kernel.shutdown() == []
+
+
+@pytest.fixture(scope="module")
+def lib_named_core(demo_crate, tmp_path_factory):
+    """maturin's layout with `[lib] name = "_core"` (pydantic-core's shape): package my-pkg,
+    module my_pkg._core, and Rust paths `_core::double`."""
+    out = tmp_path_factory.mktemp("lib-named-core")
+    build_dir = out / "my_pkg_core"
+    shutil.copytree(MIXED_PROJECT, build_dir, ignore=shutil.ignore_patterns("target"))
+    toml = build_dir / "Cargo.toml"
+    # a version of its own: cargo compiles it in this folder (the shared target folder would
+    # otherwise hand back an earlier run's build, with that run's deleted folder in its debug info)
+    toml.write_text(toml.read_text().replace('version = "0.1.0"', f'version = "0.2.{time.time_ns() // 1000 % 10**9}"', 1)
+                    .replace('name = "my_pkg"', 'name = "_core"'))
+    return build_wheel(build_dir, out, "--profile", "dev")
+
+
+def test_a_function_named_by_its_package_binds_in_the_crate_rust_knows(lib_named_core, gdb_path, tmp_path):
+    """`my_pkg::double` before `import my_pkg`, where Rust calls the crate `_core`: bound to
+    `_core::double` at once (said), and it pauses; not a pending breakpoint that never binds."""
+    kernel = KernelHarness(env={"PYTHONPATH": str(lib_named_core)}, cwd=tmp_path)
+    try:
+        kernel.run("%load_ext pyo3_debug_magic")
+        created = kernel.run("%native_break my_pkg::double", timeout=60)
+        assert created.status == "ok" and "my_pkg::double is _core::double to Rust" in created.output, created.text
+        paused = kernel.run("import my_pkg\nmy_pkg.double(5)", answers=["p value", "c"], timeout=90)
+        assert paused.results == ["10"] and "value = 5" in shown(paused) and len(paused.prompts) == 2, paused.text
+        stop = next(v for v in shown(paused) if "native breakpoint" in v)
+        assert "_core::double at src/lib.rs" in stop.splitlines()[0], stop
     finally:
         assert kernel.shutdown() == []
 

@@ -6,6 +6,7 @@ import re
 
 from pyo3_debug_magic import model
 from pyo3_debug_magic.agent.context import AgentContext
+from pyo3_debug_magic.breakpoints.generated import is_generated
 from pyo3_debug_magic.breakpoints.locations import (SYMBOL_HASH, function_matches, in_crate, is_user_source,
                                                     without_generics)
 from pyo3_debug_magic.errors import UsageProblem
@@ -57,7 +58,8 @@ class LoadedDebugInfo:
         payload = self._symbol_search(pattern, 2000)
         return tuple(sorted({symbol.get("name", "") for group in payload.get("symbols", {}).get("debug", [])
                              for symbol in group.get("symbols", [])
-                             if crate or is_user_source(group.get("fullname"))} - {""}))
+                             if (crate or is_user_source(group.get("fullname")))
+                             and not is_generated(symbol.get("name"))} - {""}))
 
     def find_function(self, text: str, crate: str = "") -> tuple[model.FunctionMatch, ...]:
         """The functions of the user's crates (of ``crate``) that ``text`` names: a path or its

@@ -1,5 +1,5 @@
 """What a shared object's DWARF says, read with pyelftools (no gdb, no process): whether it has
-debug info, and which lines of a source file have code."""
+debug info, which lines of a source file have code, and whether its symbols name a crate."""
 from __future__ import annotations
 
 import os
@@ -80,3 +80,23 @@ def _files_in(program, comp_dir: str, suffix: str) -> dict[int, str]:
         if full.endswith(suffix) and outside_libraries(full):
             wanted[position if version >= 5 else position + 1] = full
     return wanted
+
+
+def defines_crate(path: str, crate: str) -> bool:
+    """Some symbol of ``path`` is a function of Rust crate ``crate`` (by its mangled name:
+    legacy ``_ZN5_core...``, or v0 ``_R...5_core``)."""
+    legacy, v0 = f"_ZN{len(crate)}{crate}".encode(), f"{len(crate)}{crate}".encode()
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            for section in (elf.get_section_by_name(".symtab"), elf.get_section_by_name(".dynsym")):
+                if section is None:
+                    continue
+                for symbol in section.iter_symbols():
+                    name = symbol.name.encode()
+                    if name.startswith(legacy) or name.startswith(b"_R") and v0 in name[:64]:
+                        return True
+    except (OSError, ELFError, ValueError):
+        return False
+    return False
+

@@ -7,6 +7,7 @@ instead of a breakpoint that stays pending forever. Bounded in time: what is not
 is not checked (the breakpoint stays pending, as before)."""
 from __future__ import annotations
 
+import difflib
 import importlib.machinery
 import os
 import sys
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, has_debug_info, lines_with_code
+from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, defines_crate, has_debug_info, lines_with_code
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.breakpoints.builds import rebuilt_extensions
 from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate
@@ -122,6 +123,11 @@ def check_before_import(location: Location, crate: str | None, modules: list[str
     found = search.found
     if crate:
         found = [f for f in found if in_crate(f.fullname, crate) or _module_name(f.module) == crate.replace("-", "_")]
+        labels = sorted({_crate_label(f) for f in search.found})
+        close = difflib.get_close_matches(crate, labels, n=1, cutoff=0.6)
+        if not found and close:  # a typo: it would wait, pending, for a crate that never comes
+            raise UsageProblem(f"--crate {crate}: no crate Python can import by that name has {location.path} "
+                               f"(those that have it: {', '.join(labels)})", f"did you mean `--crate {close[0]}`?")
     by_file = {f.fullname: f for f in found}
     unread = (f" ({search.unread} more importable module{'s' if search.unread != 1 else ''} not read "
               f"within {max(budget, 0):.0f} s)") if search.unread else ""
@@ -151,3 +157,31 @@ def _crate_label(found: FileInModule) -> str:
 
 def _module_name(path: str) -> str:
     return Path(path).name.split(".")[0]
+
+
+def crate_behind_package(name: str, modules: list[str] | None = None) -> tuple[str, str] | None:
+    """(the name Rust gives the crate, its module file) when ``name`` is the Python package of
+    an importable extension module whose crate Rust knows by its ``[lib] name`` instead (package
+    ``my-pkg``, module ``my_pkg/_core...so``, functions ``_core::twice``); else None."""
+    wanted = name.replace("-", "_")
+    for module in (importable_extensions() if modules is None else modules):
+        stem = _module_name(module)
+        if os.path.basename(os.path.dirname(module)) != wanted or stem == wanted:
+            continue
+        if defines_crate(module, stem) and not defines_crate(module, wanted):
+            return stem, module
+    return None
+
+
+def misspelt_crate(name: str, modules: list[str] | None = None) -> str | None:
+    """The crate ``name`` most likely means when it is no extension module's (loaded or
+    importable) name or package, but close to one: ``rustdmo`` -> ``rustdemo``; else None."""
+    known = set()
+    for module in loaded_extensions() + (importable_extensions() if modules is None else modules):
+        known |= {_module_name(module), os.path.basename(os.path.dirname(module))}
+    wanted = name.replace("-", "_")
+    if wanted in known:
+        return None
+    close = difflib.get_close_matches(wanted, sorted(known), n=1, cutoff=0.8)
+    return close[0] if close else None
+
