@@ -47,6 +47,7 @@ def test_the_hot_rust_function_ranks_first_above_the_cells_line(release_kernel, 
     line = int(re.search(r"src/lib\.rs:(\d+)", top).group(1))
     assert marker_line("busy-inner") <= line <= marker_line("busy-inner") + 2
     tree = text.split("call tree")[1]
+    assert "py <module>  cell line 4" in tree, text
     cell = tree.index("py <module>  cell line 4")
     assert cell < tree.index("rs rustdemo::busy_work  src/lib.rs:") < tree.index("rs rustdemo::mix_round")
     samples = int(re.search(r"(\d+) samples shown of \d+ in", text).group(1))

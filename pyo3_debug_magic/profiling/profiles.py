@@ -21,6 +21,7 @@ FRAME_SEPARATOR = re.compile(r"(?<=\));")   # Rust names may hold ';' ([u8; 4]),
 THREAD_ROOT = re.compile(r"^thread \((?P<tid>\d+)\)(?:: (?P<name>[^;]*))?;")
 # frames of Rust's own libraries: their self time is counted in the Rust frame that called them
 RUST_LIBRARY_FILE = re.compile(r"^(core|std|alloc)/src/")
+CODEGEN_UNIT = re.compile(r"^[a-z0-9]{20,32}$")  # `__rust_try  esi6tr9v6rkrm8ns73x96k3hy`
 WAITING = re.compile(r"(acquire_lock|sem_clockwait|sem_timedwait|pthread_cond|futex|epoll_wait|poll|select|"
                      r"nanosleep|Condition\.wait|Event\.wait|Queue\.get)")
 MIN_MEANINGFUL_SAMPLES = 10
@@ -63,14 +64,18 @@ def _frame(name: str, where: str) -> ProfileFrame:
         name = f"[{os.path.basename(file)}]" if file not in ("?", "") else "[unknown]"
     if python:
         return ProfileFrame("python", name, file, int(line) or None, is_cell=is_cell_file(file))
-    in_crate = is_user_source(file)
-    return ProfileFrame("native", clean_rust_name(name), crate_relative(file) if in_crate else _short(file),
-                        int(line) or None, user=in_crate and not is_generated(name))
+    # PyO3's wrapper counts as the user's here: in a release build the user's function is
+    # inlined into it, and the samplers name the wrapper for the user's own lines
+    user = is_user_source(file)
+    return ProfileFrame("native", clean_rust_name(name), crate_relative(file) if user else _short(file),
+                        int(line) or None, user=user)
 
 
 def _short(file: str) -> str:
     """A library's source by its crate and path inside it (``pyo3-0.23.5/src/gil.rs``), a
     shared object by its name."""
+    if CODEGEN_UNIT.match(file):  # a function without line info is placed in its codegen unit
+        return "no line info"
     parts = Path(file).parts
     if "src" in parts:
         index = len(parts) - 1 - parts[::-1].index("src")
@@ -107,7 +112,11 @@ def top_functions(stacks: list[SampledStack], limit: int = 20) -> tuple[Function
             key = (owner.kind, owner.function, owner.file)
             self_count[key] += stack.count
             lines[key][owner.line] += stack.count
-    ranked = sorted(total, key=lambda k: (-self_count[k], -total[k], k[1]))[:limit]
+    # library frames that only pass calls on (PyO3's trampolines, std's catch_unwind) would
+    # fill the table's top with 0% self rows: they stay in the call tree
+    ranked = sorted((k for k in total if self_count[k] or first[k].kind == "python"
+                     or first[k].user and not is_generated(k[1])),
+                    key=lambda k: (-self_count[k], -total[k], k[1]))[:limit]
     return tuple(FunctionRow(k[0], k[1], k[2], (lines[k].most_common(1)[0][0] if lines[k] else first[k].line),
                              self_count[k], total[k], user=first[k].user, is_cell=first[k].is_cell)
                  for k in ranked)

@@ -15,8 +15,9 @@ from pyo3_debug_magic.errors import DebugMagicError, UsageProblem
 from pyo3_debug_magic.model import Profile
 
 
-# Python frames of the profiler and of IPython, above the profiled code in every sample
-MACHINERY = (os.path.dirname(os.path.abspath(__file__)) + os.sep, "/IPython/", "/ipykernel/")
+# Python frames of this package (the magic's own wrapper runs the code) and of IPython, above
+# the profiled code in every sample
+MACHINERY = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep, "/IPython/", "/ipykernel/")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ def profile_html(profile: Profile) -> str:
             f"<label><input type=\"checkbox\" class=\"generics\"> generic parameters</label> "
             f"<span class=\"fg-info\"></span></div>"
             f"<div class=\"fg\"><p>(the flamegraph needs JavaScript: trust the notebook to see it)</p></div>"
-            f"<p>Top functions (self: samples at the top of the stack; Rust's core/std helpers count in their caller)</p>"
+            f"<p>Top functions (self: samples at the top of the stack; Rust's core/std helpers count in their caller; "
+            f"PyO3/std frames with no time of their own are in the flamegraph only)</p>"
             f"<table>{head}{rows}</table>{threads}{written}<script>{script}</script></div>")
 
 

@@ -134,7 +134,8 @@ def profile_text(profile: Profile, view: str = "native") -> str:
     out = [f"{title}: {header(profile) if view != 'python' else f'{total} samples'}"]
     out += [f"note: {note}" for note in profile.notes] if view != "python" else []
     if view != "python" and profile.top:
-        out.append("top functions (self: at the top of the stack; Rust's core/std helpers count in their caller)")
+        out.append("top functions (self: at the top of the stack; Rust's core/std helpers count in their caller; "
+                   "PyO3/std frames with no time of their own are only in the tree below)")
         out.append(f"{'self':>7} {'total':>7}  function  where")
         out += [f"{s} {t}  {name}  {place}  [{kind}]" for s, t, name, place, kind in top_rows(profile)]
     tree = call_tree(stacks, profile.by_thread, profile.thread_names)

@@ -15,7 +15,6 @@ import time
 from pyo3_debug_magic import model, tools
 from pyo3_debug_magic.stacks import merging
 from pyo3_debug_magic.errors import DebugMagicError
-from pyo3_debug_magic.breakpoints.generated import is_generated
 from pyo3_debug_magic.breakpoints.locations import crate_relative, is_user_source
 
 DUMP_TIMEOUT = 20.0
@@ -63,11 +62,13 @@ def parse_dump(threads: list[dict]) -> list[model.ThreadStack]:
             python = frame.get("module") is None and frame.get("filename") not in (None, "?")
             filename = frame.get("filename")
             filename = filename if filename not in ("?", None) else None
-            in_crate = not python and is_user_source(filename)
+            # PyO3's wrapper stays the user's: py-spy does not expand inlined frames, and in a
+            # release build it names the wrapper for the user's function inlined into it
+            user = not python and is_user_source(filename)
             entries.append(model.StackEntry(
                 "python" if python else "native", names.get(name, name),
-                crate_relative(filename) if in_crate else filename, frame.get("line") or None,
-                python and merging.is_cell_file(filename or ""), user=in_crate and not is_generated(name)))
+                crate_relative(filename) if user else filename, frame.get("line") or None,
+                python and merging.is_cell_file(filename or ""), user=user))
         result.append(model.ThreadStack(
             str(thread.get("os_thread_id")), thread.get("thread_name"), thread.get("os_thread_id"),
             thread.get("owns_gil"), not thread.get("active", True), tuple(entries)))

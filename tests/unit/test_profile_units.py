@@ -47,7 +47,7 @@ def test_self_time_of_rust_library_code_goes_to_its_caller():
     first = top[0]
     assert (first.function, first.self_samples, first.total_samples) == ("rustdemo::busy_work", 30, 30)
     by_name = {row.function: row for row in top}
-    assert by_name["core::intrinsics::rotate_left"].self_samples == 0
+    assert "core::intrinsics::rotate_left" not in by_name  # no time of its own: in the tree, not the table
     assert by_name["<module>"].total_samples == 40
 
 
