@@ -148,6 +148,7 @@ class StackEntry:
     line: int | None
     is_cell: bool = False
     user: bool = False        # a native frame of the user's own crate: never folded away
+    level: int | None = None  # a native frame's number in gdb's backtrace (`frame N` at a prompt)
 
 
 @dataclass(frozen=True)

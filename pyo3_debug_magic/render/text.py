@@ -258,7 +258,7 @@ def folded_entries(thread: ThreadStack, full: bool = False):
 
 def entry_line(entry: StackEntry) -> str:
     where = f"{entry.file}:{entry.line}" if entry.file and entry.line else (entry.file or "")
-    prefix = "py" if entry.kind == "python" else "  "
+    prefix = "py" if entry.kind == "python" else (f"#{entry.level}" if entry.level is not None else "  ")
     cell = "  <- cell" if entry.is_cell else ""
     return f"  {prefix} {entry.function}  {('at ' + where) if where else ''}{cell}".rstrip()
 

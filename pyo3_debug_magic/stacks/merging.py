@@ -145,7 +145,7 @@ def _python_entry(frame: PythonFrame) -> StackEntry:
 def entries_of(merged: MergedStack) -> list[StackEntry]:
     """A merged stack as the lines of a thread's view, innermost first."""
     return [_python_entry(f) if isinstance(f, PythonFrame) else
-            StackEntry("native", f.function, f.file, f.line, user=f.user) for f in merged.in_order()]
+            StackEntry("native", f.function, f.file, f.line, user=f.user, level=f.level) for f in merged.in_order()]
 
 
 def from_gdb(row: ThreadRow, python: tuple[PythonFrame, ...], holds_gil: bool | None) -> ThreadStack:

@@ -103,9 +103,9 @@ def test_backtrace_keeps_the_selected_frame_unfolded(tmp_path):
 
 def a_thread(label="1", **changes) -> ThreadStack:
     fields = dict(label=label, name="MainThread", os_thread_id=100, holds_gil=True, idle=False, entries=(
-        StackEntry("native", "mycrate::busy", "src/lib.rs", 30, user=True),
-        StackEntry("native", "pyo3::trampoline", "trampoline.rs", 9),
-        StackEntry("native", "std::panicking::try", "panicking.rs", 5),
+        StackEntry("native", "mycrate::busy", "src/lib.rs", 30, user=True, level=0),
+        StackEntry("native", "pyo3::trampoline", "trampoline.rs", 9, level=1),
+        StackEntry("native", "std::panicking::try", "panicking.rs", 5, level=2),
         StackEntry("python", "<module>", "/tmp/ipykernel_1/3.py", 1, is_cell=True)))
     fields.update(changes)
     return ThreadStack(**fields)
@@ -117,7 +117,7 @@ def test_snapshot_text_folds_library_frames_and_names_hidden_threads():
                     hidden=hidden, notes=("(a note)",))
     text = render_text.snapshot(view)
     assert text.startswith('Thread 1 "MainThread" (LWP 100): holds the GIL, running')
-    assert "  mycrate::busy  at src/lib.rs:30" in text and "     ... 2 library frames" in text
+    assert "  #0 mycrate::busy  at src/lib.rs:30" in text and "     ... 2 library frames" in text  # numbered as in gdb
     assert "  py <module>  at /tmp/ipykernel_1/3.py:1  <- cell" in text
     assert "  locals of #0 mycrate::busy:\n    n = 3" in text
     assert text.endswith("(a note)\n(2 threads of the kernel's own machinery hidden: IOPub x2; `--all` shows them)")
