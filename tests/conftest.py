@@ -37,8 +37,8 @@ class DemoCrate:
 def demo_crate() -> DemoCrate:
     """The demo crate, built with debug info once per session (setup.sh skips it when current)."""
     with build_lock():  # two pytest-xdist workers: one builds, the other finds it current
-        build = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True,
-                               text=True, timeout=900)
+        build = subprocess.run(["bash", "-c", 'bash "$0/setup.sh" && bash "$0/setup_tests.sh"', str(ROOT / "scripts")],
+                               capture_output=True, text=True, timeout=1800)
     if build.returncode != 0:
         pytest.fail(f"building the demo crate failed:\n{build.stdout}\n{build.stderr}")
     import rustdemo  # noqa: PLC0415 - only after the build
