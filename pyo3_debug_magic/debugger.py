@@ -15,7 +15,7 @@ from pyo3_debug_magic import protocol as p
 from pyo3_debug_magic import userinput
 from pyo3_debug_magic.breakpoints import locations, preimport, source_paths
 from pyo3_debug_magic.config import DebuggerSettings
-from pyo3_debug_magic.errors import NotAttachedError, UsageProblem
+from pyo3_debug_magic.errors import DebugMagicError, NotAttachedError, UsageProblem
 from pyo3_debug_magic.model import (AttachProgress, AttachStatus, BreakpointInfo, BreakpointRequest, HelperSetup,
                                     Event, GdbDied, LogHit, RawSnapshot, Snapshot)
 from pyo3_debug_magic.session import AgentSession
@@ -275,9 +275,13 @@ class NativeDebugger(DebuggerSettings):
             raise NotAttachedError()
         return AttachStatus.from_agent(self._session.request(p.Status()))
 
-    def thread_numbers(self) -> dict[int, int]:
-        """{OS thread id: gdb's thread number}, for views of other engines to number as gdb does."""
-        status = self._request(p.Status())
+    def thread_numbers(self) -> dict[int, int] | None:
+        """{OS thread id: gdb's thread number}, for views of other engines to number as gdb
+        does; None when gdb cannot answer (stopped, gone): the other engine shows its own."""
+        try:
+            status = self._request(p.Status())
+        except DebugMagicError:
+            return None
         return {t.lwp: int(t.id) for t in status.threads if t.lwp and str(t.id).isdigit()}
 
     def detach(self, stop_helper: bool = False) -> str:

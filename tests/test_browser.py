@@ -5,6 +5,7 @@ crash view. Screenshots go to out/browser/ (the run's summary names the folder).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -197,7 +198,51 @@ def test_crash_then_restart_shows_the_crash_view(lab, browser):
     assert f"SIGSEGV in rustdemo::segfault at src/lib.rs:{line}, called from cell line 1" in view, view
     assert "MARK: segfault" in view  # the source at the fault
     frames = [text.replace("\xa0", " ") for text in crash.locator(".widget-select select option").all_inner_texts()]
-    assert any(f"» rustdemo::segfault  at src/lib.rs:{line}" in text for text in frames), frames
+    assert any(re.search(rf"» #\d+ rustdemo::segfault  at src/lib.rs:{line}$", text) for text in frames), frames
     detail = crash.locator(".widget-html", has_text="locals of").inner_text().replace("\xa0", " ")
     assert "target = 0x0" in detail, detail  # the locals of the faulting frame
     page.close()
+
+
+def test_a_callback_threads_backtrace_and_a_profile_read_in_jupyterlab(lab, browser):
+    """A thread whose Rust calls back into Python, waiting there: its backtrace in the thread
+    explorer lists the callback's Python frames above the Rust that called them and the
+    thread's own Python below; then a profile's flamegraph and table (screenshots of both)."""
+    write_notebook(lab[2] / "views.ipynb", [
+        "%load_ext pyo3_debug_magic\nimport rustdemo, threading\nstarted, release = threading.Event(), threading.Event()\n"
+        "def callback(value):\n    started.set()\n    release.wait(60)\n    return value\n"
+        "worker = threading.Thread(target=lambda: rustdemo.call_python(callback, 1), name='callback-worker')\n"
+        "worker.start()\nstarted.wait(10)",
+        "%native_bt --engine gdb",
+        "release.set()\nworker.join()",
+        "%%native_profile\nfor _ in range(300):\n    rustdemo.call_python(lambda v: rustdemo.busy_work(300_000) + v, 4)",
+    ])
+    page = open_notebook(browser, lab, "views.ipynb")
+    finished(run_cell(page, 0), 1)
+    explorer = run_cell(page, 1).locator(".pyo3-native-thread-explorer")
+    explorer.wait_for(timeout=90_000)
+    threads = explorer.locator(".widget-dropdown select")
+    titles = threads.locator("option").all_inner_texts()
+    worker = next(i for i, title in enumerate(titles) if "callback-worker" in title)
+    threads.select_option(index=worker)
+    frames = explorer.locator(".widget-select select option")
+    frames.filter(has_text="rustdemo::call_python").first.wait_for(timeout=30_000)
+    shot(page, "6-callback-thread-backtrace")
+    shown = [text.replace("\xa0", " ") for text in frames.all_inner_texts()]
+    order = [next(i for i, text in enumerate(shown) if re.search(pattern, text)) for pattern in
+             (r"py Event\.wait ", r"py callback ", r"#\d+ rustdemo::call_python ", r"py <lambda> ", r"py Thread\.run ")]
+    assert order == sorted(order), shown  # innermost first: the callback above the Rust that called it
+    finished(run_cell(page, 2), 3)
+    profile = run_cell(page, 3).locator(".pyo3-profile")
+    profile.wait_for(timeout=120_000)
+    profile.locator(".fg .fg-frame").first.wait_for(timeout=30_000)
+    profile.scroll_into_view_if_needed()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    profile.screenshot(path=str(SHOTS / "7-profile.png"))  # the notebook scrolls inside the page
+    SCREENSHOTS.append(str(SHOTS / "7-profile.png"))
+    table = profile.locator("table").inner_text()
+    assert "rustdemo::busy_work" in table and "trampoline" not in table, table  # no plumbing rows
+    bars = profile.locator(".fg .fg-frame").all_inner_texts()
+    assert any(re.match(r"\d+ library frames", bar) for bar in bars), bars  # PyO3's plumbing folded
+    page.close()
+

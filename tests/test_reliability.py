@@ -358,19 +358,24 @@ def test_log_breakpoint_flood_in_a_hot_loop(demo_crate, reliability):
 
 @pytest.mark.parametrize("python", ["pyenv-3.11", "debian-python3-dbg"])
 def test_steps_never_stop_in_c_code(demo_crate, reliability, python):
-    """`s` into the interpreter (both have libpython line info) finishes back out to Rust: a
-    pause never hands the GIL over from inside C code."""
+    """`s` into the interpreter (both have libpython line info: `ffi::Py_DecRef`) finishes back
+    out to Rust, `s` over a PyO3 call stays in the user's function, and `s` off its end runs
+    on: a pause never hands the GIL over from inside C code, nor stops in PyO3's code."""
     kernel = start_kernel(variant=python)
     try:
+        break_at(kernel, "over-release")
+        released = kernel.run("kept = object()\nrustdemo.over_release(kept)\n'released'", answers=["s"] * 4 + ["c"],
+                              timeout=180)
+        assert released.status == "ok" and released.results == ["'released'"], released.text
         break_at(kernel, "call-python")
-        result = kernel.run("rustdemo.call_python(lambda v: v + 1, 41)", answers=["s"] * 12 + ["c"],
-                            timeout=180)
+        result = kernel.run("rustdemo.call_python(lambda v: v + 1, 41)", answers=["s"] * 12 + ["c"], timeout=180)
         assert result.status == "ok" and result.results == ["42"], result.text
-        stops = [v for v in shown(result) if v.startswith(("native breakpoint", "thread 1 "))]
-        assert len(stops) >= 12, stops
+        assert "left rustdemo::call_python for PyO3's wrapper" in result.output, result.text
+        stops = [v for v in shown(released) + shown(result) if v.startswith(("native breakpoint", "thread 1 "))]
+        assert len(stops) >= 4, stops
         for stop in stops:
             first = stop.splitlines()[0]
-            assert ".rs:" in first and ".c:" not in first, first
+            assert "src/lib.rs:" in first and ".c:" not in first and "pyo3" not in first, first
         still_intact(kernel)
     finally:
         assert kernel.shutdown() == []

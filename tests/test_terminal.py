@@ -137,6 +137,26 @@ def test_ctrl_c_in_a_python_that_ignores_sigint_says_why_the_cell_ran_on(demo_cr
 
 @pytest.mark.kernel
 @pytest.mark.serial  # jupyter console reads IOPub and stdin apart: on a loaded machine the prompt can come first
+def test_terminal_ipython_shows_an_attach_in_progress_as_one_redrawn_line(demo_crate, gdb_path):
+    """Terminal IPython prints each display update as a new line: the progress of an attach
+    (shown from the start with attach_progress_after = 0) is one line redrawn in place instead."""
+    shell = loaded_frontend("ipython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    try:
+        shell.sendline("%config NativeDebugger.attach_progress_after = 0")
+        shell.expect(r"In \[4\]: ")
+        shell.sendline("%native_attach")
+        shell.expect(r"In \[5\]: ")
+        out = shell.before
+        assert "native debugger attached to kernel pid" in out, repr(out)
+        assert "\r\x1b[Knative debugger: attaching" in out, repr(out)  # drawn in place
+        assert not re.search(r"native debugger: attaching[^\r\n]*\n", out), repr(out)  # never a line of its own
+        assert len(re.findall(r"native debugger: gdb attached in \d+\.\d s\r?\n", out)) == 1, repr(out)
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+
+
 def test_pause_in_jupyter_console_without_cargo_on_path(demo_crate, gdb_path):
     """jupyter console is a kernel client with a terminal: the (native) prompt arrives as an
     input request. Its kernel's PATH lacks ~/.cargo/bin, as when Jupyter is started by a

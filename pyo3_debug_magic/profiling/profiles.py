@@ -50,9 +50,27 @@ def parse_collapsed(text: str, demangle=None) -> list[SampledStack]:
             match = FRAME.match(raw)
             if match is not None:
                 parsed.append(_frame(names.get(match.group("name"), match.group("name")), match.group("where")))
-        merged[(thread, tuple(parsed))] += count
+        merged[(thread, plumbing_marked(tuple(parsed)))] += count
     return [SampledStack(thread, frames, count, cut_short=is_cut_short(frames))
             for (thread, frames), count in merged.items()]
+
+
+def plumbing_marked(frames: tuple[ProfileFrame, ...]) -> tuple[ProfileFrame, ...]:
+    """PyO3's wrappers (in the user's files) are the user's code only where they may hold it:
+    a wrapper with a frame of the user's own deeper in the same Rust run only passes the call
+    on; one without may have the user's function inlined (a release build)."""
+    marked = list(frames)
+    deeper_user = False
+    for index in range(len(marked) - 1, -1, -1):  # innermost first
+        frame = marked[index]
+        if frame.kind == "python":
+            deeper_user = False
+        elif frame.user and is_generated(frame.function):
+            if deeper_user:
+                marked[index] = replace(frame, user=False)
+        elif frame.user:
+            deeper_user = True
+    return tuple(marked)
 
 
 def _frame(name: str, where: str) -> ProfileFrame:

@@ -12,7 +12,7 @@ from importlib import resources
 
 from pyo3_debug_magic.model import Profile
 from pyo3_debug_magic.render.html import with_code
-from pyo3_debug_magic.render.profile_text import call_tree, header, top_rows
+from pyo3_debug_magic.render.profile_text import call_tree, fold_library_runs, header, top_rows
 
 COLOURS = {"python": "#4b8bbe", "user": "#dea584", "native": "#c9c9c9", "thread": "#9a9ae0", "root": "#e8e8e8"}
 
@@ -35,7 +35,7 @@ def template(name: str) -> str:
 def profile_html(profile: Profile) -> str:
     """The profile as one self-contained HTML fragment."""
     element_id = "pdm-profile-" + secrets.token_hex(6)
-    views = {"native": call_tree(profile.stacks, profile.by_thread, profile.thread_names)}
+    views = {"native": fold_library_runs(call_tree(profile.stacks, profile.by_thread, profile.thread_names))}
     buttons = ""
     if profile.python_only:
         views["python"] = call_tree(profile.python_only, profile.by_thread, profile.thread_names)

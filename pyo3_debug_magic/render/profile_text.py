@@ -88,6 +88,24 @@ def _ordered(node: dict) -> dict:
     return {**node, "children": [_ordered(child) for child in children]}
 
 
+def fold_library_runs(node: dict) -> dict:
+    """The call tree with each chain of three or more library frames that only call each other
+    (PyO3's trampoline, std's catch_unwind...) as one node, ``N library frames``, named by the
+    chain's first and last frame (each one in ``folded``: the page's tooltip and search have
+    them): the flamegraph's plumbing folded, as the stack views fold it."""
+    children = []
+    for child in node["children"]:
+        run = [child]
+        while _library(run[-1]) and len(run[-1]["children"]) == 1 and _library(run[-1]["children"][0]):
+            run.append(run[-1]["children"][0])
+        if len(run) >= 3:
+            child = {**run[0], "name": f"{len(run)} library frames",
+                     "where": f"{fold_generics(run[0]['name'])} … {fold_generics(run[-1]['name'])}",
+                     "lines": {}, "children": run[-1]["children"], "folded": [f["name"] for f in run]}
+        children.append(fold_library_runs(child))
+    return {**node, "children": children}
+
+
 def _library(node: dict) -> bool:
     return node["kind"] == "native" and not node["user"]
 

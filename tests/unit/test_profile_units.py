@@ -210,3 +210,27 @@ def test_notes_in_html_show_code_not_backticks():
     notes = profile_html(profile).split("<ul>", 1)[1].split("</ul>", 1)[0]
     assert "<code>--rate 500</code>" in notes and "`" not in notes, notes
     assert render_html.after_cell(["run `%native_crash`"], ()).count("<code>%native_crash</code>") == 1
+
+
+def test_the_flamegraph_folds_a_chain_of_library_frames_into_one_node():
+    from pyo3_debug_magic.model import ProfileFrame, SampledStack
+    from pyo3_debug_magic.render.profile_text import call_tree, fold_library_runs
+
+    chain = [ProfileFrame("native", f"pyo3::step{i}", "pyo3-0.23/src/x.rs", 1) for i in range(4)]
+    stacks = [SampledStack(None, (ProfileFrame("python", "<module>", "/tmp/ipykernel_1/2.py", 1, is_cell=True), *chain,
+                                  ProfileFrame("native", "mycrate::work", "src/lib.rs", 9, user=True)), 5)]
+    folded = fold_library_runs(call_tree(stacks))
+    module = folded["children"][0]
+    run = module["children"][0]
+    assert (run["name"], run["value"]) == ("4 library frames", 5) and run["where"] == "pyo3::step0 … pyo3::step3"
+    assert run["children"][0]["name"] == "mycrate::work"  # the user's frame right below the folded run
+
+
+def test_pyo3_wrappers_count_as_the_users_only_where_they_may_hold_inlined_code():
+    from pyo3_debug_magic.model import ProfileFrame
+
+    wrapper = ProfileFrame("native", "mycrate::__pyfunction_work", "src/lib.rs", 3, user=True)
+    work = ProfileFrame("native", "mycrate::work", "src/lib.rs", 9, user=True)
+    cell = ProfileFrame("python", "<module>", "/tmp/ipykernel_1/2.py", 1, is_cell=True)
+    assert [f.user for f in profiles.plumbing_marked((cell, wrapper, work))] == [False, False, True]
+    assert [f.user for f in profiles.plumbing_marked((cell, wrapper))] == [False, True]  # work() inlined into it

@@ -26,10 +26,12 @@
       div.style.cssText = "left:" + (start * 100) + "%;width:" + (width * 100) + "%;top:" + (depth * 20) +
         "px;background:" + colour(node);
       var lines = Object.keys(node.lines || {}).map(function (l) { return "line " + l + ": " + node.lines[l]; });
-      div.title = node.name + (node.where ? "\n" + node.where : "") + "\n" + node.value + " samples (" +
+      div.title = node.name + (node.where ? "\n" + node.where : "") + (node.folded ? "\n  " + node.folded.join("\n  ") : "") +
+        "\n" + node.value + " samples (" +
         (100 * node.value / views[view].value).toFixed(1) + "%)" + (lines.length ? "\n" + lines.join(", ") : "");
       div.textContent = label + (node.where && node.kind !== "thread" ? "  " + node.where : "");
-      if (term && node.name.toLowerCase().indexOf(term) >= 0) { div.classList.add("fg-match"); hits += node.value; }
+      var searched = node.name + (node.folded ? "\n" + node.folded.join("\n") : "");
+      if (term && searched.toLowerCase().indexOf(term) >= 0) { div.classList.add("fg-match"); hits += node.value; }
       div.onclick = function () { zoom = (zoom === node ? null : node); draw(); };
       graph.appendChild(div);
       rows.push(depth);
