@@ -37,6 +37,7 @@ class BreakpointSpec:
     announced: bool = False                 # "breakpoint N resolved" was said
     told_elsewhere: bool = False            # "compiled in a folder this machine does not have" was said
     wrappers_skipped: bool = False          # its locations in PyO3's generated code are off
+    generated_only: bool = False            # bound only in PyO3's generated code: disabled, hits run on
     unattended_hits: int = 0
 
     @classmethod
@@ -141,10 +142,13 @@ class Breakpoints:
         if number in self.specs:  # (deleted meanwhile: not brought back)
             self.specs[number] = spec
         if announce:
-            where = ", ".join(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:{loc.get('line')}"
-                              for loc in kept)
-            if not user_code:
-                where += " ({}; {})".format(*generated_only_problem(spec.location, [loc.get("func") for loc in kept]))
+            where = ", ".join(dict.fromkeys(f"{crate_of(loc['fullname']) or '?'} {crate_relative(loc['fullname'])}:"
+                                            f"{loc.get('line')}" for loc in kept))  # one per line, not per location
+            if not user_code:  # it would pause in PyO3's internals (while the module initialises, too)
+                gdb.command(f"-break-disable {int(number)}")
+                where += " ({}: disabled; {})".format(*generated_only_problem(spec.location, [loc.get("func") for loc in kept]))
+                if number in self.specs:
+                    self.specs[number] = replace(self.specs[number], generated_only=True)
             self.context.notify(f"breakpoint {number} resolved: {where}")
 
     def current(self, number: int) -> dict | None:
@@ -187,8 +191,8 @@ class Breakpoints:
         disabled yet (its module loaded an instant ago, or it is the breakpoint's only
         location). Such hits run on unseen."""
         spec = self.specs.get(number or 0)
-        return bool(spec and spec.user_only) and (not self._ours(spec, fullname)
-                                                  or spec.wrappers_skipped and is_generated(function))
+        return bool(spec and spec.user_only) and (not self._ours(spec, fullname) or (
+            spec.wrappers_skipped or spec.generated_only) and is_generated(function))
 
     @staticmethod
     def _ours(spec: BreakpointSpec, fullname: str | None) -> bool:

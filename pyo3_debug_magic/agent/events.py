@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pyo3_debug_magic.gdb.rust_values import readable
+
 CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE")
 PAUSE_REASONS = ("breakpoint-hit", "end-stepping-range", "function-finished", "location-reached")
 
@@ -61,7 +63,7 @@ def parse_record(record: dict):
                        signal=payload.get("signal-name"),
                        breakpoint=int(payload.get("bkptno") or 0) or None, func=frame.get("func"),
                        file=frame.get("file"), fullname=frame.get("fullname"),
-                       line=int(frame.get("line") or 0) or None, return_value=payload.get("return-value"))
+                       line=int(frame.get("line") or 0) or None, return_value=readable(payload["return-value"]) if "return-value" in payload else None)
     if message == "breakpoint-modified":
         return BreakpointChanged(payload.get("bkpt") or {})
     if message in ("library-loaded", "library-unloaded"):

@@ -20,6 +20,7 @@ from pyo3_debug_magic.gdb.session import thread_identity
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbTimeoutError
 
 INTERRUPT_GRACE = 0.3  # s for the thread that took a SIGINT to run its C handler
+RETURNED_SHOWN = 200   # characters of a value a step out of the user's function returned
 MAX_STEPS_OUT = 8      # `finish`es a step that ended in C code may take to get back to Rust
 RESUME_COMMANDS = {"next": "-exec-next", "step": "-exec-step", "finish": "-exec-finish",
                    "continue": "-exec-continue"}
@@ -178,6 +179,8 @@ class Pauses:
         Python, which native stepping does not show; the thread runs on, and the user is told."""
         self.context.gdb.continue_thread(thread)
         function = left[0] if left and left[0] else "the Rust function"
+        if returned and len(returned) > RETURNED_SHOWN:
+            returned = returned[:RETURNED_SHOWN] + "…"
         value = f" (returned {returned})" if returned not in (None, "") else ""
         self.context.notify(f"thread {thread} left {function}{value} for PyO3's wrapper, which hands the "
                             "result to Python: native stepping ends there; it runs on to the next breakpoint")

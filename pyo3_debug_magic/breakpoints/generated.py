@@ -51,7 +51,8 @@ def generated_only_problem(location: str, functions) -> tuple[str, str]:
     message = (f"{location} holds only code PyO3 generated (the wrapper that converts the arguments): "
                "a pause there shows PyO3's locals, not yours")
     if targets:
+        more = f" (and {len(targets) - 4} more)" if len(targets) > 4 else ""
         return message, ("break in the function itself: " +
-                         ", ".join(f"`%native_break {name}`" for name in targets[:4]) +
+                         ", ".join(f"`%native_break {name}`" for name in targets[:4]) + more +
                          " (or a line inside its body)")
     return message, "break on a line inside the function's body, or on its name (`%native_break crate::function`)"

@@ -164,13 +164,26 @@ def crate_behind_package(name: str, modules: list[str] | None = None) -> tuple[s
     an importable extension module whose crate Rust knows by its ``[lib] name`` instead (package
     ``my-pkg``, module ``my_pkg/_core...so``, functions ``_core::twice``); else None."""
     wanted = name.replace("-", "_")
+    packages = {wanted} | _top_level_names(wanted)  # rpds_py (its distribution) -> rpds
     for module in (importable_extensions() if modules is None else modules):
         stem = _module_name(module)
-        if os.path.basename(os.path.dirname(module)) != wanted or stem == wanted:
+        if stem == wanted or not ({os.path.basename(os.path.dirname(module)), stem} & packages):
             continue
         if defines_crate(module, stem) and not defines_crate(module, wanted):
             return stem, module
     return None
+
+
+def _top_level_names(distribution: str) -> set[str]:
+    """The top-level packages an installed distribution (``rpds-py``, typed ``rpds_py``) provides."""
+    import importlib.metadata
+
+    try:
+        found = importlib.metadata.packages_distributions()
+    except Exception:  # noqa: BLE001 - a broken installed distribution: nothing known
+        return set()
+    normal = distribution.replace("-", "_").lower()
+    return {top for top, names in found.items() if any(n.replace("-", "_").lower() == normal for n in names)}
 
 
 def misspelt_crate(name: str, modules: list[str] | None = None) -> str | None:

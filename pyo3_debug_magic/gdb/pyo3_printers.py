@@ -19,6 +19,8 @@ import gdb  # provided by gdb
 MAX_TEXT = 200
 MAX_ITEMS = 8  # of a list, a tuple or a slice iterator
 IMMORTAL_FROM = 999_999_999
+MAX_FOLLOWED = 3  # references followed within one value
+_following = 0
 _version = None  # (major, minor) of the target's CPython
 
 
@@ -178,13 +180,21 @@ class ReferencePrinter:
         self.value = value
 
     def to_string(self):
+        global _following
         address = int(self.value)
         if address == 0:
             return "0x0"
+        if _following >= MAX_FOLLOWED:
+            # a value that refers to itself (PyO3 0.29's generated code has such locals) would
+            # recurse without end, and gdb retried every field: a pause froze printing them
+            return f"{address:#x}"
+        _following += 1
         try:
             return "&" + self.value.dereference().format_string()
-        except (gdb.MemoryError, gdb.error) as error:
-            return f"{address:#x} <{error}>"
+        except (gdb.MemoryError, gdb.error, RecursionError) as error:
+            return f"{address:#x} <{type(error).__name__ if isinstance(error, RecursionError) else error}>"
+        finally:
+            _following -= 1
 
 
 class SliceIterPrinter:

@@ -51,6 +51,7 @@ OPTIONAL_SETTINGS = (  # newer gdbs only: a failure is not an error
     "set direct-call-timeout 5", "set indirect-call-timeout 5",
     "set unwind-on-timeout on",   # gdb 16+: a hung call ends by itself
     "set debuginfod enabled off",  # never a download while a thread waits
+    "set print max-depth 10",  # rpds' persistent maps nest a dozen wrapper structs deep
 )
 
 

@@ -115,8 +115,9 @@ class BreakpointInfo:
 
     @property
     def resolved(self) -> tuple[str, ...]:
-        """``file:line`` of each active location."""
-        return tuple(f"{loc.fullname or loc.func or '?'}:{loc.line or '?'}" for loc in self.locations)
+        """``file:line`` of the active locations, each place once (a line of a generic or of
+        PyO3's generated code has a location per instance)."""
+        return tuple(dict.fromkeys(f"{loc.fullname or loc.func or '?'}:{loc.line or '?'}" for loc in self.locations))
 
 
 @dataclass(frozen=True)
