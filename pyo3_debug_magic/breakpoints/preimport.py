@@ -21,6 +21,7 @@ from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.breakpoints.builds import rebuilt_extensions
 from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate
 
+LIBRARY_CRATES = {"std", "core", "alloc", "pyo3", "pyo3_ffi", "pyo3_macros"}
 BUDGET_SECONDS = 5.0  # a loaded 2-core machine read three debug builds in over 2 s
 MAX_DEPTH = 3          # site-packages/pkg/sub/module.so
 MAX_FILES = 20_000     # files looked at per sys.path entry
@@ -193,7 +194,7 @@ def misspelt_crate(name: str, modules: list[str] | None = None) -> str | None:
     for module in loaded_extensions() + (importable_extensions() if modules is None else modules):
         known |= {_module_name(module), os.path.basename(os.path.dirname(module))}
     wanted = name.replace("-", "_")
-    if wanted in known:
+    if wanted in known or wanted in LIBRARY_CRATES:  # `core::...` is std's, not a typo of `_core`
         return None
     close = difflib.get_close_matches(wanted, sorted(known), n=1, cutoff=0.8)
     return close[0] if close else None

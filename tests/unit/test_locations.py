@@ -224,3 +224,14 @@ def test_stale_build_when_pip_moved_the_old_package_aside_or_deleted_it(tmp_path
     assert "rebuilt after this kernel imported it" in stale_build(str(source), str(module), deleted)
     same = f"7f00-7f01 r-xp 00000000 fd:01 {os.stat(module).st_ino} {module}\n"
     assert stale_build(str(source), str(module), same) is None
+
+
+def test_a_crate_typo_is_named_but_std_and_exact_names_are_not():
+    from pyo3_debug_magic.breakpoints.preimport import misspelt_crate
+
+    modules = ["/site/my_pkg/_core.cpython-311-x86_64-linux-gnu.so", "/site/rustdemo/rustdemo.cpython-311-x86_64-linux-gnu.so"]
+    assert misspelt_crate("rustdmo", modules) == "rustdemo"
+    assert misspelt_crate("_cor", modules) == "_core"
+    assert misspelt_crate("core", modules) is None        # std's crate, not a typo of `_core`
+    assert misspelt_crate("my_pkg", modules) is None      # the package's name is known
+    assert misspelt_crate("tokio", modules) is None       # nothing close: may be a dependency
