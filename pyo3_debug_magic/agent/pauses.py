@@ -47,6 +47,7 @@ class Pauses:
         self.stepping_from: dict[int, tuple] = {}  # thread -> (where, retried, command) of a step
         self.steps_out: dict[int, int] = {}        # thread -> `finish`es made to leave C or library code
         self.stepping_out_of: dict[int, tuple] = {}  # thread -> where a step, next or finish began
+        self.skipping = False                      # gdb's skip of library functions is on (a `s` runs)
         self.needs_handoff: set[int] = set()       # paused threads that hold the GIL again
         self.stalled: dict[int, tuple] = {}        # hits whose hand-off gdb has not answered yet
         self.late_tstates: dict[int, int] = {}     # SaveThread results that came after our wait
@@ -309,7 +310,15 @@ class Pauses:
         if how in ("next", "step") and pause.where:
             self.stepping_from[pause.thread] = (pause.where, False, RESUME_COMMANDS[how])
         frame_option = f" --frame {int(frame)}" if how == "finish" else ""
+        if how == "step":
+            self.skip_libraries(True)
         self.context.gdb.command(f"{RESUME_COMMANDS[how]} --thread {pause.thread}{frame_option}")
+
+    def skip_libraries(self, on: bool) -> None:
+        """gdb's skip of std's and PyO3's functions, on only while a `s` runs."""
+        if on != self.skipping:
+            self.context.gdb.console("skip enable" if on else "skip disable")
+            self.skipping = on
 
     def end_all(self) -> tuple[list[int], list[str]]:
         """Give every paused thread its GIL back and let it run, one thread at a time (each
@@ -366,5 +375,6 @@ class Pauses:
         """gdb is gone: every pause has ended with it; their ids."""
         ended = [pause.serial for pause in self.active.values()]
         self.active.clear()
+        self.skipping = False  # a new gdb starts with its skip disabled
         return ended
 

@@ -27,7 +27,7 @@ from pyo3_debug_magic.agent.events import (BreakpointChanged, LibrariesChanged, 
                                            parse_record)
 from pyo3_debug_magic.gdb.mi import GdbCommandError, GdbExitedError, GdbTimeoutError
 from pyo3_debug_magic.agent.lifecycle import Lifecycle
-from pyo3_debug_magic.agent.pauses import Pauses
+from pyo3_debug_magic.agent.pauses import RESUME_COMMANDS, Pauses
 from pyo3_debug_magic.agent.pending import PendingCheck
 from pyo3_debug_magic.agent.stalls import StallWatch
 from pyo3_debug_magic.agent.watchdog import HangWatchdog
@@ -214,6 +214,8 @@ class Agent:
         gdb.symbols.read_deferred(gdb)  # a crash's report (or any stop) needs every library's
         hang = self.watchdog.in_progress
         started_at = pauses.stepping_from.pop(stop.thread, None) if stop.thread else None
+        if pauses.skipping:
+            pauses.skip_libraries(False)
         decision = decide(stop, StopContext(hang.row.thread if hang else None, pauses.pausing_allowed,
                                             started_at, len(pauses.active),
                                             self.breakpoints.foreign(stop.breakpoint, stop.fullname, stop.func)))
@@ -234,6 +236,7 @@ class Agent:
             gdb.continue_thread(stop.thread)
         elif action == "step-again":
             pauses.stepping_from[stop.thread] = (stop.where, True, decision.command)
+            pauses.skip_libraries(decision.command == RESUME_COMMANDS["step"])
             gdb.command(f"{decision.command} --thread {stop.thread}")
         elif action == "log-unattended":
             self.breakpoints.record_unattended(stop.breakpoint, stop.thread, {

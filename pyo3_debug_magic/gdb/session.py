@@ -44,8 +44,9 @@ LIVE_SETTINGS = (
     # SIGINT stops so an Interrupt during a pause can end it cleanly
     "handle SIGINT stop print pass",  # (noprint would imply nostop)
     f"handle {' '.join(CRASH_SIGNALS)} stop print pass",
-    # `s` steps over std's and PyO3's functions, as "just my code" does (an extended regex)
-    "skip -rfu ^<?&?(mut[[:space:]])?(core|alloc|std|pyo3|pyo3_ffi)::",
+    # `s` steps over std's and PyO3's functions, as "just my code" does (an extended regex);
+    # enabled only while a `s` runs: gdb checks it at every stop, which slowed log breakpoints
+    "skip -rfu ^<?&?(mut[[:space:]])?(core|alloc|std|pyo3|pyo3_ffi)::", "skip disable",
 )
 OPTIONAL_SETTINGS = (  # newer gdbs only: a failure is not an error
     "set direct-call-timeout 5", "set indirect-call-timeout 5",
