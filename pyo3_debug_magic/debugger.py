@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -143,17 +144,12 @@ class NativeDebugger(DebuggerSettings):
                                "passes there (with --log a plain cell took 10 s)",
                                "break in your crate instead, or add --force to break there anyway")
         source_dir = source_paths.checked_source_dir(request.source_dir) if request.source_dir else None
-        if self.target_pid in (None, os.getpid()) and not request.force:
-            _refuse_a_misspelt_crate(request, parsed)
+        own = self.target_pid in (None, os.getpid())  # our sys.path: what it can import is checked first
+        importable = functools.cache(preimport.importable_extensions)  # walked once, if at all
         renamed = ""
-        if parsed.function and "::" in parsed.function and self.target_pid in (None, os.getpid()):
-            first, rest = parsed.function.split("::", 1)
-            behind = None if _imported(first) else preimport.crate_behind_package(first)
-            if behind:  # the package's name for a crate Rust knows by its [lib] name
-                request = replace(request, location=request.location.replace(parsed.function, f"{behind[0]}::{rest}", 1))
-                parsed = locations.parse_location(request.location)
-                renamed = (f"{first}::{rest} is {behind[0]}::{rest} to Rust: {os.path.basename(behind[1])} is "
-                           f"crate `{behind[0]}` (its [lib] name) in package {first}")
+        if own:
+            request, renamed = _in_rusts_names(request, parsed, importable)
+            parsed = locations.parse_location(request.location)
         attached_now = self.ensure_attached()
         kind = "log" if request.log else "pause"
         asked = p.SetBreakpoint(
@@ -163,8 +159,8 @@ class NativeDebugger(DebuggerSettings):
         created = self._request(asked, timeout=SET_BREAKPOINT_TIMEOUT)
         found = None
         if created.number == 0:  # a FILE:LINE in no loaded module: checked in what Python can import first
-            if self.target_pid in (None, os.getpid()):  # our sys.path
-                found = preimport.check_before_import(parsed, request.crate)  # may refuse: nothing inserted
+            if own:
+                found = preimport.check_before_import(parsed, request.crate, importable())  # may refuse: nothing inserted
             created = self._request(replace(asked, insert_pending=True), timeout=SET_BREAKPOINT_TIMEOUT)
         pending_note = f"{created.pending_note}; {found}" if found else created.pending_note
         notes = [renamed, pending_note if created.pending else "", created.moved_note,
@@ -362,16 +358,26 @@ def _imported(name: str) -> bool:
     return any(module.rsplit(".", 1)[-1] == name for module in list(sys.modules))
 
 
-def _refuse_a_misspelt_crate(request: BreakpointRequest, parsed) -> None:
-    """A crate name close to an extension module's but no module's: a typo that would otherwise
-    wait, pending, for a module that never comes."""
-    typed = request.crate or (parsed.function.split("::")[0] if parsed.function and "::" in parsed.function else "")
-    meant = preimport.misspelt_crate(typed) if typed and typed.isidentifier() or request.crate else None
-    if meant is None:
-        return
-    if request.crate:
+def _in_rusts_names(request: BreakpointRequest, parsed, importable) -> tuple[BreakpointRequest, str]:
+    """The request in the names Rust knows (and what was renamed, said): a crate named by its
+    Python package (``my_pkg::double`` for ``[lib] name = "_core"``) becomes the crate's name; a
+    crate name close to an extension module's but no module's is refused as the typo it is, which
+    would otherwise wait, pending, for a module that never comes. ``importable()``: the
+    extension modules on ``sys.path``."""
+    first, _, rest = (parsed.function or "").partition("::")
+    typed = request.crate or (first if rest and first.isidentifier() else "")  # not `<T as Trait>`
+    meant = preimport.misspelt_crate(typed, importable()) if typed and not request.force else None
+    if meant and request.crate:
         raise UsageProblem(f"--crate {request.crate}: no extension module Python can import is called that",
                            f"did you mean `--crate {meant}`? (--force sets it anyway)")
-    raise UsageProblem(f"{parsed.function}: no extension module Python can import is called {typed}",
-                       f"did you mean `{meant}::{parsed.function.split('::', 1)[1]}`? (--force sets it anyway)")
+    if meant:
+        raise UsageProblem(f"{parsed.function}: no extension module Python can import is called {typed}",
+                           f"did you mean `{meant}::{rest}`? (--force sets it anyway)")
+    behind = preimport.crate_behind_package(first, importable()) if rest and not _imported(first) else None
+    if not behind:
+        return request, ""
+    location = request.location.replace(parsed.function, f"{behind[0]}::{rest}", 1)
+    return replace(request, location=location), (
+        f"{first}::{rest} is {behind[0]}::{rest} to Rust: {os.path.basename(behind[1])} is crate "
+        f"`{behind[0]}` (its [lib] name) in package {first}")
 

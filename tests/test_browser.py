@@ -120,10 +120,12 @@ def answer(page, text: str) -> None:
     box.press("Enter")
 
 
-def shot(page, name: str) -> None:
+def shot(target, name: str) -> None:
+    """A screenshot of the whole page, or of one element (a locator: the notebook scrolls
+    inside the page, so a page's screenshot misses what is below its fold)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    target.screenshot(path=str(path), **({"full_page": True} if hasattr(target, "goto") else {}))
     SCREENSHOTS.append(str(path))
 
 
@@ -237,9 +239,7 @@ def test_a_callback_threads_backtrace_and_a_profile_read_in_jupyterlab(lab, brow
     profile.wait_for(timeout=120_000)
     profile.locator(".fg .fg-frame").first.wait_for(timeout=30_000)
     profile.scroll_into_view_if_needed()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    profile.screenshot(path=str(SHOTS / "7-profile.png"))  # the notebook scrolls inside the page
-    SCREENSHOTS.append(str(SHOTS / "7-profile.png"))
+    shot(profile, "7-profile")
     table = profile.locator("table").inner_text()
     assert "rustdemo::busy_work" in table and "trampoline" not in table, table  # no plumbing rows
     bars = profile.locator(".fg .fg-frame").all_inner_texts()

@@ -138,7 +138,8 @@ class Breakpoints:
         spec = replace(spec, held=held, seen=_addresses(bkpt))
         announce = (spec.pending or spec.held is False) and kept and not spec.announced
         if announce:
-            spec = replace(spec, announced=True, pending=False)
+            # bound only in PyO3's generated code: disabled below, its hits run on (`foreign`)
+            spec = replace(spec, announced=True, pending=False, generated_only=not user_code)
         if number in self.specs:  # (deleted meanwhile: not brought back)
             self.specs[number] = spec
         if announce:
@@ -147,8 +148,6 @@ class Breakpoints:
             if not user_code:  # it would pause in PyO3's internals (while the module initialises, too)
                 gdb.command(f"-break-disable {int(number)}")
                 where += " ({}: disabled; {})".format(*generated_only_problem(spec.location, [loc.get("func") for loc in kept]))
-                if number in self.specs:
-                    self.specs[number] = replace(self.specs[number], generated_only=True)
             self.context.notify(f"breakpoint {number} resolved: {where}")
 
     def current(self, number: int) -> dict | None:

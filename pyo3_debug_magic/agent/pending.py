@@ -7,18 +7,10 @@ from __future__ import annotations
 import difflib
 import os
 
+from pyo3_debug_magic.breakpoints.locations import module_names
 from pyo3_debug_magic.agent.breakpoints import Breakpoints
 from pyo3_debug_magic.agent.context import AgentContext
 from pyo3_debug_magic.gdb.mi import GdbCommandError
-
-
-def module_names(path: str) -> set[str]:
-    """The names a Python extension module at ``path`` goes by: its own (the crate's ``[lib]
-    name``) and its package folder's; empty for a library that is not an extension."""
-    name = os.path.basename(path)
-    if not name.endswith(".so") or not (".cpython-" in name or ".abi3." in name or name.count(".") == 1):
-        return set()
-    return {name.split(".")[0], os.path.basename(os.path.dirname(path))} - {""}
 
 
 def close_matches(typed: str, functions: list[str]) -> list[str]:
@@ -38,11 +30,6 @@ class PendingCheck:
         self.loaded: list[str] = []
         self.told: set[int] = set()
         self.unsaid: list[str] = []
-
-    def waiting(self) -> bool:
-        """A pending function breakpoint not talked about yet: a module a cell imported may be its."""
-        return any(_function(spec.location) and spec.pending and number not in self.told
-                   for number, spec in self.breakpoints.specs.items())
 
     def take(self) -> list[str]:
         notes, self.unsaid = self.unsaid, []

@@ -214,8 +214,7 @@ class Agent:
         gdb.symbols.read_deferred(gdb)  # a crash's report (or any stop) needs every library's
         hang = self.watchdog.in_progress
         started_at = pauses.stepping_from.pop(stop.thread, None) if stop.thread else None
-        if pauses.skipping:
-            pauses.skip_libraries(False)
+        pauses.skip_libraries(False)  # a `s` that ended (or anything else that stopped)
         decision = decide(stop, StopContext(hang.row.thread if hang else None, pauses.pausing_allowed,
                                             started_at, len(pauses.active),
                                             self.breakpoints.foreign(stop.breakpoint, stop.fullname, stop.func)))
@@ -287,7 +286,7 @@ class Agent:
         """A cell ended: its timers stop. While a breakpoint waits for a module, what gdb said
         during the cell (a module it imported) is read first, so the notes about it are this cell's."""
         gdb = self.context.session
-        if gdb is not None and self.context.attached and (self.pending.waiting() or self.breakpoints.awaiting_modules()):
+        if gdb is not None and self.context.attached and self.breakpoints.awaiting_modules():
             try:
                 gdb.command("-list-features")  # answered after every record gdb wrote before it
                 self._process_gdb_events()

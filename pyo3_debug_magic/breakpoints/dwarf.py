@@ -82,21 +82,22 @@ def _files_in(program, comp_dir: str, suffix: str) -> dict[int, str]:
     return wanted
 
 
-def defines_crate(path: str, crate: str) -> bool:
-    """Some symbol of ``path`` is a function of Rust crate ``crate`` (by its mangled name:
-    legacy ``_ZN5_core...``, or v0 ``_R...5_core``)."""
-    legacy, v0 = f"_ZN{len(crate)}{crate}".encode(), f"{len(crate)}{crate}".encode()
+def defined_crates(path: str, crates) -> set[str]:
+    """Which of ``crates`` have a function among the symbols of ``path`` (by the mangled name:
+    legacy ``_ZN5_core...``, or v0 ``_R...5_core``), in one pass over the symbol tables."""
+    wanted = {crate: (f"_ZN{len(crate)}{crate}", f"{len(crate)}{crate}") for crate in crates}
+    found: set[str] = set()
     try:
         with open(path, "rb") as stream:
             elf = ELFFile(stream)
             for section in (elf.get_section_by_name(".symtab"), elf.get_section_by_name(".dynsym")):
-                if section is None:
-                    continue
-                for symbol in section.iter_symbols():
-                    name = symbol.name.encode()
-                    if name.startswith(legacy) or name.startswith(b"_R") and v0 in name[:64]:
-                        return True
+                for symbol in (section.iter_symbols() if section is not None else ()):
+                    name = symbol.name
+                    found |= {crate for crate, (legacy, v0) in wanted.items()
+                              if name.startswith(legacy) or name.startswith("_R") and v0 in name[:64]}
+                    if len(found) == len(wanted):
+                        return found
     except (OSError, ELFError, ValueError):
-        return False
-    return False
+        pass
+    return found
 

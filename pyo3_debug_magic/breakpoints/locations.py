@@ -94,6 +94,15 @@ def crate_relative(path: str) -> str:
     return path
 
 
+def module_names(path: str) -> set[str]:
+    """The names a Python extension module at ``path`` goes by: its own (the crate's ``[lib]
+    name``) and its package folder's; empty for a library that is not an extension."""
+    name = os.path.basename(path)
+    if not name.endswith(".so") or not (".cpython-" in name or ".abi3." in name or name.count(".") == 1):
+        return set()
+    return {name.split(".")[0], os.path.basename(os.path.dirname(path))} - {""}
+
+
 def crate_of(fullname: str) -> str | None:
     """The crate a source file belongs to: the nearest Cargo.toml's library or package name."""
     for folder in Path(fullname).parents:

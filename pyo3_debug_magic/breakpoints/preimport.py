@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, defines_crate, has_debug_info, lines_with_code
+from pyo3_debug_magic.breakpoints.dwarf import OutOfTime, defined_crates, has_debug_info, lines_with_code
 from pyo3_debug_magic.errors import UsageProblem
 from pyo3_debug_magic.breakpoints.builds import rebuilt_extensions
-from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate
+from pyo3_debug_magic.breakpoints.locations import SKIPPED_DIRS, Location, crate_of, in_crate, module_names
 
 LIBRARY_CRATES = {"std", "core", "alloc", "pyo3", "pyo3_ffi", "pyo3_macros"}
 BUDGET_SECONDS = 5.0  # a loaded 2-core machine read three debug builds in over 2 s
@@ -165,12 +165,17 @@ def crate_behind_package(name: str, modules: list[str] | None = None) -> tuple[s
     an importable extension module whose crate Rust knows by its ``[lib] name`` instead (package
     ``my-pkg``, module ``my_pkg/_core...so``, functions ``_core::twice``); else None."""
     wanted = name.replace("-", "_")
-    packages = {wanted} | _top_level_names(wanted)  # rpds_py (its distribution) -> rpds
-    for module in (importable_extensions() if modules is None else modules):
+    modules = importable_extensions() if modules is None else modules
+    # the package's own name first; a distribution's (rpds_py -> rpds) costs a look at them all
+    return _crate_in_package(wanted, {wanted}, modules) or _crate_in_package(wanted, _top_level_names(wanted), modules)
+
+
+def _crate_in_package(wanted: str, packages: set[str], modules: list[str]) -> tuple[str, str] | None:
+    for module in modules:
         stem = _module_name(module)
-        if stem == wanted or not ({os.path.basename(os.path.dirname(module)), stem} & packages):
+        if stem == wanted or not module_names(module) & packages:
             continue
-        if defines_crate(module, stem) and not defines_crate(module, wanted):
+        if defined_crates(module, {stem, wanted}) == {stem}:
             return stem, module
     return None
 
@@ -192,7 +197,7 @@ def misspelt_crate(name: str, modules: list[str] | None = None) -> str | None:
     importable) name or package, but close to one: ``rustdmo`` -> ``rustdemo``; else None."""
     known = set()
     for module in loaded_extensions() + (importable_extensions() if modules is None else modules):
-        known |= {_module_name(module), os.path.basename(os.path.dirname(module))}
+        known |= module_names(module)
     wanted = name.replace("-", "_")
     if wanted in known or wanted in LIBRARY_CRATES:  # `core::...` is std's, not a typo of `_core`
         return None

@@ -79,7 +79,8 @@ def test_where_a_stop_happened_is_what_a_step_compares():
 
 
 def test_a_pending_breakpoints_module_and_the_names_it_may_have_meant():
-    from pyo3_debug_magic.agent.pending import close_matches, module_names
+    from pyo3_debug_magic.agent.pending import close_matches
+    from pyo3_debug_magic.breakpoints.locations import module_names
 
     assert module_names("/site/my_pkg/_core.cpython-311-x86_64-linux-gnu.so") == {"_core", "my_pkg"}
     assert module_names("/site/mycrate/mycrate.abi3.so") == {"mycrate"}
